@@ -1,0 +1,1 @@
+"""Stockade: an order and flash-sale checkout service that never oversells."""
