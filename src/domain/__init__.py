@@ -1,0 +1,1 @@
+"""Pure domain: entities, values, state transitions and domain errors (attrs only)."""

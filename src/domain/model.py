@@ -1,0 +1,237 @@
+"""Entities and values of the stock model (contract section 1) and their state machines."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import attrs
+
+from stockade.domain.errors import (
+    HoldAlreadyUsed,
+    HoldExpired,
+    HoldNotActive,
+    HoldReleased,
+    OutOfStock,
+    StockBelowReserved,
+)
+
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal | int | str) -> Decimal:
+    """Money as a two-place Decimal; floats are refused (their binary error would round wrongly)."""
+    if isinstance(value, float):
+        raise TypeError("money must not be a float; pass a Decimal, int or str")
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class HoldStatus(str, enum.Enum):
+    ACTIVE = "active"
+    USED = "used"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class OrderStatus(str, enum.Enum):
+    CREATED = "created"
+    PENDING = "pending"
+    PAID = "paid"
+    PROCESSED = "processed"
+    CANCELLED = "cancelled"
+
+
+#: Every allowed order transition; anything else is refused by the conditional update.
+ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.CREATED: frozenset({OrderStatus.PROCESSED}),
+    OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
+    OrderStatus.PAID: frozenset({OrderStatus.PROCESSED}),
+    OrderStatus.PROCESSED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+#: Orders whose processing task must run (contract: after `created` or `paid`).
+PROCESSABLE = frozenset({OrderStatus.CREATED, OrderStatus.PAID})
+
+
+@attrs.frozen
+class StockLevels:
+    """The two integers of a product row and the only ways they may change.
+
+    `available = stock - reserved` is never negative; every verb either returns the
+    new levels or raises, so a caller can never produce an inconsistent row.
+    The SQL adapter states each verb's guard as the WHERE clause of one UPDATE.
+    """
+
+    stock: int
+    reserved: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.stock < 0 or self.reserved < 0 or self.stock < self.reserved:
+            raise ValueError(f"inconsistent stock levels {self.stock}/{self.reserved}")
+
+    @property
+    def available(self) -> int:
+        return self.stock - self.reserved
+
+    def purchase(self, quantity: int) -> StockLevels:
+        if self.available < quantity:
+            raise OutOfStock()
+        return StockLevels(self.stock - quantity, self.reserved)
+
+    def hold(self, quantity: int) -> StockLevels:
+        if self.available < quantity:
+            raise OutOfStock()
+        return StockLevels(self.stock, self.reserved + quantity)
+
+    def release(self, quantity: int) -> StockLevels:
+        return StockLevels(self.stock, self.reserved - quantity)
+
+    def settle(self, quantity: int) -> StockLevels:
+        """A pending order was paid: its reserved units leave the shelf."""
+        return StockLevels(self.stock - quantity, self.reserved - quantity)
+
+    def set_stock(self, stock: int) -> StockLevels:
+        if stock < self.reserved:
+            raise StockBelowReserved()
+        return StockLevels(stock, self.reserved)
+
+
+@attrs.frozen
+class Product:
+    """A product row as read: name, price and its stock levels."""
+
+    id: int
+    name: str
+    price: Decimal
+    stock: int
+    reserved: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+    @property
+    def available(self) -> int:
+        return self.stock - self.reserved
+
+    @property
+    def levels(self) -> StockLevels:
+        return StockLevels(self.stock, self.reserved)
+
+    @property
+    def etag(self) -> str:
+        """Changes with every write to the row, sales included (so If-Match protects them)."""
+        return f'"{self.id}-{self.version}"'
+
+
+@attrs.frozen
+class Hold:
+    """A short-lived reservation of units of one product."""
+
+    id: int
+    product_id: int
+    quantity: int
+    status: HoldStatus
+    expires_at: datetime
+    order_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.status is HoldStatus.ACTIVE and self.expires_at <= now
+
+    def status_at(self, now: datetime) -> HoldStatus:
+        """The status a client sees: an active hold past its TTL is expired, swept or not."""
+        return HoldStatus.EXPIRED if self.is_expired(now) else self.status
+
+    def refusal(self, now: datetime) -> HoldNotActive | None:
+        """Why this hold cannot become an order now, or None when it can."""
+        status = self.status_at(now)
+        if status is HoldStatus.ACTIVE:
+            return None
+        return {
+            HoldStatus.USED: HoldAlreadyUsed(),
+            HoldStatus.RELEASED: HoldReleased(),
+            HoldStatus.EXPIRED: HoldExpired(),
+        }[status]
+
+
+@attrs.frozen
+class Order:
+    """An order: a direct purchase (`created`) or one made from a hold (`pending`)."""
+
+    id: int
+    product_id: int
+    hold_id: int | None
+    quantity: int
+    total_price: Decimal
+    status: OrderStatus
+    payment_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PaymentResult(str, enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class WebhookOutcome(str, enum.Enum):
+    APPLIED = "applied"
+    DEFERRED = "deferred"
+    IGNORED = "ignored"
+
+
+@attrs.frozen
+class PaymentDecision:
+    """What one payment notification does to one order (contract section 5)."""
+
+    outcome: WebhookOutcome
+    new_status: OrderStatus | None
+    refund_required: bool = False
+
+
+def decide_payment(order_status: OrderStatus | None, result: PaymentResult) -> PaymentDecision:
+    """The webhook table as a pure function of the order's current status."""
+    if order_status is None:
+        return PaymentDecision(WebhookOutcome.DEFERRED, None)
+    if order_status is OrderStatus.PENDING:
+        target = OrderStatus.PAID if result is PaymentResult.SUCCESS else OrderStatus.CANCELLED
+        return PaymentDecision(WebhookOutcome.APPLIED, target)
+    refund = result is PaymentResult.SUCCESS and order_status is OrderStatus.CANCELLED
+    return PaymentDecision(WebhookOutcome.IGNORED, None, refund_required=refund)
+
+
+@attrs.frozen
+class PaymentEvent:
+    """One webhook delivery, keyed by its idempotency key; deferred until its order exists."""
+
+    id: int
+    idempotency_key: str
+    order_id: int
+    result: PaymentResult
+    fingerprint: str
+    outcome: WebhookOutcome
+    http_status: int
+    response_status: str
+    created_at: datetime
+    applied_at: datetime | None
+
+
+@attrs.frozen
+class LoggedEvent:
+    """One business event as shown by /api/logs."""
+
+    id: int
+    event: str
+    data: dict
+    created_at: datetime
+
+
+def ensure_hold_usable(hold: Hold, now: datetime) -> None:
+    """Raise the domain error that says why this hold cannot become an order."""
+    refusal = hold.refusal(now)
+    if refusal is not None:
+        raise refusal
