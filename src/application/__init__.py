@@ -1,0 +1,1 @@
+"""Use cases and the ports they need; imports nothing of falcon, celery, redis or sqlalchemy."""

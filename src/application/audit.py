@@ -1,0 +1,27 @@
+"""`stockade check`: reconcile product counters against the holds and orders tables."""
+
+from __future__ import annotations
+
+from stockade.application.commands import CheckReport, Drift
+from stockade.application.services import Deps
+
+
+def check_invariants(deps: Deps) -> CheckReport:
+    """Every product whose stock, reserved or available breaks the model, or whose
+    `reserved` differs from its active holds plus pending orders."""
+    with deps.read() as uow:
+        rows = uow.products.audit()
+    drifts = []
+    for product, expected in rows:
+        problems = []
+        if product.stock < 0:
+            problems.append("stock is negative")
+        if product.reserved < 0:
+            problems.append("reserved is negative")
+        if product.stock < product.reserved:
+            problems.append("available is negative")
+        if product.reserved != expected:
+            problems.append(f"reserved {product.reserved} but active holds and pending orders hold {expected}")
+        if problems:
+            drifts.append(Drift(product.id, product.name, product.stock, product.reserved, expected, tuple(problems)))
+    return CheckReport(len(rows), tuple(drifts), deps.clock.now())

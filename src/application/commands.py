@@ -1,0 +1,121 @@
+"""Commands the use cases accept and the results they return: plain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+from stockade.domain.model import Hold, Order, OrderStatus, PaymentResult, Product, WebhookOutcome
+
+
+@attrs.frozen
+class CreateProduct:
+    name: str
+    price: Decimal
+    stock: int
+
+
+@attrs.frozen
+class UpdateProduct:
+    product_id: int
+    name: str | None = None
+    price: Decimal | None = None
+    stock: int | None = None
+    #: the versions an If-Match header named; None: apply unconditionally
+    if_match: tuple[int, ...] | None = None
+
+
+@attrs.frozen
+class Purchase:
+    product_id: int
+    quantity: int
+
+
+@attrs.frozen
+class PlaceHold:
+    product_id: int
+    quantity: int
+
+
+@attrs.frozen
+class OrderFromHold:
+    hold_id: int
+
+
+@attrs.frozen
+class PaymentNotification:
+    idempotency_key: str
+    order_id: int
+    result: PaymentResult
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.order_id}:{self.result.value}"
+
+
+@attrs.frozen
+class OrderView:
+    """An order with its product as it is now (after the sale, for a purchase)."""
+
+    order: Order
+    product: Product
+
+
+@attrs.frozen
+class HoldView:
+    hold: Hold
+    status_now: str
+
+
+@attrs.frozen
+class PendingOrder:
+    order: Order
+
+
+@attrs.frozen
+class WebhookResult:
+    order_id: int
+    idempotency_key: str
+    outcome: WebhookOutcome
+    status: str  # order status after the delivery, or "deferred"
+    http_status: int
+
+
+@attrs.frozen
+class ProcessResult:
+    order_id: int
+    processed: bool
+    status: OrderStatus | None
+
+
+@attrs.frozen
+class SweepReport:
+    holds_expired: int = 0
+    orders_cancelled: int = 0
+    payments_applied: int = 0
+    messages_relayed: int = 0
+    orders_requeued: int = 0
+    keys_purged: int = 0
+
+
+@attrs.frozen
+class Drift:
+    product_id: int
+    name: str
+    stock: int
+    reserved: int
+    expected_reserved: int
+    problems: tuple[str, ...]
+
+
+@attrs.frozen
+class CheckReport:
+    products_checked: int
+    drifts: tuple[Drift, ...]
+    checked_at: datetime
+
+    @property
+    def ok(self) -> bool:
+        return not self.drifts

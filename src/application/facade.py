@@ -1,0 +1,99 @@
+"""`Shop`: every use case bound to its ports; the Python API of Stockade."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from stockade.application import audit, background, holds, orders, payments, products, purchase
+from stockade.application.commands import (
+    CheckReport,
+    CreateProduct,
+    HoldView,
+    OrderFromHold,
+    OrderView,
+    PaymentNotification,
+    PendingOrder,
+    PlaceHold,
+    ProcessResult,
+    Purchase,
+    SweepReport,
+    UpdateProduct,
+    WebhookResult,
+)
+from stockade.application.services import Deps
+from stockade.domain.model import Hold, LoggedEvent, PaymentResult, Product, money
+
+
+class Shop:
+    """Use cases as methods. Domain errors (stockade.domain.errors) say why one refused."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    # products
+    def create_product(self, name: str, price: Decimal | int | str, stock: int) -> Product:
+        return products.create_product(self.deps, CreateProduct(name, money(price), stock))
+
+    def get_product(self, product_id: int) -> Product:
+        return products.get_product(self.deps, product_id)
+
+    def list_products(self, limit: int = 50, after_id: int = 0) -> tuple[list[Product], int | None]:
+        return products.list_products(self.deps, limit, after_id)
+
+    def update_product(self, product_id: int, **changes) -> Product:
+        return products.update_product(self.deps, UpdateProduct(product_id, **changes))
+
+    def delete_product(self, product_id: int) -> None:
+        products.delete_product(self.deps, product_id)
+
+    # buying
+    def purchase(self, product_id: int, quantity: int) -> OrderView:
+        return purchase.purchase(self.deps, Purchase(product_id, quantity))
+
+    def hold(self, product_id: int, quantity: int) -> Hold:
+        return holds.place_hold(self.deps, PlaceHold(product_id, quantity))
+
+    def get_hold(self, hold_id: int) -> HoldView:
+        return holds.get_hold(self.deps, hold_id)
+
+    def release_hold(self, hold_id: int) -> None:
+        holds.release_hold(self.deps, hold_id)
+
+    def order_from_hold(self, hold_id: int) -> PendingOrder:
+        return orders.order_from_hold(self.deps, OrderFromHold(hold_id))
+
+    def get_order(self, order_id: int) -> OrderView:
+        return orders.get_order(self.deps, order_id)
+
+    def payment(self, idempotency_key: str, order_id: int, status: str) -> WebhookResult:
+        """Apply a payment notification (`success` or `failure`), once per key."""
+        result, _ = payments.handle_payment(
+            self.deps, PaymentNotification(idempotency_key, order_id, PaymentResult(status))
+        )
+        return result
+
+    # background and operations
+    def process_order(self, order_id: int, message_id: int | None = None) -> ProcessResult:
+        return orders.process_order(self.deps, order_id, message_id)
+
+    def request_processing(self, order_id: int) -> None:
+        orders.request_processing(self.deps, order_id)
+
+    def apply_deferred_payments(self, order_id: int | None = None, message_id: int | None = None) -> int:
+        return payments.apply_deferred_payments(self.deps, order_id, message_id)
+
+    def sweep(self) -> SweepReport:
+        return background.sweep(self.deps)
+
+    def release_expired(self) -> tuple[int, int]:
+        return background.release_expired(self.deps)
+
+    def relay_outbox(self) -> int:
+        return background.relay_outbox(self.deps)
+
+    def check(self) -> CheckReport:
+        return audit.check_invariants(self.deps)
+
+    def logs(self, limit: int = 100, event: str | None = None, before_id: int | None = None) -> list[LoggedEvent]:
+        with self.deps.read() as uow:
+            return uow.events.list(limit, event, before_id)

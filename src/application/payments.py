@@ -1,0 +1,117 @@
+"""The payment webhook: exactly-once effect per idempotency key, deferral, late events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from stockade.application.commands import PaymentNotification, WebhookResult
+from stockade.application.ports import UnitOfWork
+from stockade.application.services import PROCESS_ORDER, Deps, Policy, retrying
+from stockade.domain.errors import IdempotencyKeyReused
+from stockade.domain.model import (
+    OrderStatus,
+    PaymentEvent,
+    PaymentResult,
+    WebhookOutcome,
+    decide_payment,
+)
+
+
+def settle_payment(
+    uow: UnitOfWork, policy: Policy, order_id: int, result: PaymentResult, key: str, now: datetime
+) -> tuple[WebhookOutcome, str]:
+    """Apply one payment result to one order inside `uow`; returns (outcome, status shown)."""
+    order = uow.orders.get(order_id)
+    decision = decide_payment(order.status if order else None, result)
+    if decision.outcome is WebhookOutcome.APPLIED:
+        assert order is not None and decision.new_status is not None
+        if uow.orders.transition(order.id, OrderStatus.PENDING, decision.new_status, now):
+            data = {"order_id": order.id, "product_id": order.product_id, "quantity": order.quantity,
+                    "idempotency_key": key}
+            if decision.new_status is OrderStatus.PAID:
+                uow.products.settle(order.product_id, order.quantity, now)
+                uow.outbox.add(PROCESS_ORDER, {"order_id": order.id}, now, now + policy.outbox_retry)
+                uow.events.record("order_paid", data, now)
+            else:
+                uow.products.unreserve(order.product_id, order.quantity, now)
+                uow.events.record("order_cancelled", {**data, "reason": "payment_failed"}, now)
+            uow.product_changed(order.product_id)
+            return WebhookOutcome.APPLIED, decision.new_status.value
+        # Another delivery or the timeout sweep moved it first: this one is late.
+        order = uow.orders.get(order_id)
+        assert order is not None
+        decision = decide_payment(order.status, result)
+    if decision.outcome is WebhookOutcome.DEFERRED:
+        uow.events.record("payment_deferred", {"order_id": order_id, "idempotency_key": key, "status": result.value}, now)
+        return WebhookOutcome.DEFERRED, "deferred"
+    assert order is not None
+    data = {"order_id": order_id, "idempotency_key": key, "status": result.value, "order_status": order.status.value}
+    uow.events.record("payment_ignored", data, now)
+    if decision.refund_required:
+        uow.events.record("payment_refund_required", data, now)
+    return WebhookOutcome.IGNORED, order.status.value
+
+
+def handle_payment(deps: Deps, note: PaymentNotification) -> tuple[WebhookResult, bool]:
+    """Apply a webhook delivery once per key. Returns (result, replayed).
+
+    The key's row is inserted first: a concurrent delivery of the same key waits on the
+    unique index until this transaction ends, then replays what it stored.
+    Raises IdempotencyKeyReused when the key came before with another body.
+    """
+
+    def attempt() -> WebhookResult | None:
+        now = deps.clock.now()
+        with deps.uow() as uow:
+            provisional = PaymentEvent(
+                0, note.idempotency_key, note.order_id, note.result, note.fingerprint,
+                WebhookOutcome.DEFERRED, 0, "", now, None,
+            )
+            if not uow.payments.add(provisional):
+                return None
+            outcome, status = settle_payment(uow, deps.policy, note.order_id, note.result, note.idempotency_key, now)
+            http_status = 202 if outcome is WebhookOutcome.DEFERRED else 200
+            uow.payments.finish(note.idempotency_key, outcome, status, http_status, now)
+            uow.commit()
+            return WebhookResult(note.order_id, note.idempotency_key, outcome, status, http_status)
+
+    result = retrying(attempt)
+    if result is not None:
+        return result, False
+    with deps.read() as uow:
+        first = uow.payments.get_by_key(note.idempotency_key)
+    assert first is not None, "a key that collided on insert exists once committed"
+    if first.fingerprint != note.fingerprint:
+        raise IdempotencyKeyReused()
+    # The first response, as it was sent (a deferred one stays 202 even once applied).
+    outcome = WebhookOutcome.DEFERRED if first.http_status == 202 else first.outcome
+    return WebhookResult(first.order_id, first.idempotency_key, outcome, first.response_status, first.http_status), True
+
+
+def apply_deferred_payments(deps: Deps, order_id: int | None = None, message_id: int | None = None) -> int:
+    """Apply deferred deliveries whose order now exists, oldest first; each exactly once."""
+    applied = 0
+    while True:
+        with deps.read() as uow:
+            batch = uow.payments.deferred(deps.policy.sweep_batch, order_id)
+        for event in batch:
+            applied += retrying(lambda: _apply_one(deps, event))
+        if len(batch) < deps.policy.sweep_batch:
+            break
+    if message_id is not None:
+        def complete() -> None:
+            with deps.uow() as uow:
+                uow.outbox.complete(message_id, deps.clock.now())
+                uow.commit()
+        retrying(complete)
+    return applied
+
+
+def _apply_one(deps: Deps, event: PaymentEvent) -> int:
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        outcome, _ = settle_payment(uow, deps.policy, event.order_id, event.result, event.idempotency_key, now)
+        if outcome is WebhookOutcome.DEFERRED or not uow.payments.resolve_deferred(event.id, outcome, now):
+            return 0  # another worker resolved it: roll our effect back
+        uow.commit()
+        return 1

@@ -1,0 +1,124 @@
+"""Product use cases: create, read (cache-aside), list, update (If-Match), soft delete."""
+
+from __future__ import annotations
+
+from stockade.application.commands import CreateProduct, UpdateProduct
+from stockade.application.expiry import reclaim_expired
+from stockade.application.services import Deps, retrying
+from stockade.domain.errors import (
+    PreconditionFailed,
+    ProductHasReservations,
+    ProductNotFound,
+    StockBelowReserved,
+)
+from stockade.domain.model import Product, money
+
+
+def create_product(deps: Deps, cmd: CreateProduct) -> Product:
+    """Add a product; records `product_created`."""
+
+    def attempt() -> Product:
+        now = deps.clock.now()
+        with deps.uow() as uow:
+            product = uow.products.add(cmd.name, money(cmd.price), cmd.stock, now)
+            uow.events.record(
+                "product_created",
+                {"product_id": product.id, "name": product.name, "price": str(product.price), "stock": product.stock},
+                now,
+            )
+            uow.commit()
+            return product
+
+    return retrying(attempt)
+
+
+def get_product(deps: Deps, product_id: int) -> Product:
+    """A live product, from the cache when it has a fresh copy. Raises ProductNotFound."""
+    cached, ticket = deps.cache.get(product_id)
+    if cached is not None:
+        return cached
+    with deps.read() as uow:
+        product = uow.products.get(product_id)
+    if product is None:
+        raise ProductNotFound()
+    deps.cache.fill(product, ticket)
+    return product
+
+
+def list_products(deps: Deps, limit: int, after_id: int = 0) -> tuple[list[Product], int | None]:
+    """One page of live products by id, and the `after_id` of the next page (None at the end)."""
+    with deps.read() as uow:
+        rows = uow.products.list(limit + 1, after_id)
+    page = rows[:limit]
+    return page, (page[-1].id if len(rows) > limit else None)
+
+
+def update_product(deps: Deps, cmd: UpdateProduct) -> Product:
+    """Change name, price and/or stock. Raises ProductNotFound, PreconditionFailed (If-Match),
+    StockBelowReserved."""
+    changes: dict[str, object] = {}
+    if cmd.name is not None:
+        changes["name"] = cmd.name
+    if cmd.price is not None:
+        changes["price"] = money(cmd.price)
+    if cmd.stock is not None:
+        changes["stock"] = cmd.stock
+
+    def attempt() -> Product:
+        now = deps.clock.now()
+        with deps.uow() as uow:
+            expected = None
+            if cmd.if_match is not None:
+                current = uow.products.get(cmd.product_id)
+                if current is None:
+                    raise ProductNotFound()
+                if current.version not in cmd.if_match:
+                    raise PreconditionFailed()
+                expected = current.version
+            if not uow.products.update(cmd.product_id, changes, now, expected):
+                current = uow.products.get(cmd.product_id)
+                if current is None:
+                    raise ProductNotFound()
+                if expected is not None and current.version != expected:
+                    raise PreconditionFailed()
+                # The only other guard is stock >= reserved; expired holds may be inflating it.
+                freed = reclaim_expired(uow, deps.policy, cmd.product_id, now)
+                if freed and expected is not None:
+                    # Reclaiming bumped the version; we hold the row lock now, so pin the new one.
+                    after = uow.products.get(cmd.product_id)
+                    expected = after.version if after else expected
+                if not freed or not uow.products.update(cmd.product_id, changes, now, expected):
+                    if freed:
+                        uow.commit()
+                    raise StockBelowReserved()
+            product = uow.products.get(cmd.product_id)
+            assert product is not None
+            uow.events.record("product_updated", {"product_id": product.id, **{k: str(v) if k == "price" else v for k, v in changes.items()}}, now)
+            uow.product_changed(product.id)
+            uow.commit()
+            return product
+
+    return retrying(attempt)
+
+
+def delete_product(deps: Deps, product_id: int) -> None:
+    """Soft-delete a product with nothing reserved. Raises ProductNotFound, ProductHasReservations."""
+
+    def attempt() -> None:
+        now = deps.clock.now()
+        with deps.uow() as uow:
+            deleted = uow.products.soft_delete(product_id, now)
+            if not deleted:
+                if uow.products.get(product_id) is None:
+                    raise ProductNotFound()
+                freed = reclaim_expired(uow, deps.policy, product_id, now)
+                deleted = bool(freed) and uow.products.soft_delete(product_id, now)
+                if not deleted:
+                    if freed:
+                        uow.commit()
+                    raise ProductHasReservations()
+            uow.events.record("product_deleted", {"product_id": product_id}, now)
+            uow.product_changed(product_id)
+            uow.commit()
+
+    retrying(attempt)
