@@ -1,0 +1,438 @@
+"""SQL repositories: row <-> entity functions and one conditional statement per change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from stockade.adapters.sql.engine import is_duplicate_key
+from stockade.adapters.sql.tables import event_log, holds, idempotency_keys, orders, outbox, payment_events, products
+from stockade.application.ports import (
+    DuplicateHoldOrder,
+    IdempotencyClaim,
+    StoredResponse,
+    TaskMessage,
+)
+from stockade.domain.model import (
+    Hold,
+    HoldStatus,
+    LoggedEvent,
+    Order,
+    OrderStatus,
+    PaymentEvent,
+    PaymentResult,
+    Product,
+    WebhookOutcome,
+)
+
+
+def to_db(moment: datetime) -> datetime:
+    """Stored as naive UTC: DATETIME has no zone on either engine."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def from_db(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _product(row) -> Product:
+    return Product(
+        id=row.id, name=row.name, price=Decimal(row.price), stock=row.stock, reserved=row.reserved,
+        version=row.version, created_at=from_db(row.created_at), updated_at=from_db(row.updated_at),
+        deleted_at=from_db(row.deleted_at),
+    )
+
+
+def _hold(row) -> Hold:
+    return Hold(
+        id=row.id, product_id=row.product_id, quantity=row.quantity, status=HoldStatus(row.status),
+        expires_at=from_db(row.expires_at), order_id=row.order_id,
+        created_at=from_db(row.created_at), updated_at=from_db(row.updated_at),
+    )
+
+
+def _order(row) -> Order:
+    return Order(
+        id=row.id, product_id=row.product_id, hold_id=row.hold_id, quantity=row.quantity,
+        total_price=Decimal(row.total_price), status=OrderStatus(row.status),
+        payment_due_at=from_db(row.payment_due_at), created_at=from_db(row.created_at),
+        updated_at=from_db(row.updated_at),
+    )
+
+
+def _payment(row) -> PaymentEvent:
+    return PaymentEvent(
+        id=row.id, idempotency_key=row.idempotency_key, order_id=row.order_id,
+        result=PaymentResult(row.result), fingerprint=row.fingerprint, outcome=WebhookOutcome(row.outcome),
+        http_status=row.http_status, response_status=row.response_status,
+        created_at=from_db(row.created_at), applied_at=from_db(row.applied_at),
+    )
+
+
+def _locked(stmt: sa.Select, conn: Connection) -> sa.Select:
+    """FOR UPDATE SKIP LOCKED where the engine has it (MySQL 8, MariaDB 10.6); SQLite
+    serialises writers with BEGIN IMMEDIATE instead."""
+    if conn.dialect.name == "sqlite":
+        return stmt
+    return stmt.with_for_update(skip_locked=True)
+
+
+class SqlProductRepository:
+    """Products; the stock statements are the contract's single conditional UPDATEs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product:
+        at = to_db(now)
+        result = self.conn.execute(
+            products.insert().values(name=name, price=price, stock=stock, reserved=0, version=1,
+                                     created_at=at, updated_at=at)
+        )
+        return Product(result.inserted_primary_key[0], name, price, stock, 0, 1, now, now)
+
+    def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None:
+        stmt = products.select().where(products.c.id == product_id)
+        if not include_deleted:
+            stmt = stmt.where(products.c.deleted_at.is_(None))
+        row = self.conn.execute(stmt).first()
+        return _product(row) if row else None
+
+    def list(self, limit: int, after_id: int) -> list[Product]:
+        stmt = (
+            products.select()
+            .where(products.c.deleted_at.is_(None), products.c.id > after_id)
+            .order_by(products.c.id)
+            .limit(limit)
+        )
+        return [_product(r) for r in self.conn.execute(stmt)]
+
+    def _bump(self, now: datetime) -> dict[str, Any]:
+        return {"version": products.c.version + 1, "updated_at": to_db(now)}
+
+    def _live(self, product_id: int) -> list:
+        return [products.c.id == product_id, products.c.deleted_at.is_(None)]
+
+    def update(self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None) -> bool:
+        where = self._live(product_id)
+        if "stock" in changes:
+            where.append(products.c.reserved <= changes["stock"])
+        if expected_version is not None:
+            where.append(products.c.version == expected_version)
+        stmt = products.update().where(*where).values(**changes, **self._bump(now))
+        return self.conn.execute(stmt).rowcount == 1
+
+    def soft_delete(self, product_id: int, now: datetime) -> bool:
+        stmt = (
+            products.update()
+            .where(*self._live(product_id), products.c.reserved == 0)
+            .values(deleted_at=to_db(now), **self._bump(now))
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def take(self, product_id: int, quantity: int, now: datetime) -> bool:
+        stmt = (
+            products.update()
+            .where(*self._live(product_id), products.c.stock - products.c.reserved >= quantity)
+            .values(stock=products.c.stock - quantity, **self._bump(now))
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def reserve(self, product_id: int, quantity: int, now: datetime) -> bool:
+        stmt = (
+            products.update()
+            .where(*self._live(product_id), products.c.stock - products.c.reserved >= quantity)
+            .values(reserved=products.c.reserved + quantity, **self._bump(now))
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
+        stmt = (
+            products.update()
+            .where(products.c.id == product_id, products.c.reserved >= quantity)
+            .values(reserved=products.c.reserved - quantity, **self._bump(now))
+        )
+        if self.conn.execute(stmt).rowcount != 1:
+            raise RuntimeError(f"product {product_id}: cannot give back {quantity} reserved units")
+
+    def settle(self, product_id: int, quantity: int, now: datetime) -> None:
+        stmt = (
+            products.update()
+            .where(products.c.id == product_id, products.c.reserved >= quantity, products.c.stock >= quantity)
+            .values(stock=products.c.stock - quantity, reserved=products.c.reserved - quantity, **self._bump(now))
+        )
+        if self.conn.execute(stmt).rowcount != 1:
+            raise RuntimeError(f"product {product_id}: cannot settle {quantity} reserved units")
+
+    def audit(self) -> list[tuple[Product, int]]:
+        held = (
+            sa.select(sa.func.coalesce(sa.func.sum(holds.c.quantity), 0))
+            .where(holds.c.product_id == products.c.id, holds.c.status == HoldStatus.ACTIVE.value)
+            .scalar_subquery()
+        )
+        pending = (
+            sa.select(sa.func.coalesce(sa.func.sum(orders.c.quantity), 0))
+            .where(orders.c.product_id == products.c.id, orders.c.status == OrderStatus.PENDING.value)
+            .scalar_subquery()
+        )
+        # One statement: one consistent snapshot of the counters and the rows behind them.
+        stmt = sa.select(products, (held + pending).label("expected")).order_by(products.c.id)
+        return [(_product(r), int(r.expected)) for r in self.conn.execute(stmt)]
+
+
+class SqlHoldRepository:
+    """Holds; transitions are `UPDATE ... WHERE id = :id AND status = 'active'`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
+        at = to_db(now)
+        result = self.conn.execute(
+            holds.insert().values(product_id=product_id, quantity=quantity, status=HoldStatus.ACTIVE.value,
+                                  expires_at=to_db(expires_at), created_at=at, updated_at=at)
+        )
+        return Hold(result.inserted_primary_key[0], product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now)
+
+    def get(self, hold_id: int) -> Hold | None:
+        row = self.conn.execute(holds.select().where(holds.c.id == hold_id)).first()
+        return _hold(row) if row else None
+
+    def use(self, hold_id: int, order_id: int, now: datetime) -> bool:
+        stmt = (
+            holds.update()
+            .where(holds.c.id == hold_id, holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at > to_db(now))
+            .values(status=HoldStatus.USED.value, order_id=order_id, updated_at=to_db(now))
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def end(self, hold_id: int, status: HoldStatus, now: datetime) -> bool:
+        stmt = (
+            holds.update()
+            .where(holds.c.id == hold_id, holds.c.status == HoldStatus.ACTIVE.value)
+            .values(status=status.value, updated_at=to_db(now))
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
+        stmt = holds.select().where(holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at <= to_db(now))
+        if product_id is not None:
+            stmt = stmt.where(holds.c.product_id == product_id)
+        stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.conn)
+        return [_hold(r) for r in self.conn.execute(stmt)]
+
+
+class SqlOrderRepository:
+    """Orders; transitions are `UPDATE ... WHERE id = :id AND status = :current`."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
+            hold_id: int | None = None, payment_due_at: datetime | None = None) -> int:
+        at = to_db(now)
+        try:
+            result = self.conn.execute(
+                orders.insert().values(
+                    product_id=product_id, hold_id=hold_id, quantity=quantity, total_price=total_price,
+                    status=status.value, payment_due_at=to_db(payment_due_at) if payment_due_at else None,
+                    created_at=at, updated_at=at,
+                )
+            )
+        except sa.exc.IntegrityError as exc:
+            if hold_id is not None and is_duplicate_key(exc):
+                raise DuplicateHoldOrder(hold_id) from exc
+            raise
+        return result.inserted_primary_key[0]
+
+    def get(self, order_id: int) -> Order | None:
+        row = self.conn.execute(orders.select().where(orders.c.id == order_id)).first()
+        return _order(row) if row else None
+
+    def transition(self, order_id: int, current: OrderStatus, new: OrderStatus, now: datetime) -> bool:
+        stmt = (
+            orders.update()
+            .where(orders.c.id == order_id, orders.c.status == current.value)
+            .values(status=new.value, updated_at=to_db(now))
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
+        stmt = orders.select().where(
+            orders.c.status == OrderStatus.PENDING.value, orders.c.payment_due_at <= to_db(now)
+        )
+        if product_id is not None:
+            stmt = stmt.where(orders.c.product_id == product_id)
+        stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.conn)
+        return [_order(r) for r in self.conn.execute(stmt)]
+
+
+class SqlPaymentEventRepository:
+    """Webhook deliveries, unique by the hash of their idempotency key."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, event: PaymentEvent) -> bool:
+        try:
+            self.conn.execute(
+                payment_events.insert().values(
+                    key_hash=key_hash(event.idempotency_key), idempotency_key=event.idempotency_key,
+                    order_id=event.order_id, result=event.result.value, fingerprint=event.fingerprint,
+                    outcome=event.outcome.value, http_status=event.http_status,
+                    response_status=event.response_status, created_at=to_db(event.created_at),
+                )
+            )
+        except sa.exc.IntegrityError as exc:
+            if is_duplicate_key(exc):
+                return False
+            raise
+        return True
+
+    def get_by_key(self, key: str) -> PaymentEvent | None:
+        row = self.conn.execute(payment_events.select().where(payment_events.c.key_hash == key_hash(key))).first()
+        return _payment(row) if row else None
+
+    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, http_status: int, now: datetime) -> None:
+        values: dict[str, Any] = {"outcome": outcome.value, "response_status": response_status, "http_status": http_status}
+        if outcome is not WebhookOutcome.DEFERRED:
+            values["applied_at"] = to_db(now)
+        self.conn.execute(payment_events.update().where(payment_events.c.key_hash == key_hash(key)).values(**values))
+
+    def deferred(self, limit: int, order_id: int | None = None) -> list[PaymentEvent]:
+        stmt = (
+            sa.select(payment_events)
+            .join(orders, orders.c.id == payment_events.c.order_id)
+            .where(payment_events.c.outcome == WebhookOutcome.DEFERRED.value)
+        )
+        if order_id is not None:
+            stmt = stmt.where(payment_events.c.order_id == order_id)
+        stmt = stmt.order_by(payment_events.c.id).limit(limit)
+        return [_payment(r) for r in self.conn.execute(stmt)]
+
+    def resolve_deferred(self, event_id: int, outcome: WebhookOutcome, now: datetime) -> bool:
+        stmt = (
+            payment_events.update()
+            .where(payment_events.c.id == event_id, payment_events.c.outcome == WebhookOutcome.DEFERRED.value)
+            .values(outcome=outcome.value, applied_at=to_db(now))
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+
+class SqlIdempotencyRepository:
+    """Idempotency-Key records; the primary key (scope, key hash) decides who claims."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _where(self, scope: str, key: str) -> list:
+        return [idempotency_keys.c.scope == scope, idempotency_keys.c.key_hash == key_hash(key)]
+
+    def claim(self, scope: str, key: str, fingerprint: str, now: datetime, stale_before: datetime) -> IdempotencyClaim:
+        try:
+            self.conn.execute(
+                idempotency_keys.insert().values(scope=scope, key_hash=key_hash(key), fingerprint=fingerprint,
+                                                 claimed_at=to_db(now))
+            )
+            return IdempotencyClaim(fresh=True)
+        except sa.exc.IntegrityError as exc:
+            if not is_duplicate_key(exc):
+                raise
+        takeover = (
+            idempotency_keys.update()
+            .where(*self._where(scope, key), idempotency_keys.c.completed_at.is_(None),
+                   idempotency_keys.c.claimed_at < to_db(stale_before))
+            .values(fingerprint=fingerprint, claimed_at=to_db(now))
+        )
+        if self.conn.execute(takeover).rowcount == 1:
+            return IdempotencyClaim(fresh=True)
+        row = self.conn.execute(idempotency_keys.select().where(*self._where(scope, key))).first()
+        if row is None:  # purged between our insert and read: take it next time
+            return IdempotencyClaim(fresh=False, fingerprint=fingerprint, response=None)
+        response = StoredResponse(row.status_code, row.body) if row.completed_at is not None else None
+        return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint, response=response)
+
+    def complete(self, scope: str, key: str, response: StoredResponse, now: datetime) -> None:
+        self.conn.execute(
+            idempotency_keys.update().where(*self._where(scope, key))
+            .values(status_code=response.status, body=response.body, completed_at=to_db(now))
+        )
+
+    def abandon(self, scope: str, key: str) -> None:
+        self.conn.execute(
+            idempotency_keys.delete().where(*self._where(scope, key), idempotency_keys.c.completed_at.is_(None))
+        )
+
+    def purge(self, older_than: datetime) -> int:
+        stmt = idempotency_keys.delete().where(idempotency_keys.c.claimed_at < to_db(older_than))
+        return self.conn.execute(stmt).rowcount
+
+
+class SqlEventLog:
+    """The business event log behind /api/logs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def record(self, event: str, data: dict[str, Any], now: datetime) -> None:
+        self.conn.execute(event_log.insert().values(event=event, data=json.dumps(data, default=str), created_at=to_db(now)))
+
+    def list(self, limit: int, event: str | None = None, before_id: int | None = None) -> list[LoggedEvent]:
+        stmt = event_log.select()
+        if event is not None:
+            stmt = stmt.where(event_log.c.event == event)
+        if before_id is not None:
+            stmt = stmt.where(event_log.c.id < before_id)
+        stmt = stmt.order_by(event_log.c.id.desc()).limit(limit)
+        return [LoggedEvent(r.id, r.event, json.loads(r.data), from_db(r.created_at)) for r in self.conn.execute(stmt)]
+
+
+class SqlOutbox:
+    """Task messages written with the change they follow; relayed until completed."""
+
+    def __init__(self, conn: Connection, on_add) -> None:
+        self.conn = conn
+        self._on_add = on_add
+
+    def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
+        result = self.conn.execute(
+            outbox.insert().values(task=task, payload=json.dumps(payload), created_at=to_db(now),
+                                   retry_at=to_db(retry_at), attempts=0)
+        )
+        message = TaskMessage(result.inserted_primary_key[0], task, payload)
+        self._on_add(message)
+        return message
+
+    def complete(self, message_id: int, now: datetime) -> None:
+        self.conn.execute(
+            outbox.update().where(outbox.c.id == message_id, outbox.c.completed_at.is_(None))
+            .values(completed_at=to_db(now))
+        )
+
+    def due(self, now: datetime, limit: int) -> list[TaskMessage]:
+        stmt = (
+            outbox.select()
+            .where(outbox.c.completed_at.is_(None), outbox.c.retry_at <= to_db(now))
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        rows = self.conn.execute(_locked(stmt, self.conn))
+        return [TaskMessage(r.id, r.task, json.loads(r.payload)) for r in rows]
+
+    def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None:
+        if message_ids:
+            self.conn.execute(
+                outbox.update().where(outbox.c.id.in_(list(message_ids)))
+                .values(retry_at=to_db(retry_at), attempts=outbox.c.attempts + 1)
+            )

@@ -1,0 +1,151 @@
+"""The schema as SQLAlchemy Core tables; Alembic migrations create it, these read and write it.
+
+The CHECK constraints are the last line of defence: even a bug in our SQL cannot make
+stock, reserved or available negative (MySQL 8.0.16+ and MariaDB 10.2+ enforce them).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData()
+
+#: BIGINT ids on MySQL; INTEGER PRIMARY KEY on SQLite, the only type it auto-increments.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: Microsecond timestamps everywhere (MySQL's DATETIME defaults to whole seconds).
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Money(sa.types.TypeDecorator):
+    """DECIMAL on MySQL; exact text on SQLite, whose NUMERIC would round through float."""
+
+    impl = sa.Numeric(30, 2)
+    cache_ok = True
+
+    def __init__(self, precision: int = 30) -> None:
+        super().__init__()
+        self.precision = precision
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(40))
+        return dialect.type_descriptor(sa.Numeric(self.precision, 2))
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Decimal(value)
+
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("price", Money(15), nullable=False),
+    sa.Column("stock", sa.BigInteger, nullable=False),
+    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("deleted_at", Timestamp, nullable=True),
+    sa.CheckConstraint("stock >= 0", name="ck_products_stock_nonnegative"),
+    sa.CheckConstraint("reserved >= 0", name="ck_products_reserved_nonnegative"),
+    sa.CheckConstraint("stock >= reserved", name="ck_products_available_nonnegative"),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.BigInteger, nullable=False),  # no FK: see migration 0002
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("order_id", sa.BigInteger, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint("quantity > 0", name="ck_holds_quantity_positive"),
+    sa.Index("ix_holds_status_expires", "status", "expires_at"),
+    sa.Index("ix_holds_product_status_expires", "product_id", "status", "expires_at"),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.BigInteger, nullable=False),  # no FK: see migration 0002
+    sa.Column("hold_id", sa.BigInteger, sa.ForeignKey("holds.id", name="fk_orders_hold"), nullable=True),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("total_price", Money(30), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("payment_due_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.CheckConstraint("quantity > 0", name="ck_orders_quantity_positive"),
+    # one order per hold, whatever races: the second insert fails on this index
+    sa.UniqueConstraint("hold_id", name="uq_orders_hold"),
+    sa.Index("ix_orders_status_due", "status", "payment_due_at"),
+    sa.Index("ix_orders_product_status_due", "product_id", "status", "payment_due_at"),
+)
+
+payment_events = sa.Table(
+    "payment_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    # sha256 of the key: exact (case-sensitive) uniqueness whatever the collation
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("idempotency_key", sa.String(255), nullable=False),
+    sa.Column("order_id", sa.BigInteger, nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("http_status", sa.Integer, nullable=False),
+    sa.Column("response_status", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("applied_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("key_hash", name="uq_payment_events_key"),
+    sa.Index("ix_payment_events_outcome_order", "outcome", "order_id"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String(64), primary_key=True),
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("claimed_at", Timestamp, nullable=False),
+    sa.Column("completed_at", Timestamp, nullable=True),
+    sa.Index("ix_idempotency_keys_claimed", "claimed_at"),
+)
+
+event_log = sa.Table(
+    "event_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_event_log_event_id", "event", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("task", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("retry_at", Timestamp, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completed_at", Timestamp, nullable=True),
+    sa.Index("ix_outbox_pending", "completed_at", "retry_at"),
+)

@@ -1,0 +1,73 @@
+"""The SQL unit of work: one connection, one transaction, every repository on it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from stockade.adapters.sql.engine import is_sqlite, is_transient
+from stockade.adapters.sql.repositories import (
+    SqlEventLog,
+    SqlHoldRepository,
+    SqlIdempotencyRepository,
+    SqlOrderRepository,
+    SqlOutbox,
+    SqlPaymentEventRepository,
+    SqlProductRepository,
+)
+from stockade.application.ports import ProductCache, TaskPublisher, TransientStorageError
+from stockade.application.unit_of_work import AbstractUnitOfWork
+
+
+class SqlUnitOfWork(AbstractUnitOfWork):
+    """A transaction on `engine`; `read_only` ones never take SQLite's write lock."""
+
+    def __init__(self, engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False) -> None:
+        super().__init__(publisher, cache)
+        self.engine = engine
+        self.read_only = read_only
+        self._sqlite = is_sqlite(engine)
+        self._conn = None
+
+    def _begin(self) -> None:
+        conn = self.engine.connect()
+        if self._sqlite:
+            conn.info["stockade_begin"] = "BEGIN" if self.read_only else "BEGIN IMMEDIATE"
+        self._conn = conn
+        self.products = SqlProductRepository(conn)
+        self.holds = SqlHoldRepository(conn)
+        self.orders = SqlOrderRepository(conn)
+        self.payments = SqlPaymentEventRepository(conn)
+        self.idempotency = SqlIdempotencyRepository(conn)
+        self.events = SqlEventLog(conn)
+        self.outbox = SqlOutbox(conn, self.message_added)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+        if isinstance(exc, sa.exc.DBAPIError) and is_transient(exc):
+            raise TransientStorageError(str(exc.orig)) from exc
+
+    def _commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
+        try:
+            self._conn.commit()
+        except sa.exc.DBAPIError as exc:
+            if is_transient(exc):
+                raise TransientStorageError(str(exc.orig)) from exc
+            raise
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except sa.exc.DBAPIError:
+            pass  # the connection is gone; closing it discards the transaction anyway
+
+
+def sql_uow_factory(engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False):
+    return lambda: SqlUnitOfWork(engine, publisher, cache, read_only=read_only)
