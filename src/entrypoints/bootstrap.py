@@ -1,0 +1,149 @@
+"""The composition root: the only module that knows every adapter."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+import attrs
+import sqlalchemy as sa
+
+from stockade.adapters.clock import SystemClock
+from stockade.adapters.inprocess_tasks import InProcessTaskRunner, Sweeper
+from stockade.adapters.memory_cache import InProcessProductCache, NullProductCache
+from stockade.adapters.sql import make_engine, migrate
+from stockade.adapters.sql.uow import sql_uow_factory
+from stockade.application.facade import Shop
+from stockade.application.ports import Clock, ProductCache, TaskMessage, TaskPublisher
+from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER, Deps, Policy
+from stockade.entrypoints.settings import Settings
+
+log = logging.getLogger("stockade")
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
+        payment_ttl=timedelta(seconds=settings.order_payment_ttl_seconds),
+        max_quantity=settings.max_quantity,
+        processing_seconds=settings.order_processing_seconds,
+        outbox_retry=timedelta(seconds=settings.outbox_retry_seconds),
+    )
+
+
+def task_handlers(shop: Shop) -> dict[str, Callable[[TaskMessage], object]]:
+    """Task name -> what runs it; shared by the in-process runner and the Celery worker."""
+    return {
+        PROCESS_ORDER: lambda m: shop.process_order(int(m.payload["order_id"]), m.id),
+        APPLY_DEFERRED_PAYMENTS: lambda m: shop.apply_deferred_payments(int(m.payload["order_id"]), m.id),
+    }
+
+
+@attrs.define
+class Services:
+    """A ready Shop and what it holds open; `close()` releases all of it."""
+
+    settings: Settings
+    shop: Shop
+    engine: sa.Engine
+    cache: ProductCache
+    publisher: TaskPublisher
+    closers: list[Callable[[], None]] = attrs.field(factory=list)
+    sweeper: Sweeper | None = None
+
+    def start_background(self) -> None:
+        """Embedded mode: sweep expiries, relay the outbox, apply deferred webhooks."""
+        if self.settings.embedded and self.sweeper is None:
+            self.sweeper = Sweeper(self.shop.sweep, self.settings.sweep_interval_seconds)
+            self.sweeper.start()
+            self.closers.insert(0, self.sweeper.stop)
+
+    def readiness(self) -> dict[str, str | None]:
+        """Component -> None when it answers, else why not."""
+        checks: dict[str, str | None] = {}
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            checks["database"] = None
+        except Exception as exc:  # any failure means not ready
+            checks["database"] = type(exc).__name__
+        for name, probe in (("redis", getattr(self.cache, "ping", None)), ("broker", getattr(self.publisher, "ping", None))):
+            if probe is not None:
+                checks[name] = probe()
+        return checks
+
+    def close(self) -> None:
+        for closer in self.closers:
+            try:
+                closer()
+            except Exception:
+                log.warning("error while closing", exc_info=True)
+        self.closers.clear()
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    migrate_schema: bool | None = None,
+    processes: int = 1,
+    sleep: Callable[[float], None] | None = None,
+    publisher: TaskPublisher | None = None,
+) -> Services:
+    """Wire adapters for `settings`. Nothing connects at import time; this connects now.
+
+    SQLite (the embedded default) is migrated on start; other databases need
+    `stockade migrate` (run once per deploy, not by every API process).
+    """
+    if migrate_schema if migrate_schema is not None else settings.is_sqlite:
+        migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    closers: list[Callable[[], None]] = []
+
+    cache: ProductCache
+    if settings.redis_url:
+        from stockade.adapters.redis_cache import RedisProductCache
+
+        cache = RedisProductCache.from_url(settings.redis_url)
+        closers.append(cache.close)
+    elif processes == 1:
+        cache = InProcessProductCache()
+    else:
+        # Separate processes cannot invalidate each other's memory: read the database.
+        cache = NullProductCache()
+
+    runner: InProcessTaskRunner | None = None
+    if publisher is not None:
+        pass  # injected (tests, benchmarks)
+    elif settings.broker_url:
+        from stockade.adapters.celery_tasks import CeleryTaskPublisher
+
+        publisher = CeleryTaskPublisher.from_url(settings.broker_url, settings.task_visibility_timeout_seconds)
+        closers.append(publisher.close)
+    else:
+        runner = InProcessTaskRunner()
+        publisher = runner
+
+    deps_kwargs = {} if sleep is None else {"sleep": sleep}
+    deps = Deps(
+        uow=sql_uow_factory(engine, publisher, cache),
+        read=sql_uow_factory(engine, publisher, cache, read_only=True),
+        clock=clock or SystemClock(),
+        cache=cache,
+        policy=policy_from(settings),
+        **deps_kwargs,
+    )
+    shop = Shop(deps)
+    if runner is not None:
+        for task, handler in task_handlers(shop).items():
+            runner.register(task, handler)
+        closers.append(runner.close)
+    closers.append(engine.dispose)
+    return Services(settings, shop, engine, cache, publisher, closers)

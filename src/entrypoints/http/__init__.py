@@ -1,0 +1,5 @@
+"""The public HTTP API (Falcon, WSGI)."""
+
+from stockade.entrypoints.http.app import create_app
+
+__all__ = ["create_app"]
