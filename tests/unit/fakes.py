@@ -1,0 +1,446 @@
+"""In-memory adapters for unit tests: every repository port over one shared store.
+
+Each conditional method states the same guard as the WHERE clause of its SQL twin in
+stockade.adapters.sql.repositories; a transaction is a deep-copied snapshot of the store
+taken under one re-entrant lock, so transactions are serial and a rollback is exact.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from stockade.adapters.clock import FixedClock
+from stockade.adapters.memory_cache import InProcessProductCache
+from stockade.application.facade import Shop
+from stockade.application.ports import (
+    DuplicateHoldOrder,
+    IdempotencyClaim,
+    ProductCache,
+    StoredResponse,
+    TaskMessage,
+    TaskPublisher,
+)
+from stockade.application.services import Deps, Policy
+from stockade.application.unit_of_work import AbstractUnitOfWork
+from stockade.domain.model import (
+    Hold,
+    HoldStatus,
+    LoggedEvent,
+    Order,
+    OrderStatus,
+    PaymentEvent,
+    Product,
+    WebhookOutcome,
+)
+
+
+class ConstraintViolation(Exception):
+    """A write the database's CHECK or UNIQUE constraints would have refused."""
+
+
+@attrs.define
+class IdempotencyRow:
+    fingerprint: str
+    claimed_at: datetime
+    completed_at: datetime | None = None
+    response: StoredResponse | None = None
+
+
+@attrs.define
+class OutboxRow:
+    message: TaskMessage
+    created_at: datetime
+    retry_at: datetime
+    attempts: int = 0
+    completed_at: datetime | None = None
+
+
+@attrs.define
+class Tables:
+    """The rows; deep-copied as a whole to snapshot a transaction."""
+
+    products: dict[int, Product] = attrs.Factory(dict)
+    holds: dict[int, Hold] = attrs.Factory(dict)
+    orders: dict[int, Order] = attrs.Factory(dict)
+    payments: dict[int, PaymentEvent] = attrs.Factory(dict)
+    idempotency: dict[tuple[str, str], IdempotencyRow] = attrs.Factory(dict)
+    events: list[LoggedEvent] = attrs.Factory(list)
+    outbox: dict[int, OutboxRow] = attrs.Factory(dict)
+    last_ids: dict[str, int] = attrs.Factory(dict)
+
+    def next_id(self, table: str) -> int:
+        self.last_ids[table] = self.last_ids.get(table, 0) + 1
+        return self.last_ids[table]
+
+
+class InMemoryStore:
+    """The database: tables plus the lock every transaction holds from begin to end."""
+
+    def __init__(self) -> None:
+        self.tables = Tables()
+        self.lock = threading.RLock()
+
+    # Read helpers for assertions (they bypass transactions, like a DBA's SELECT).
+    def product(self, product_id: int) -> Product:
+        return self.tables.products[product_id]
+
+    def hold(self, hold_id: int) -> Hold:
+        return self.tables.holds[hold_id]
+
+    def order(self, order_id: int) -> Order:
+        return self.tables.orders[order_id]
+
+    def events(self, name: str | None = None) -> list[LoggedEvent]:
+        """Events oldest first, optionally only those called `name`."""
+        return [e for e in self.tables.events if name is None or e.event == name]
+
+    def messages(self, task: str | None = None) -> list[OutboxRow]:
+        return [r for r in self.tables.outbox.values() if task is None or r.message.task == task]
+
+    def corrupt_product(self, product_id: int, **values: Any) -> None:
+        """Overwrite columns by hand, skipping every guard (to simulate drift)."""
+        self.tables.products[product_id] = attrs.evolve(self.tables.products[product_id], **values)
+
+
+class _Repository:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    @property
+    def t(self) -> Tables:
+        return self._uow.tables()
+
+
+def _check_product(product: Product) -> Product:
+    """The CHECK constraints of the products table."""
+    if product.stock < 0 or product.reserved < 0 or product.stock < product.reserved:
+        raise ConstraintViolation(f"product {product.id}: stock {product.stock}, reserved {product.reserved}")
+    return product
+
+
+class InMemoryProductRepository(_Repository):
+    def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product:
+        product = _check_product(Product(self.t.next_id("products"), name, price, stock, 0, 1, now, now))
+        self.t.products[product.id] = product
+        return product
+
+    def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None:
+        product = self.t.products.get(product_id)
+        if product is None or (product.deleted_at is not None and not include_deleted):
+            return None
+        return product
+
+    def list(self, limit: int, after_id: int) -> list[Product]:
+        live = [p for p in self.t.products.values() if p.deleted_at is None and p.id > after_id]
+        return sorted(live, key=lambda p: p.id)[:limit]
+
+    def _write(self, product: Product, now: datetime, **values: Any) -> None:
+        self.t.products[product.id] = _check_product(
+            attrs.evolve(product, version=product.version + 1, updated_at=now, **values)
+        )
+
+    def _live(self, product_id: int) -> Product | None:
+        return self.get(product_id)
+
+    def update(self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None) -> bool:
+        product = self._live(product_id)
+        if product is None:
+            return False
+        if "stock" in changes and product.reserved > changes["stock"]:
+            return False
+        if expected_version is not None and product.version != expected_version:
+            return False
+        self._write(product, now, **changes)
+        return True
+
+    def soft_delete(self, product_id: int, now: datetime) -> bool:
+        product = self._live(product_id)
+        if product is None or product.reserved != 0:
+            return False
+        self._write(product, now, deleted_at=now)
+        return True
+
+    def take(self, product_id: int, quantity: int, now: datetime) -> bool:
+        product = self._live(product_id)
+        if product is None or product.stock - product.reserved < quantity:
+            return False
+        self._write(product, now, stock=product.stock - quantity)
+        return True
+
+    def reserve(self, product_id: int, quantity: int, now: datetime) -> bool:
+        product = self._live(product_id)
+        if product is None or product.stock - product.reserved < quantity:
+            return False
+        self._write(product, now, reserved=product.reserved + quantity)
+        return True
+
+    def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
+        product = self.t.products.get(product_id)
+        if product is None or product.reserved < quantity:
+            raise RuntimeError(f"product {product_id}: cannot give back {quantity} reserved units")
+        self._write(product, now, reserved=product.reserved - quantity)
+
+    def settle(self, product_id: int, quantity: int, now: datetime) -> None:
+        product = self.t.products.get(product_id)
+        if product is None or product.reserved < quantity or product.stock < quantity:
+            raise RuntimeError(f"product {product_id}: cannot settle {quantity} reserved units")
+        self._write(product, now, stock=product.stock - quantity, reserved=product.reserved - quantity)
+
+    def audit(self) -> list[tuple[Product, int]]:
+        rows = []
+        for product in sorted(self.t.products.values(), key=lambda p: p.id):
+            held = sum(h.quantity for h in self.t.holds.values()
+                       if h.product_id == product.id and h.status is HoldStatus.ACTIVE)
+            pending = sum(o.quantity for o in self.t.orders.values()
+                          if o.product_id == product.id and o.status is OrderStatus.PENDING)
+            rows.append((product, held + pending))
+        return rows
+
+
+class InMemoryHoldRepository(_Repository):
+    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
+        if quantity <= 0:
+            raise ConstraintViolation("hold quantity must be positive")
+        if product_id not in self.t.products:
+            raise ConstraintViolation(f"no product {product_id}")
+        hold = Hold(self.t.next_id("holds"), product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now)
+        self.t.holds[hold.id] = hold
+        return hold
+
+    def get(self, hold_id: int) -> Hold | None:
+        return self.t.holds.get(hold_id)
+
+    def use(self, hold_id: int, order_id: int, now: datetime) -> bool:
+        hold = self.t.holds.get(hold_id)
+        if hold is None or hold.status is not HoldStatus.ACTIVE or not hold.expires_at > now:
+            return False
+        self.t.holds[hold_id] = attrs.evolve(hold, status=HoldStatus.USED, order_id=order_id, updated_at=now)
+        return True
+
+    def end(self, hold_id: int, status: HoldStatus, now: datetime) -> bool:
+        hold = self.t.holds.get(hold_id)
+        if hold is None or hold.status is not HoldStatus.ACTIVE:
+            return False
+        self.t.holds[hold_id] = attrs.evolve(hold, status=status, updated_at=now)
+        return True
+
+    def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
+        due = [h for h in self.t.holds.values()
+               if h.status is HoldStatus.ACTIVE and h.expires_at <= now
+               and (product_id is None or h.product_id == product_id)]
+        return sorted(due, key=lambda h: h.id)[:limit]
+
+
+class InMemoryOrderRepository(_Repository):
+    def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
+            hold_id: int | None = None, payment_due_at: datetime | None = None) -> int:
+        if quantity <= 0:
+            raise ConstraintViolation("order quantity must be positive")
+        if product_id not in self.t.products:
+            raise ConstraintViolation(f"no product {product_id}")
+        if hold_id is not None and any(o.hold_id == hold_id for o in self.t.orders.values()):
+            raise DuplicateHoldOrder(hold_id)
+        order_id = self.t.next_id("orders")
+        self.t.orders[order_id] = Order(order_id, product_id, hold_id, quantity, total_price, status,
+                                        payment_due_at, now, now)
+        return order_id
+
+    def get(self, order_id: int) -> Order | None:
+        return self.t.orders.get(order_id)
+
+    def transition(self, order_id: int, current: OrderStatus, new: OrderStatus, now: datetime) -> bool:
+        order = self.t.orders.get(order_id)
+        if order is None or order.status is not current:
+            return False
+        self.t.orders[order_id] = attrs.evolve(order, status=new, updated_at=now)
+        return True
+
+    def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
+        due = [o for o in self.t.orders.values()
+               if o.status is OrderStatus.PENDING and o.payment_due_at is not None and o.payment_due_at <= now
+               and (product_id is None or o.product_id == product_id)]
+        return sorted(due, key=lambda o: o.id)[:limit]
+
+
+class InMemoryPaymentEventRepository(_Repository):
+    def _by_key(self, key: str) -> PaymentEvent | None:
+        return next((e for e in self.t.payments.values() if e.idempotency_key == key), None)
+
+    def add(self, event: PaymentEvent) -> bool:
+        if self._by_key(event.idempotency_key) is not None:
+            return False
+        event_id = self.t.next_id("payments")
+        self.t.payments[event_id] = attrs.evolve(event, id=event_id, applied_at=None)
+        return True
+
+    def get_by_key(self, key: str) -> PaymentEvent | None:
+        return self._by_key(key)
+
+    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, http_status: int, now: datetime) -> None:
+        event = self._by_key(key)
+        if event is None:
+            return
+        applied_at = event.applied_at if outcome is WebhookOutcome.DEFERRED else now
+        self.t.payments[event.id] = attrs.evolve(
+            event, outcome=outcome, response_status=response_status, http_status=http_status, applied_at=applied_at
+        )
+
+    def deferred(self, limit: int, order_id: int | None = None) -> list[PaymentEvent]:
+        found = [e for e in self.t.payments.values()
+                 if e.outcome is WebhookOutcome.DEFERRED and e.order_id in self.t.orders
+                 and (order_id is None or e.order_id == order_id)]
+        return sorted(found, key=lambda e: e.id)[:limit]
+
+    def resolve_deferred(self, event_id: int, outcome: WebhookOutcome, now: datetime) -> bool:
+        event = self.t.payments.get(event_id)
+        if event is None or event.outcome is not WebhookOutcome.DEFERRED:
+            return False
+        self.t.payments[event_id] = attrs.evolve(event, outcome=outcome, applied_at=now)
+        return True
+
+
+class InMemoryIdempotencyRepository(_Repository):
+    def claim(self, scope: str, key: str, fingerprint: str, now: datetime, stale_before: datetime) -> IdempotencyClaim:
+        row = self.t.idempotency.get((scope, key))
+        if row is None:
+            self.t.idempotency[(scope, key)] = IdempotencyRow(fingerprint, now)
+            return IdempotencyClaim(fresh=True)
+        if row.completed_at is None and row.claimed_at < stale_before:
+            row.fingerprint, row.claimed_at = fingerprint, now
+            return IdempotencyClaim(fresh=True)
+        return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint,
+                                response=row.response if row.completed_at is not None else None)
+
+    def complete(self, scope: str, key: str, response: StoredResponse, now: datetime) -> None:
+        row = self.t.idempotency.get((scope, key))
+        if row is not None:
+            row.response, row.completed_at = response, now
+
+    def abandon(self, scope: str, key: str) -> None:
+        row = self.t.idempotency.get((scope, key))
+        if row is not None and row.completed_at is None:
+            del self.t.idempotency[(scope, key)]
+
+    def purge(self, older_than: datetime) -> int:
+        old = [k for k, row in self.t.idempotency.items() if row.claimed_at < older_than]
+        for k in old:
+            del self.t.idempotency[k]
+        return len(old)
+
+
+def _as_stored_json(data: dict[str, Any]) -> dict[str, Any]:
+    """What a JSON column gives back (the SQL adapter round-trips through json)."""
+    return json.loads(json.dumps(data, default=str))
+
+
+class InMemoryEventLog(_Repository):
+    def record(self, event: str, data: dict[str, Any], now: datetime) -> None:
+        self.t.events.append(LoggedEvent(self.t.next_id("events"), event, _as_stored_json(data), now))
+
+    def list(self, limit: int, event: str | None = None, before_id: int | None = None) -> list[LoggedEvent]:
+        found = [e for e in self.t.events
+                 if (event is None or e.event == event) and (before_id is None or e.id < before_id)]
+        return sorted(found, key=lambda e: e.id, reverse=True)[:limit]
+
+
+class InMemoryOutbox(_Repository):
+    def __init__(self, uow: InMemoryUnitOfWork, on_add: Callable[[TaskMessage], None]) -> None:
+        super().__init__(uow)
+        self._on_add = on_add
+
+    def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
+        message = TaskMessage(self.t.next_id("outbox"), task, json.loads(json.dumps(payload)))
+        self.t.outbox[message.id] = OutboxRow(message, now, retry_at)
+        self._on_add(message)
+        return message
+
+    def complete(self, message_id: int, now: datetime) -> None:
+        row = self.t.outbox.get(message_id)
+        if row is not None and row.completed_at is None:
+            row.completed_at = now
+
+    def due(self, now: datetime, limit: int) -> list[TaskMessage]:
+        rows = sorted((r for r in self.t.outbox.values() if r.completed_at is None and r.retry_at <= now),
+                      key=lambda r: r.message.id)
+        return [r.message for r in rows[:limit]]
+
+    def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None:
+        for message_id in message_ids:
+            row = self.t.outbox[message_id]
+            row.retry_at, row.attempts = retry_at, row.attempts + 1
+
+
+class InMemoryUnitOfWork(AbstractUnitOfWork):
+    """One serial transaction over the store: snapshot on begin, restore on rollback."""
+
+    def __init__(self, store: InMemoryStore, publisher: TaskPublisher, cache: ProductCache, *,
+                 read_only: bool = False) -> None:
+        super().__init__(publisher, cache)
+        self.store = store
+        self.read_only = read_only
+        self._snapshot: Tables | None = None
+        self.products = InMemoryProductRepository(self)
+        self.holds = InMemoryHoldRepository(self)
+        self.orders = InMemoryOrderRepository(self)
+        self.payments = InMemoryPaymentEventRepository(self)
+        self.idempotency = InMemoryIdempotencyRepository(self)
+        self.events = InMemoryEventLog(self)
+        self.outbox = InMemoryOutbox(self, self.message_added)
+
+    def tables(self) -> Tables:
+        if self._snapshot is None:
+            raise RuntimeError("repository used outside its transaction")
+        return self.store.tables
+
+    def _begin(self) -> None:
+        self.store.lock.acquire()
+        self._snapshot = copy.deepcopy(self.store.tables)
+
+    def _commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot commit")
+        self._end()
+
+    def _rollback(self) -> None:
+        self.store.tables = self._snapshot
+        self._end()
+
+    def _end(self) -> None:
+        self._snapshot = None
+        self.store.lock.release()
+
+
+class RecordingPublisher:
+    """A TaskPublisher that keeps what it was given, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[TaskMessage] = []
+
+    def publish(self, messages: Sequence[TaskMessage]) -> None:
+        self.published.extend(messages)
+
+    def tasks(self, task: str) -> list[TaskMessage]:
+        return [m for m in self.published if m.task == task]
+
+
+def make_shop(clock: FixedClock | None = None, **policy: Any) -> tuple[Shop, InMemoryStore, RecordingPublisher, FixedClock]:
+    """A Shop on fresh fakes; `policy` overrides Policy fields (processing takes no time)."""
+    store, publisher, cache = InMemoryStore(), RecordingPublisher(), InProcessProductCache()
+    clock = clock or FixedClock()
+    deps = Deps(
+        uow=lambda: InMemoryUnitOfWork(store, publisher, cache),
+        read=lambda: InMemoryUnitOfWork(store, publisher, cache, read_only=True),
+        clock=clock,
+        cache=cache,
+        policy=Policy(**{"processing_seconds": 0, **policy}),
+        sleep=lambda seconds: None,
+    )
+    return Shop(deps), store, publisher, clock

@@ -1,0 +1,81 @@
+"""Direct purchase: units leave stock at once, the order is `created`, processing follows."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from stockade.application.services import PROCESS_ORDER
+from stockade.domain.errors import OutOfStock, ProductNotFound
+from stockade.domain.model import OrderStatus
+
+
+def test_purchase_creates_an_order_and_takes_units_from_stock(shop, store, phone):
+    view = shop.purchase(phone.id, 3)
+    order = store.order(view.order.id)
+    assert (order.status, order.quantity, order.total_price, order.hold_id) == (
+        OrderStatus.CREATED, 3, Decimal("300.00"), None)
+    assert (view.product.stock, view.product.reserved) == (7, 0)
+    assert (store.product(phone.id).stock, store.product(phone.id).reserved) == (7, 0)
+
+
+def test_purchase_records_purchase_created(shop, store, phone):
+    order = shop.purchase(phone.id, 2).order
+    [event] = store.events("purchase_created")
+    assert event.data == {"order_id": order.id, "product_id": phone.id, "quantity": 2, "total_price": "200.00"}
+
+
+def test_purchase_publishes_process_order_after_commit_from_the_outbox(shop, store, publisher, phone):
+    order = shop.purchase(phone.id, 1).order
+    [row] = store.messages(PROCESS_ORDER)
+    assert row.message.payload == {"order_id": order.id} and row.completed_at is None
+    assert publisher.published == [row.message]
+
+
+def test_purchase_of_more_than_available_is_out_of_stock_and_changes_nothing(shop, store, publisher, phone):
+    shop.hold(phone.id, 8)
+    before = store.product(phone.id)
+    with pytest.raises(OutOfStock):
+        shop.purchase(phone.id, 3)
+    assert store.product(phone.id) == before
+    assert store.tables.orders == {}
+    assert store.events("purchase_created") == [] and store.messages(PROCESS_ORDER) == []
+    assert publisher.published == []
+
+
+def test_purchase_of_exactly_the_available_units_sells_out(shop, store, phone):
+    shop.purchase(phone.id, 10)
+    assert store.product(phone.id).available == 0
+    with pytest.raises(OutOfStock):
+        shop.purchase(phone.id, 1)
+
+
+def test_purchase_of_unknown_product_is_not_found(shop, store):
+    with pytest.raises(ProductNotFound):
+        shop.purchase(404, 1)
+    assert store.tables.orders == {}
+
+
+def test_purchase_of_deleted_product_is_not_found(shop, store, phone):
+    shop.delete_product(phone.id)
+    with pytest.raises(ProductNotFound):
+        shop.purchase(phone.id, 1)
+    assert store.product(phone.id).stock == 10
+
+
+def test_purchase_blocked_only_by_expired_unswept_holds_succeeds(shop, store, clock, phone):
+    hold = shop.hold(phone.id, 10)
+    clock.advance(121)
+    view = shop.purchase(phone.id, 10)
+    assert (view.product.stock, view.product.reserved) == (0, 0)
+    assert store.hold(hold.id).status.value == "expired"
+    assert [e.data["hold_id"] for e in store.events("hold_released")] == [hold.id]
+
+
+def test_purchase_blocked_by_live_holds_stays_out_of_stock(shop, store, clock, phone):
+    hold = shop.hold(phone.id, 10)
+    clock.advance(119)
+    with pytest.raises(OutOfStock):
+        shop.purchase(phone.id, 1)
+    assert store.hold(hold.id).status.value == "active"
