@@ -1,0 +1,479 @@
+"""The SQL adapter on a real MariaDB: schema, constraints, and every use case's round trip."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from stockade.adapters.clock import FixedClock
+from stockade.adapters.sql import migrate
+from stockade.application.commands import PaymentNotification
+from stockade.application.payments import handle_payment
+from stockade.application.ports import IdempotencyClaim, StoredResponse
+from stockade.domain.errors import HoldExpired, OutOfStock, ProductNotFound
+from stockade.domain.model import HoldStatus, OrderStatus, PaymentResult, WebhookOutcome
+from tests.integration.helpers import count_events, execute, open_services, product_row, rows, scalar
+
+HOLD_TTL = 120
+TABLES = ("products", "holds", "orders", "payment_events", "idempotency_keys", "event_log", "outbox")
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def services(mysql_url: str, clock: FixedClock):
+    """Migrated database, Services on a fixed clock, background tasks off (the test drives them)."""
+    with open_services(mysql_url, clock=clock, migrate_schema=True, background=False,
+                       hold_ttl_seconds=HOLD_TTL) as services:
+        yield services
+
+
+@pytest.fixture
+def shop(services):
+    return services.shop
+
+
+@pytest.fixture
+def engine(services) -> sa.Engine:
+    return services.engine
+
+
+def _schema(engine: sa.Engine) -> dict[str, str]:
+    """SHOW CREATE TABLE of every table (without the AUTO_INCREMENT counter), and the Alembic revision."""
+    found = {t: re.sub(r" AUTO_INCREMENT=\d+", "", rows(engine, f"SHOW CREATE TABLE `{t}`")[0][1]) for t in TABLES}
+    found["alembic_version"] = ",".join(r[0] for r in rows(engine, "SELECT version_num FROM alembic_version"))
+    return found
+
+
+def _pending_order(shop, product_id: int, quantity: int) -> int:
+    return shop.order_from_hold(shop.hold(product_id, quantity).id).order.id
+
+
+# ---------------------------------------------------------------- migrations
+
+def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> None:
+    migrate(mysql_url)
+    engine = sa.create_engine(mysql_url)
+    try:
+        before = _schema(engine)
+        assert before["alembic_version"] == "0002"
+        execute(engine, "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
+                        "VALUES ('kept', 1.50, 3, 0, 1, NOW(6), NOW(6))")
+        migrate(mysql_url)
+        assert _schema(engine) == before
+        assert [tuple(r) for r in rows(engine, "SELECT name, price, stock FROM products")] == [
+            ("kept", Decimal("1.50"), 3)
+        ]
+    finally:
+        engine.dispose()
+
+
+def test_the_schema_declares_the_three_stock_check_constraints(engine: sa.Engine) -> None:
+    ddl = rows(engine, "SHOW CREATE TABLE products")[0][1]
+    for name in ("ck_products_stock_nonnegative", "ck_products_reserved_nonnegative",
+                 "ck_products_available_nonnegative"):
+        assert name in ddl
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE products SET stock = reserved - 1 WHERE id = :id",
+        "UPDATE products SET stock = -1, reserved = 0 WHERE id = :id",
+        "UPDATE products SET reserved = -1 WHERE id = :id",
+        "UPDATE products SET reserved = stock + 1 WHERE id = :id",
+    ],
+    ids=["stock-below-reserved", "negative-stock", "negative-reserved", "reserved-above-stock"],
+)
+def test_check_constraints_reject_a_direct_update_that_breaks_the_stock_model(shop, engine, statement) -> None:
+    product = shop.create_product("Guarded", "10.00", 10)
+    shop.hold(product.id, 4)
+    before = product_row(engine, product.id)
+    assert (before.stock, before.reserved) == (10, 4)
+
+    with pytest.raises((sa.exc.IntegrityError, sa.exc.OperationalError)) as raised:
+        execute(engine, statement, id=product.id)
+
+    assert "ck_products_" in str(raised.value)
+    assert product_row(engine, product.id) == before
+
+
+def test_check_constraints_reject_negative_stock_on_insert(engine: sa.Engine) -> None:
+    with pytest.raises((sa.exc.IntegrityError, sa.exc.OperationalError)):
+        execute(engine, "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
+                        "VALUES ('bad', 1, -5, 0, 1, NOW(6), NOW(6))")
+    assert scalar(engine, "SELECT COUNT(*) FROM products") == 0
+
+
+# ---------------------------------------------------------------- products
+
+def test_a_price_of_fifteen_million_round_trips_exactly(shop, engine) -> None:
+    product = shop.create_product("Phone", "15000000.00", 5)
+
+    stored = shop.get_product(product.id)
+    assert stored.price == Decimal("15000000.00")
+    assert str(stored.price) == "15000000.00"
+    assert scalar(engine, "SELECT price FROM products WHERE id = :id", id=product.id) == Decimal("15000000.00")
+    assert shop.list_products()[0][0].price == Decimal("15000000.00")
+
+
+def test_the_largest_allowed_price_round_trips_exactly(shop, engine) -> None:
+    product = shop.create_product("Yacht", Decimal("9999999999999.99"), 3)
+
+    assert shop.get_product(product.id).price == Decimal("9999999999999.99")
+    raw = scalar(engine, "SELECT price FROM products WHERE id = :id", id=product.id)
+    assert isinstance(raw, Decimal) and raw == Decimal("9999999999999.99")
+
+    view = shop.purchase(product.id, 3)
+    assert view.order.total_price == Decimal("29999999999999.97")
+    assert shop.get_order(view.order.id).order.total_price == Decimal("29999999999999.97")
+    assert shop.get_order(view.order.id).product.price == Decimal("9999999999999.99")
+
+
+def test_products_keep_their_fields_through_the_database(shop, clock) -> None:
+    product = shop.create_product("Caf\N{LATIN SMALL LETTER E WITH ACUTE} \N{SHOPPING TROLLEY}", "0.05", 7)
+
+    stored = shop.get_product(product.id)
+    assert (stored.name, stored.price, stored.stock, stored.reserved) == (product.name, Decimal("0.05"), 7, 0)
+    assert stored.created_at == clock.now() and stored.created_at.tzinfo is not None
+
+
+def test_listing_pages_through_products_by_after_id(shop) -> None:
+    ids = [shop.create_product(f"P{i}", "1.00", 1).id for i in range(5)]
+
+    first, next_after = shop.list_products(limit=2)
+    assert [p.id for p in first] == ids[:2] and next_after == ids[1]
+    second, next_after = shop.list_products(limit=2, after_id=next_after)
+    assert [p.id for p in second] == ids[2:4] and next_after == ids[3]
+    last, next_after = shop.list_products(limit=2, after_id=next_after)
+    assert [p.id for p in last] == ids[4:] and next_after is None
+    assert shop.list_products(limit=2, after_id=ids[-1]) == ([], None)
+
+
+def test_a_soft_deleted_product_is_hidden_but_its_orders_keep_it(shop, engine) -> None:
+    product = shop.create_product("Old model", "42.50", 5)
+    kept = shop.create_product("Still sold", "1.00", 1)
+    order = shop.purchase(product.id, 2).order
+
+    shop.delete_product(product.id)
+
+    with pytest.raises(ProductNotFound):
+        shop.get_product(product.id)
+    assert [p.id for p in shop.list_products()[0]] == [kept.id]
+    with pytest.raises(ProductNotFound):
+        shop.purchase(product.id, 1)
+    view = shop.get_order(order.id)
+    assert view.order.quantity == 2 and view.order.total_price == Decimal("85.00")
+    assert (view.product.id, view.product.name, view.product.price) == (product.id, "Old model", Decimal("42.50"))
+    assert scalar(engine, "SELECT deleted_at IS NOT NULL FROM products WHERE id = :id", id=product.id) == 1
+
+
+# ---------------------------------------------------------------- buying
+
+def test_a_purchase_takes_stock_and_writes_an_order(shop, engine) -> None:
+    product = shop.create_product("Widget", "15000000.00", 10)
+
+    view = shop.purchase(product.id, 3)
+
+    assert view.order.status is OrderStatus.CREATED
+    assert view.order.total_price == Decimal("45000000.00")
+    assert (view.product.stock, view.product.reserved) == (7, 0)
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (7, 0)
+    stored = shop.get_order(view.order.id).order
+    assert (stored.product_id, stored.quantity, stored.status, stored.hold_id) == (
+        product.id, 3, OrderStatus.CREATED, None
+    )
+    assert stored.total_price == Decimal("45000000.00")
+    assert count_events(engine, "purchase_created") == 1
+    assert scalar(engine, "SELECT COUNT(*) FROM outbox WHERE task = 'stockade.process_order'") == 1
+
+
+def test_a_purchase_beyond_available_is_refused_and_writes_nothing(shop, engine) -> None:
+    product = shop.create_product("Scarce", "5.00", 2)
+    shop.hold(product.id, 1)
+
+    with pytest.raises(OutOfStock):
+        shop.purchase(product.id, 2)
+
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (2, 1)
+    assert scalar(engine, "SELECT COUNT(*) FROM orders") == 0
+    assert count_events(engine, "purchase_created") == 0
+
+
+def test_a_hold_reserves_units_until_its_ttl(shop, engine, clock) -> None:
+    product = shop.create_product("Ticket", "20.00", 10)
+
+    hold = shop.hold(product.id, 4)
+
+    assert hold.status is HoldStatus.ACTIVE and hold.expires_at == clock.now() + timedelta(seconds=HOLD_TTL)
+    row = product_row(engine, product.id)
+    assert (row.stock, row.reserved, row.available) == (10, 4, 6)
+    view = shop.get_hold(hold.id)
+    assert view.status_now == "active" and view.hold.expires_at == hold.expires_at
+    with pytest.raises(OutOfStock):
+        shop.hold(product.id, 7)
+
+
+def test_an_order_from_a_hold_keeps_its_units_reserved(shop, engine) -> None:
+    product = shop.create_product("Seat", "12.34", 10)
+    hold = shop.hold(product.id, 3)
+
+    pending = shop.order_from_hold(hold.id).order
+
+    assert pending.status is OrderStatus.PENDING and pending.hold_id == hold.id
+    assert pending.total_price == Decimal("37.02")
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (10, 3)
+    used = shop.get_hold(hold.id)
+    assert (used.status_now, used.hold.order_id) == ("used", pending.id)
+    assert shop.get_order(pending.id).order.status is OrderStatus.PENDING
+    assert shop.check().ok
+
+
+def test_a_successful_payment_takes_stock_and_reserved_once(shop, engine) -> None:
+    product = shop.create_product("Seat", "10.00", 10)
+    order_id = _pending_order(shop, product.id, 3)
+
+    result = shop.payment("pay-1", order_id, "success")
+
+    assert (result.outcome, result.status, result.http_status) == (WebhookOutcome.APPLIED, "paid", 200)
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (7, 0)
+    assert shop.get_order(order_id).order.status is OrderStatus.PAID
+    assert len(shop.logs(event="order_paid")) == 1
+    assert shop.check().ok
+
+
+def test_a_failed_payment_gives_the_reserved_units_back(shop, engine) -> None:
+    product = shop.create_product("Seat", "10.00", 10)
+    order_id = _pending_order(shop, product.id, 3)
+
+    result = shop.payment("pay-1", order_id, "failure")
+
+    assert (result.outcome, result.status) == (WebhookOutcome.APPLIED, "cancelled")
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (10, 0)
+    assert shop.get_order(order_id).order.status is OrderStatus.CANCELLED
+    assert len(shop.logs(event="order_cancelled")) == 1
+    assert shop.check().ok
+
+
+def test_a_webhook_replayed_with_its_key_has_no_second_effect(shop, engine) -> None:
+    product = shop.create_product("Seat", "10.00", 10)
+    order_id = _pending_order(shop, product.id, 2)
+    note = PaymentNotification("replay-key", order_id, PaymentResult.SUCCESS)
+
+    first, first_replayed = handle_payment(shop.deps, note)
+    again = [handle_payment(shop.deps, note) for _ in range(3)]
+
+    assert first_replayed is False
+    assert all(replayed for _, replayed in again)
+    assert all(result == first for result, _ in again)
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (8, 0)
+    assert len(shop.logs(event="order_paid")) == 1
+    assert scalar(engine, "SELECT COUNT(*) FROM payment_events") == 1
+
+
+def test_a_second_key_for_a_paid_order_is_ignored(shop, engine) -> None:
+    product = shop.create_product("Seat", "10.00", 10)
+    order_id = _pending_order(shop, product.id, 2)
+    shop.payment("first", order_id, "success")
+
+    late = shop.payment("second", order_id, "failure")
+
+    assert (late.outcome, late.status) == (WebhookOutcome.IGNORED, "paid")
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (8, 0)
+    assert len(shop.logs(event="payment_ignored")) == 1
+
+
+def test_a_success_for_a_cancelled_order_asks_for_a_refund(shop, engine) -> None:
+    product = shop.create_product("Seat", "10.00", 10)
+    order_id = _pending_order(shop, product.id, 2)
+    shop.payment("fail", order_id, "failure")
+
+    late = shop.payment("late-success", order_id, "success")
+
+    assert (late.outcome, late.status) == (WebhookOutcome.IGNORED, "cancelled")
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (10, 0)
+    assert len(shop.logs(event="payment_refund_required")) == 1
+
+
+def test_a_webhook_before_its_order_is_deferred_then_applied_once_the_order_appears(shop, engine) -> None:
+    product = shop.create_product("Seat", "10.00", 10)
+    hold = shop.hold(product.id, 3)
+    # A fresh database: the first order gets id 1 (nothing has consumed an order id yet).
+    assert scalar(engine, "SELECT COUNT(*) FROM orders") == 0
+
+    early = shop.payment("early", 1, "success")
+    assert (early.outcome, early.status, early.http_status) == (WebhookOutcome.DEFERRED, "deferred", 202)
+    assert shop.apply_deferred_payments(1) == 0  # no order yet: stays deferred
+
+    order_id = shop.order_from_hold(hold.id).order.id
+    assert order_id == 1
+    assert scalar(engine, "SELECT COUNT(*) FROM outbox WHERE task = 'stockade.apply_deferred_payments'") == 1
+
+    assert shop.apply_deferred_payments(order_id) == 1
+    assert shop.apply_deferred_payments(order_id) == 0
+
+    assert shop.get_order(order_id).order.status is OrderStatus.PAID
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (7, 0)
+    assert scalar(engine, "SELECT outcome FROM payment_events WHERE idempotency_key = 'early'") == "applied"
+    assert len(shop.logs(event="order_paid")) == 1
+    replay, replayed = handle_payment(shop.deps, PaymentNotification("early", 1, PaymentResult.SUCCESS))
+    assert replayed and (replay.status, replay.http_status) == ("deferred", 202)
+    assert shop.check().ok
+
+
+# ---------------------------------------------------------------- expiry
+
+def test_a_sweep_after_the_ttl_releases_the_hold_and_its_units(shop, engine, clock) -> None:
+    product = shop.create_product("Ticket", "20.00", 10)
+    hold = shop.hold(product.id, 4)
+
+    clock.advance(HOLD_TTL - 1)
+    assert shop.release_expired() == (0, 0)
+    assert product_row(engine, product.id).reserved == 4
+
+    clock.advance(2)
+    assert shop.release_expired() == (1, 0)
+    assert shop.release_expired() == (0, 0)
+
+    assert product_row(engine, product.id).reserved == 0
+    assert scalar(engine, "SELECT status FROM holds WHERE id = :id", id=hold.id) == "expired"
+    assert [e.data["hold_id"] for e in shop.logs(event="hold_released")] == [hold.id]
+    assert shop.logs(event="holds_batch_released")[0].data == {"count": 1}
+    with pytest.raises(HoldExpired):
+        shop.order_from_hold(hold.id)
+    assert shop.check().ok
+
+
+def test_an_expired_hold_cannot_become_an_order_even_before_the_sweep(shop, engine, clock) -> None:
+    product = shop.create_product("Ticket", "20.00", 10)
+    hold = shop.hold(product.id, 4)
+    clock.advance(HOLD_TTL)
+
+    with pytest.raises(HoldExpired):
+        shop.order_from_hold(hold.id)
+
+    assert scalar(engine, "SELECT COUNT(*) FROM orders") == 0
+    assert scalar(engine, "SELECT status FROM holds WHERE id = :id", id=hold.id) == "active"
+
+
+def test_a_sweep_cancels_unpaid_orders_after_the_payment_ttl(shop, engine, clock) -> None:
+    product = shop.create_product("Seat", "10.00", 10)
+    order_id = _pending_order(shop, product.id, 3)
+
+    clock.advance(shop.deps.policy.payment_ttl.total_seconds() + 1)
+    assert shop.release_expired() == (0, 1)
+
+    assert shop.get_order(order_id).order.status is OrderStatus.CANCELLED
+    assert product_row(engine, product.id).reserved == 0
+    assert shop.check().ok
+
+
+def test_a_purchase_reclaims_expired_unswept_holds_before_refusing(shop, engine, clock) -> None:
+    product = shop.create_product("Last ones", "1.00", 3)
+    shop.hold(product.id, 3)
+    clock.advance(HOLD_TTL + 1)
+
+    shop.purchase(product.id, 3)
+
+    assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (0, 0)
+    assert shop.check().ok
+
+
+# ---------------------------------------------------------------- check
+
+def test_check_is_clean_then_names_a_product_whose_reserved_drifted(shop, engine) -> None:
+    drifting = shop.create_product("Drifts", "1.00", 10)
+    steady = shop.create_product("Steady", "1.00", 10)
+    shop.hold(drifting.id, 2)
+    shop.order_from_hold(shop.hold(steady.id, 1).id)
+    shop.purchase(steady.id, 2)
+    report = shop.check()
+    assert report.ok and report.products_checked == 2
+
+    execute(engine, "UPDATE products SET reserved = reserved + 1 WHERE id = :id", id=drifting.id)
+
+    report = shop.check()
+    assert not report.ok
+    assert [d.product_id for d in report.drifts] == [drifting.id]
+    drift = report.drifts[0]
+    assert (drift.reserved, drift.expected_reserved) == (3, 2)
+
+
+# ---------------------------------------------------------------- idempotency keys
+
+def _claim(shop, key: str, fingerprint: str, now, stale_before) -> IdempotencyClaim:
+    with shop.deps.uow() as uow:
+        found = uow.idempotency.claim("purchase", key, fingerprint, now, stale_before)
+        uow.commit()
+        return found
+
+
+def _complete(shop, key: str, response: StoredResponse, now) -> None:
+    with shop.deps.uow() as uow:
+        uow.idempotency.complete("purchase", key, response, now)
+        uow.commit()
+
+
+def test_a_second_claim_of_a_key_in_flight_is_not_fresh(shop, clock) -> None:
+    now = clock.now()
+    long_ago = now - timedelta(hours=1)
+
+    assert _claim(shop, "k1", "fp-a", now, long_ago) == IdempotencyClaim(fresh=True)
+    second = _claim(shop, "k1", "fp-a", now, long_ago)
+
+    assert second == IdempotencyClaim(fresh=False, fingerprint="fp-a", response=None)
+    assert _claim(shop, "k1", "fp-b", now, long_ago).fingerprint == "fp-a"
+
+
+def test_a_completed_key_replays_its_response(shop, clock) -> None:
+    now = clock.now()
+    response = StoredResponse(201, '{"data": {"id": 1, "note": "caf\\u00e9"}}')
+    _claim(shop, "k1", "fp-a", now, now - timedelta(hours=1))
+
+    _complete(shop, "k1", response, now)
+    again = _claim(shop, "k1", "fp-a", now + timedelta(seconds=5), now - timedelta(hours=1))
+
+    assert again == IdempotencyClaim(fresh=False, fingerprint="fp-a", response=response)
+
+
+def test_a_stale_claim_is_taken_over_but_a_completed_one_never_is(shop, clock) -> None:
+    t0 = clock.now()
+    _claim(shop, "dead", "fp-a", t0, t0 - timedelta(hours=1))
+    _claim(shop, "done", "fp-a", t0, t0 - timedelta(hours=1))
+    _complete(shop, "done", StoredResponse(409, '{"message": "Out of stock"}'), t0)
+    later = t0 + timedelta(seconds=61)
+
+    assert _claim(shop, "dead", "fp-b", later, later - timedelta(seconds=60)) == IdempotencyClaim(fresh=True)
+    assert _claim(shop, "dead", "fp-b", later, later - timedelta(seconds=60)).fingerprint == "fp-b"
+    kept = _claim(shop, "done", "fp-b", later, later - timedelta(seconds=60))
+    assert kept == IdempotencyClaim(fresh=False, fingerprint="fp-a",
+                                    response=StoredResponse(409, '{"message": "Out of stock"}'))
+
+
+def test_keys_differing_only_in_case_or_scope_are_distinct(shop, clock) -> None:
+    now = clock.now()
+    stale = now - timedelta(hours=1)
+
+    assert _claim(shop, "Key-A", "fp", now, stale).fresh
+    assert _claim(shop, "key-a", "fp", now, stale).fresh  # the table's collation ignores case; keys must not
+    with shop.deps.uow() as uow:
+        assert uow.idempotency.claim("holds", "Key-A", "fp", now, stale).fresh
+        uow.commit()
+
+
+def test_an_abandoned_claim_can_be_claimed_again(shop, clock) -> None:
+    now = clock.now()
+    stale = now - timedelta(hours=1)
+    _claim(shop, "k1", "fp-a", now, stale)
+
+    with shop.deps.uow() as uow:
+        uow.idempotency.abandon("purchase", "k1")
+        uow.commit()
+
+    assert _claim(shop, "k1", "fp-b", now, stale) == IdempotencyClaim(fresh=True)
