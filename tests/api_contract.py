@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -257,8 +256,9 @@ def assert_order(o: dict[str, Any]) -> None:
     assert TIMESTAMP.fullmatch(o["created_at"]) and TIMESTAMP.fullmatch(o["updated_at"])
 
 
-def signature(body: bytes, secret: str = WEBHOOK_SECRET, t: int | None = None) -> str:
-    t = int(time.time()) if t is None else t
+def signature(body: bytes, api: "Api", secret: str = WEBHOOK_SECRET, age: int = 0) -> str:
+    """A Stockade-Signature header stamped `age` seconds before the services' (fixed) clock."""
+    t = int(api.clock.now().timestamp()) - age
     mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={t},v1={mac}"
 
@@ -1202,24 +1202,24 @@ def _raw(order_id: int, key: str = "signed", status: str = "success") -> bytes:
 
 
 @pytest.mark.parametrize("make_header", [
-    lambda raw: None,
-    lambda raw: "",
-    lambda raw: signature(raw, secret="wrong"),
-    lambda raw: signature(raw + b" "),
-    lambda raw: signature(raw, t=int(time.time()) - 301),
-    lambda raw: signature(raw, t=int(time.time()) + 301),
-    lambda raw: signature(raw).split(",")[1],
-    lambda raw: signature(raw).split(",")[0],
-    lambda raw: signature(raw).replace("v1=", "v0="),
-    lambda raw: "t=abc,v1=00",
-    lambda raw: signature(raw).upper(),
+    lambda raw, api: None,
+    lambda raw, api: "",
+    lambda raw, api: signature(raw, api, secret="wrong"),
+    lambda raw, api: signature(raw + b" ", api),
+    lambda raw, api: signature(raw, api, age=301),
+    lambda raw, api: signature(raw, api, age=-301),
+    lambda raw, api: signature(raw, api).split(",")[1],
+    lambda raw, api: signature(raw, api).split(",")[0],
+    lambda raw, api: signature(raw, api).replace("v1=", "v0="),
+    lambda raw, api: "t=abc,v1=00",
+    lambda raw, api: signature(raw, api).upper(),
 ], ids=["missing", "empty", "wrong-secret", "other-body", "stale", "future", "no-t", "no-v1", "v0", "garbage",
         "upper"])
 def test_a_webhook_without_a_valid_signature_is_401_with_no_effect(api, make_header):
     pid = api.new_product(stock=10)
     order_id = api.pending_order(pid, 2)
     raw = _raw(order_id)
-    header = make_header(raw)
+    header = make_header(raw, api)
     headers = {"Content-Type": "application/json", **({} if header is None else {"Stockade-Signature": header})}
     before = api.shop.logs()
     assert_error(_signed_client(api).simulate_post("/api/payments/webhook", body=raw, headers=headers), 401)
@@ -1228,7 +1228,7 @@ def test_a_webhook_without_a_valid_signature_is_401_with_no_effect(api, make_hea
     assert api.shop.logs() == before
     # Nothing was recorded under the key: a valid delivery applies it now (not a replay).
     r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw, headers={
-        "Content-Type": "application/json", "Stockade-Signature": signature(raw)})
+        "Content-Type": "application/json", "Stockade-Signature": signature(raw, api)})
     assert r.status_code == 200 and r.json["outcome"] == "applied" and "idempotent-replayed" not in r.headers
 
 
@@ -1237,7 +1237,7 @@ def test_a_validly_signed_webhook_is_applied(api, age):
     pid = api.new_product(stock=10)
     order_id = api.pending_order(pid, 2)
     raw = _raw(order_id)
-    header = signature(raw, t=int(time.time()) - age)
+    header = signature(raw, api, age=age)
     r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw,
                                           headers={"Content-Type": "application/json", "Stockade-Signature": header})
     assert r.status_code == 200 and r.json["status"] == "paid"
@@ -1262,7 +1262,7 @@ def test_a_signature_is_checked_before_the_body(api):
                                           headers={"Content-Type": "application/json"})
     assert_error(r, 401)
     r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw, headers={
-        "Content-Type": "application/json", "Stockade-Signature": signature(raw)})
+        "Content-Type": "application/json", "Stockade-Signature": signature(raw, api)})
     assert_error(r, 400)
 
 

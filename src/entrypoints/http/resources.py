@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -302,7 +301,7 @@ class WebhookResource:
             name, _, value = item.strip().partition("=")
             parts.setdefault(name, []).append(value)
         stamp = (parts.get("t") or [""])[0]
-        if not _DIGITS.fullmatch(stamp) or len(stamp) > 12 or abs(time.time() - int(stamp)) > self.TOLERANCE_SECONDS:
+        if not _DIGITS.fullmatch(stamp) or len(stamp) > 12 or abs(self.deps.clock.now().timestamp() - int(stamp)) > self.TOLERANCE_SECONDS:
             raise falcon.HTTPUnauthorized(description="Missing, malformed or expired Stockade-Signature",
                                           challenges=["Stockade-Signature"])
         expected = hmac.new(self.secret, stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
