@@ -1081,6 +1081,19 @@ def test_a_deferred_webhook_is_applied_by_the_background_task_or_the_sweep(api):
     assert api.levels(pid) == (9, 0, 9)
 
 
+def test_a_deferred_webhook_for_what_becomes_a_direct_purchase_is_ignored_when_it_is_processed(api):
+    pid = api.new_product(stock=10)
+    future = api.purchase(pid, 1)["id"] + 1
+    assert api.webhook(future, "success", "early-p").status_code == 202
+    assert api.purchase(pid, 2)["id"] == future
+    api.run_tasks()  # the purchases' process_order tasks; no sweep runs
+    assert api.get_order(future)["status"] == "processed"
+    assert [e["data"]["order_id"] for e in api.events("payment_ignored")] == [future]
+    assert api.events("payment_refund_required") == []
+    assert api.levels(pid) == (7, 0, 7)
+    assert api.shop.apply_deferred_payments() == 0  # nothing was left deferred
+
+
 @pytest.mark.parametrize("status", ["success", "failure"])
 def test_a_webhook_for_a_paid_order_is_ignored(api, status):
     pid = api.new_product(stock=10)

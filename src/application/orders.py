@@ -6,6 +6,7 @@ import logging
 
 from stockade.application.claim import BeforeCommit
 from stockade.application.commands import OrderFromHold, OrderView, PendingOrder, ProcessResult
+from stockade.application.payments import apply_deferred_payments
 from stockade.application.ports import DuplicateHoldOrder
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER, Deps, retrying
 from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound, OrderNotFound
@@ -77,6 +78,10 @@ def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> P
     Safe to run any number of times: the conditional transition lets one run win. A
     missing order is logged and the task ends (no retry loop).
     """
+    # A webhook can arrive before its order exists (a client may guess the next id). An
+    # order from a hold applies it on creation; a direct purchase's order is never pending,
+    # so its early delivery is resolved (ignored) here rather than by the next sweep.
+    apply_deferred_payments(deps, order_id)
     with deps.read() as uow:
         order = uow.orders.get(order_id)
     if order is None or order.status not in PROCESSABLE:
