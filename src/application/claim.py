@@ -30,7 +30,7 @@ def claim_units(
 
     `take` is the one conditional statement that decides; it runs before `write`, which
     inserts the rows (order or hold, outbox, events) and returns a function that builds
-    the result. The cheap read first makes a sold-out rejection cost a read and a
+    the result. The cheap reads first make a sold-out rejection cost two reads and a
     rollback; expired, unswept holds and overdue orders are released before refusing.
     Raises ProductNotFound or OutOfStock.
     """
@@ -42,7 +42,9 @@ def claim_units(
             if product is None:
                 raise ProductNotFound()
             freed = 0
-            if reclaim_first or product.available < quantity:
+            # The probe is a plain read; only when something has lapsed do we take the locks
+            # that releasing it needs, so a sold-out rejection stays a pair of reads.
+            if (reclaim_first or product.available < quantity) and uow.products.has_lapsed_claims(product_id, now):
                 freed = reclaim_expired(uow, deps.policy, product_id, now)
                 if freed:
                     product = uow.products.get(product_id)

@@ -385,6 +385,24 @@ def test_a_purchase_reclaims_expired_unswept_holds_before_refusing(shop, engine,
     assert shop.check().ok
 
 
+def test_the_lapsed_claims_probe_sees_expired_holds_and_overdue_orders_of_its_product_only(shop, clock) -> None:
+    held, ordered, other = (shop.create_product(name, "1.00", 5) for name in ("Held", "Ordered", "Other"))
+    shop.hold(held.id, 1)
+    _pending_order(shop, ordered.id, 1)
+
+    def lapsed(product_id: int) -> bool:
+        with shop.deps.read() as uow:
+            return uow.products.has_lapsed_claims(product_id, clock.now())
+
+    assert [lapsed(p.id) for p in (held, ordered, other)] == [False, False, False]
+    clock.advance(HOLD_TTL + 1)  # the hold expires; the order's payment time has not run out
+    assert [lapsed(p.id) for p in (held, ordered, other)] == [True, False, False]
+    clock.advance(shop.deps.policy.payment_ttl.total_seconds())
+    assert [lapsed(p.id) for p in (held, ordered, other)] == [True, True, False]
+    shop.release_expired()
+    assert [lapsed(p.id) for p in (held, ordered, other)] == [False, False, False]
+
+
 # ---------------------------------------------------------------- check
 
 def test_check_is_clean_then_names_a_product_whose_reserved_drifted(shop, engine) -> None:

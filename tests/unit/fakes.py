@@ -182,6 +182,12 @@ class InMemoryProductRepository(_Repository):
         self._write(product, now, reserved=product.reserved + quantity)
         return True
 
+    def has_lapsed_claims(self, product_id: int, now: datetime) -> bool:
+        return any(h.product_id == product_id and h.status is HoldStatus.ACTIVE and h.expires_at <= now
+                   for h in self.t.holds.values()) or any(
+            o.product_id == product_id and o.status is OrderStatus.PENDING and o.payment_due_at is not None
+            and o.payment_due_at <= now for o in self.t.orders.values())
+
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
         product = self.t.products.get(product_id)
         if product is None or product.reserved < quantity:
