@@ -58,10 +58,12 @@ class RedisProductCache:
         self._fill = client.register_script(_FILL)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs) -> RedisProductCache:
+    def from_url(cls, url: str, *, socket_timeout_seconds: float = 0.25, **kwargs) -> RedisProductCache:
+        """A cache on the Redis at `url`; a call waits at most `socket_timeout_seconds`
+        (short: a hanging Redis must cost a request little before the breaker opens)."""
         client = redis.Redis.from_url(
-            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry_on_timeout=False,
-            health_check_interval=0, max_connections=64,
+            url, socket_timeout=socket_timeout_seconds, socket_connect_timeout=socket_timeout_seconds,
+            retry_on_timeout=False, health_check_interval=0, max_connections=64,
         )
         return cls(client, **kwargs)
 
@@ -91,6 +93,10 @@ class RedisProductCache:
         try:
             if self._missed_invalidations:
                 self._flush_missed()
+                # Flushing may have just failed and opened the breaker: dialling a hanging
+                # Redis again for the read would cost a second timeout on this request.
+                if not self._available():
+                    return None, _BYPASS
             value, gen = self.client.mget(self._keys(product_id))
         except (redis.RedisError, OSError) as exc:
             self._failed("get", exc)

@@ -3,15 +3,19 @@
 Each server is found in this order: the URL in STOCKADE_TEST_MYSQL_URL /
 STOCKADE_TEST_REDIS_URL; a testcontainers container when a Docker engine answers;
 the local server on 127.0.0.1. When none answers the fixture fails under CI=true
-and skips otherwise. Every test gets its own empty database / Redis db number.
+and skips otherwise. Every test gets its own empty database / Redis db number;
+a Redis db is leased first (a key in db 0), so concurrent runs on one server never
+share or flush each other's dbs.
 The schema is not created here: tests call stockade.adapters.sql.migrate(url).
 """
 from __future__ import annotations
 
 import itertools
 import os
+import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -194,7 +198,7 @@ def mysql_url(mysql_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
-    """URL (without a db number) of a Redis server whose dbs 1..15 the tests may flush."""
+    """URL (without a db number) of a Redis server whose dbs 1..15 the tests may lease and flush."""
     env_url = os.environ.get(REDIS_ENV)
     if env_url:
         problem = _redis_problem(env_url)
@@ -225,20 +229,102 @@ def redis_server_url() -> Iterator[str]:
     yield LOCAL_REDIS_URL
 
 
-# db 0 is left alone (developers' own data); tests take 1..15 in turn. Not xdist-safe:
-# parallel workers would share db numbers.
-_redis_dbs = itertools.cycle(range(1, 16))
+# db 0 is left alone (developers' own data) apart from the lease keys; tests use 1..15.
+REDIS_TEST_DBS = range(1, 16)
+REDIS_LEASE_KEY = "stockade-test-lease:{db}"
+#: Long enough for any test; a run that crashed frees its dbs by expiry after this.
+REDIS_LEASE_SECONDS = 3600
+
+# Delete the lease only while it still holds our run id: after an expiry another run may own it.
+_RELEASE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisDbLeases:
+    """Hands out Redis dbs 1..15 of one server, each leased in db 0 before use.
+
+    Another test run (a second terminal, a CI job on a shared Redis) may be using the
+    same server: a db it holds is skipped, never flushed. The lease is
+    `SET stockade-test-lease:<n> <run id> NX EX 3600`; it is deleted on release only
+    if it still holds this run's id. Not xdist-safe within one run: workers would have
+    to share one run id and one instance of this class.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.run_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        self._leases = redis.Redis.from_url(self.db_url(0), socket_connect_timeout=3, socket_timeout=10)
+        self._release = self._leases.register_script(_RELEASE_IF_OURS)
+        self._next = itertools.cycle(REDIS_TEST_DBS)  # take dbs in turn, as before leasing existed
+        self._held: set[int] = set()
+
+    def db_url(self, db: int) -> str:
+        """The server URL with db number `db`."""
+        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/{db}"))
+
+    def _acquire(self) -> int:
+        for _ in REDIS_TEST_DBS:
+            db = next(self._next)
+            if db in self._held:
+                continue
+            if self._leases.set(REDIS_LEASE_KEY.format(db=db), self.run_id, nx=True, ex=REDIS_LEASE_SECONDS):
+                self._held.add(db)
+                return db
+        db0 = _redacted(self.db_url(0))
+        pytest.fail(
+            f"No free Redis test db on {_redacted(self.server_url)}: dbs {REDIS_TEST_DBS.start}.."
+            f"{REDIS_TEST_DBS.stop - 1} are all leased (by this run: {sorted(self._held) or 'none'}; the rest by "
+            f"other test runs, keys {REDIS_LEASE_KEY.format(db='N')} in db 0). Wait for the other runs to finish, "
+            f"or set {REDIS_ENV} to a Redis server of your own. If no other run is alive, the leases are stale: "
+            f"they expire within {REDIS_LEASE_SECONDS}s, or delete them with `redis-cli -u {db0} --scan "
+            f"--pattern '{REDIS_LEASE_KEY.format(db='*')}' | xargs redis-cli -u {db0} DEL`.",
+            pytrace=False,
+        )
+
+    def _give_back(self, db: int) -> None:
+        self._held.discard(db)
+        self._release(keys=[REDIS_LEASE_KEY.format(db=db)], args=[self.run_id])
+
+    @contextmanager
+    def lease(self) -> Iterator[str]:
+        """URL of a leased db, empty at start, flushed and released afterwards."""
+        db = self._acquire()
+        try:
+            client = redis.Redis.from_url(self.db_url(db), socket_connect_timeout=3, socket_timeout=10)
+            try:
+                client.flushdb()
+                yield self.db_url(db)
+                client.flushdb()
+            finally:
+                client.close()
+        finally:
+            self._give_back(db)
+
+    def close(self) -> None:
+        """Release whatever is still held (a test interrupted mid-teardown), then disconnect."""
+        try:
+            for db in sorted(self._held):
+                self._give_back(db)
+        finally:
+            self._leases.close()
+
+
+@pytest.fixture(scope="session")
+def redis_dbs(redis_server_url: str) -> Iterator[RedisDbLeases]:
+    """The leases on Redis dbs 1..15 of the test server, for `redis_url` and the broker fixture."""
+    leases = RedisDbLeases(redis_server_url)
+    try:
+        yield leases
+    finally:
+        leases.close()
 
 
 @pytest.fixture
-def redis_url(redis_server_url: str) -> Iterator[str]:
+def redis_url(redis_dbs: RedisDbLeases) -> Iterator[str]:
     """URL of a Redis db number for this test only, empty at start and flushed afterwards."""
-    parts = urlsplit(redis_server_url)
-    url = urlunsplit(parts._replace(path=f"/{next(_redis_dbs)}"))
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
-    try:
-        client.flushdb()
+    with redis_dbs.lease() as url:
         yield url
-        client.flushdb()
-    finally:
-        client.close()

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -40,17 +39,6 @@ DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 
 # ---------------------------------------------------------------- Redis dbs
 
-def with_db(url: str, db: int) -> str:
-    """The same Redis server URL with another db number."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{db}"))
-
-
-def neighbour_db_url(redis_url: str) -> str:
-    """A second db (1..15) on the server of `redis_url`, never the same number."""
-    db = int(urlsplit(redis_url).path.lstrip("/") or 0)
-    return with_db(redis_url, db % 15 + 1)
-
-
 def flushdb(url: str) -> None:
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
     try:
@@ -69,14 +57,14 @@ def queue_length(broker_url: str) -> int:
 
 
 @pytest.fixture
-def broker_url(redis_url: str) -> Iterator[str]:
-    """A flushed Redis db for the Celery broker, apart from `redis_url` (the cache's db)."""
-    url = neighbour_db_url(redis_url)
-    flushdb(url)
-    try:
+def broker_url(redis_dbs) -> Iterator[str]:
+    """A flushed Redis db for the Celery broker, apart from `redis_url` (the cache's db).
+
+    Leased like `redis_url` (see RedisDbLeases in conftest.py): a fixed neighbour of the
+    cache's db could be another concurrent run's cache or broker.
+    """
+    with redis_dbs.lease() as url:
         yield url
-    finally:
-        flushdb(url)
 
 
 # ---------------------------------------------------------------- services

@@ -1,6 +1,7 @@
 """The Redis product cache in distributed mode: it caches, writes invalidate, Redis down or hanging is survived."""
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -10,6 +11,7 @@ import pytest
 import redis
 from falcon import testing
 
+from stockade.adapters.redis_cache import RedisProductCache
 from stockade.adapters.sql import migrate
 from stockade.entrypoints.bootstrap import Services
 from stockade.entrypoints.http.app import create_app
@@ -22,6 +24,18 @@ def database(mysql_url: str) -> str:
     return mysql_url
 
 
+@pytest.fixture
+def patient_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Services built now get a Redis cache whose entries outlive the test and whose calls wait seconds.
+
+    The defaults (5 s TTL, 250 ms socket timeouts) are wall-clock limits: on a loaded
+    machine an entry could expire, or a slow answer open the breaker, between two reads,
+    and a test about what the cache holds would then read the database instead.
+    """
+    monkeypatch.setattr(RedisProductCache, "from_url", functools.partial(
+        RedisProductCache.from_url, ttl_seconds=3600, socket_timeout_seconds=10))
+
+
 def client_for(services: Services) -> testing.TestClient:
     return testing.TestClient(create_app(services.shop.deps, readiness=services.readiness))
 
@@ -32,7 +46,7 @@ def get_product(client: testing.TestClient, product_id: int) -> dict:
     return response.json["data"]
 
 
-def test_product_reads_come_from_redis_and_a_purchase_invalidates_them(database, redis_url):
+def test_product_reads_come_from_redis_and_a_purchase_invalidates_them(database, redis_url, patient_cache):
     """A cached read survives a change made behind the cache's back; a purchase through the API clears it."""
     with open_services(database, redis_url=redis_url) as services:
         client = client_for(services)

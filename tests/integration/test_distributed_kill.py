@@ -18,9 +18,17 @@ from tests.integration.distributed_helpers import (  # noqa: F401 - broker_url i
     wait_for,
 )
 
-PROCESSING_SECONDS = 3
-VISIBILITY_TIMEOUT = 6
+#: Long enough that the first worker is still inside the task when the SIGKILL lands, however
+#: slowly a loaded machine gets from "received" to the kill.
+PROCESSING_SECONDS = 20
+#: Above PROCESSING_SECONDS (Settings refuses less): Redis must not redeliver a task still running.
+VISIBILITY_TIMEOUT = 40
+#: The relay, not the visibility timeout, is what hands the killed task to the second worker quickly.
 OUTBOX_RETRY = 4
+#: Starting a worker process imports Celery and the app; slow on a loaded machine.
+WORKER_START_SECONDS = 120
+#: Relay after OUTBOX_RETRY, then PROCESSING_SECONDS of processing, with room for a slow machine.
+PROCESSED_SECONDS = 180
 
 
 def read(path) -> str:
@@ -48,14 +56,15 @@ def test_a_worker_killed_mid_task_leaves_the_order_to_be_processed_once_by_anoth
         try:
             first = spawn_stockade(["worker", "--concurrency", "1"], env, first_log)
             procs.append(first)
-            wait_for(lambda: "ready" in read(first_log) or first.poll() is not None, "the first worker ready")
+            wait_for(lambda: "ready" in read(first_log) or first.poll() is not None, "the first worker ready",
+                     timeout=WORKER_START_SECONDS)
             assert first.poll() is None, read(first_log)
 
             product = shop.create_product("Sprocket", "4.00", 5)
             order_id = shop.purchase(product.id, 1).order.id
             wait_for(lambda: "stockade.process_order" in read(first_log) and "received" in read(first_log),
                      f"the first worker receiving process_order for order #{order_id}\n{read(first_log)}")
-            time.sleep(0.5)  # inside the simulated processing, well before its 3 s are up
+            time.sleep(0.5)  # inside the simulated processing, well before its PROCESSING_SECONDS are up
 
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(30)
@@ -70,7 +79,7 @@ def test_a_worker_killed_mid_task_leaves_the_order_to_be_processed_once_by_anoth
                 return order_status(engine, order_id) == "processed"
 
             wait_for(relayed_and_processed, f"order #{order_id} processed by the second worker\n{read(second_log)}",
-                     timeout=60)
+                     timeout=PROCESSED_SECONDS)
             # The line is logged just after the commit that made the order processed.
             wait_for(lambda: "Order #%d Processed." % order_id in read(second_log),
                      "the second worker logged the processing")

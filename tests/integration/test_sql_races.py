@@ -39,8 +39,11 @@ HOLD_TTL = 120
 
 @pytest.fixture
 def services(mysql_url: str):
-    """Migrated database and one Services shared by every racing thread (the normal case)."""
-    with open_services(mysql_url, migrate_schema=True, hold_ttl_seconds=HOLD_TTL) as services:
+    """Migrated database and one Services shared by every racing thread (the normal case).
+
+    Background tasks stay off: none of these tests needs them, and their threads would
+    compete with the racers for the connection pool."""
+    with open_services(mysql_url, migrate_schema=True, background=False, hold_ttl_seconds=HOLD_TTL) as services:
         yield services
 
 
@@ -382,3 +385,4 @@ def test_racing_requests_with_one_idempotency_key_purchase_exactly_once(services
     assert scalar(engine, "SELECT COUNT(*) FROM orders") == rounds
     assert product_row(engine, product.id).stock == 50 - rounds
     assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys WHERE completed_at IS NOT NULL") == rounds
+
