@@ -55,22 +55,28 @@ def run_idempotent(
             raise IdempotencyKeyInFlight()
         return Replay(found.response)
 
+    token = found.token
+    assert token is not None
+
     def record(uow: UnitOfWork, result: object) -> None:
-        uow.idempotency.complete(scope, key, render(result), deps.clock.now())  # type: ignore[arg-type]
+        # Conditional on still owning the claim: if a takeover happened while this request
+        # stalled, the effect rolls back with this transaction and only one request's counts.
+        if not uow.idempotency.complete(scope, key, token, render(result), deps.clock.now()):  # type: ignore[arg-type]
+            raise IdempotencyKeyInFlight()
 
     try:
         return action(record)
     except DomainError as refusal:
         def store_refusal() -> None:
             with deps.uow() as uow:
-                uow.idempotency.complete(scope, key, render_error(refusal), deps.clock.now())
+                uow.idempotency.complete(scope, key, token, render_error(refusal), deps.clock.now())
                 uow.commit()
         retrying(store_refusal)
         raise
     except BaseException:
         try:
             with deps.uow() as uow:
-                uow.idempotency.abandon(scope, key)
+                uow.idempotency.abandon(scope, key, token)
                 uow.commit()
         except Exception:  # the claim goes stale and is taken over later
             log.warning("could not drop idempotency claim %s %s", scope, key, exc_info=True)

@@ -194,6 +194,9 @@ class IdempotencyClaim:
     fresh: bool
     fingerprint: str | None = None
     response: StoredResponse | None = None  # None while the first request is in flight
+    #: For a fresh claim, the claim's own timestamp: proof of ownership for complete/abandon.
+    #: A request that lost its claim to a takeover can then neither store nor drop it.
+    token: datetime | None = None
 
 
 class IdempotencyRepository(Protocol):
@@ -202,13 +205,15 @@ class IdempotencyRepository(Protocol):
     def claim(self, scope: str, key: str, fingerprint: str, now: datetime, stale_before: datetime) -> IdempotencyClaim:
         """Record the key as in flight (committed at once, outside any use case), or
         report what is there. An in-flight claim older than `stale_before` is taken over:
-        its request died before committing, so nothing of it took effect."""
+        its request died before committing, so nothing of it took effect (and if it is
+        still alive, `complete` now refuses it, so its effect rolls back)."""
 
-    def complete(self, scope: str, key: str, response: StoredResponse, now: datetime) -> None:
-        """Store the response; call inside the use case's transaction."""
+    def complete(self, scope: str, key: str, token: datetime, response: StoredResponse, now: datetime) -> bool:
+        """Store the response if the claim `token` still owns the key; call inside the use
+        case's transaction. False (nothing stored) when the claim was taken over."""
 
-    def abandon(self, scope: str, key: str) -> None:
-        """Drop an in-flight claim whose request failed without effect."""
+    def abandon(self, scope: str, key: str, token: datetime) -> None:
+        """Free an in-flight claim still owned by `token`, whose request failed without effect."""
 
     def purge(self, older_than: datetime) -> int: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import random
+from datetime import timedelta
 
 import pytest
 
@@ -386,3 +387,32 @@ def test_racing_requests_with_one_idempotency_key_purchase_exactly_once(services
     assert product_row(engine, product.id).stock == 50 - rounds
     assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys WHERE completed_at IS NOT NULL") == rounds
 
+
+@pytest.mark.parametrize("existing", ["none", "in_flight", "completed"])
+def test_racing_claims_of_one_key_never_deadlock(services, existing: str) -> None:
+    """Each claim runs once, with no retry: a deadlock (or lock wait timeout) is a failure."""
+    shop = services.shop
+    now = shop.deps.clock.now()
+    stale_before = now - timedelta(hours=1)  # nothing here is stale
+
+    def claim(at):
+        with shop.deps.uow() as uow:
+            found = uow.idempotency.claim("purchase", "hot-key", "fp", at, stale_before)
+            uow.commit()
+            return found
+
+    if existing != "none":
+        first = claim(now)
+        if existing == "completed":
+            with shop.deps.uow() as uow:
+                assert uow.idempotency.complete("purchase", "hot-key", first.token, StoredResponse(201, "{}"), now)
+                uow.commit()
+
+    rounds = [race(16, 1, lambda t, c: claim(now)) for _ in range(5)]
+
+    everything = [o for outcomes in rounds for o in outcomes]
+    assert not unexpected(everything), summary(unexpected(everything))
+    fresh = sum(o.value.fresh for o in everything)
+    assert fresh == (1 if existing == "none" else 0)
+    if existing == "completed":
+        assert all(o.value.response == StoredResponse(201, "{}") for o in everything)

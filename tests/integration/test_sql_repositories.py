@@ -432,17 +432,18 @@ def _claim(shop, key: str, fingerprint: str, now, stale_before) -> IdempotencyCl
         return found
 
 
-def _complete(shop, key: str, response: StoredResponse, now) -> None:
+def _complete(shop, key: str, token, response: StoredResponse, now) -> bool:
     with shop.deps.uow() as uow:
-        uow.idempotency.complete("purchase", key, response, now)
+        done = uow.idempotency.complete("purchase", key, token, response, now)
         uow.commit()
+        return done
 
 
 def test_a_second_claim_of_a_key_in_flight_is_not_fresh(shop, clock) -> None:
     now = clock.now()
     long_ago = now - timedelta(hours=1)
 
-    assert _claim(shop, "k1", "fp-a", now, long_ago) == IdempotencyClaim(fresh=True)
+    assert _claim(shop, "k1", "fp-a", now, long_ago) == IdempotencyClaim(fresh=True, token=now)
     second = _claim(shop, "k1", "fp-a", now, long_ago)
 
     assert second == IdempotencyClaim(fresh=False, fingerprint="fp-a", response=None)
@@ -454,7 +455,7 @@ def test_a_completed_key_replays_its_response(shop, clock) -> None:
     response = StoredResponse(201, '{"data": {"id": 1, "note": "caf\\u00e9"}}')
     _claim(shop, "k1", "fp-a", now, now - timedelta(hours=1))
 
-    _complete(shop, "k1", response, now)
+    assert _complete(shop, "k1", now, response, now)
     again = _claim(shop, "k1", "fp-a", now + timedelta(seconds=5), now - timedelta(hours=1))
 
     assert again == IdempotencyClaim(fresh=False, fingerprint="fp-a", response=response)
@@ -464,10 +465,10 @@ def test_a_stale_claim_is_taken_over_but_a_completed_one_never_is(shop, clock) -
     t0 = clock.now()
     _claim(shop, "dead", "fp-a", t0, t0 - timedelta(hours=1))
     _claim(shop, "done", "fp-a", t0, t0 - timedelta(hours=1))
-    _complete(shop, "done", StoredResponse(409, '{"message": "Out of stock"}'), t0)
+    assert _complete(shop, "done", t0, StoredResponse(409, '{"message": "Out of stock"}'), t0)
     later = t0 + timedelta(seconds=61)
 
-    assert _claim(shop, "dead", "fp-b", later, later - timedelta(seconds=60)) == IdempotencyClaim(fresh=True)
+    assert _claim(shop, "dead", "fp-b", later, later - timedelta(seconds=60)) == IdempotencyClaim(fresh=True, token=later)
     assert _claim(shop, "dead", "fp-b", later, later - timedelta(seconds=60)).fingerprint == "fp-b"
     kept = _claim(shop, "done", "fp-b", later, later - timedelta(seconds=60))
     assert kept == IdempotencyClaim(fresh=False, fingerprint="fp-a",
@@ -491,7 +492,26 @@ def test_an_abandoned_claim_can_be_claimed_again(shop, clock) -> None:
     _claim(shop, "k1", "fp-a", now, stale)
 
     with shop.deps.uow() as uow:
-        uow.idempotency.abandon("purchase", "k1")
+        uow.idempotency.abandon("purchase", "k1", now)
         uow.commit()
 
-    assert _claim(shop, "k1", "fp-b", now, stale) == IdempotencyClaim(fresh=True)
+    later = now + timedelta(microseconds=1)
+    assert _claim(shop, "k1", "fp-b", later, stale) == IdempotencyClaim(fresh=True, token=later)
+
+
+def test_only_the_current_owner_of_a_claim_can_complete_or_abandon_it(shop, clock) -> None:
+    t0 = clock.now()
+    _claim(shop, "k1", "fp-a", t0, t0 - timedelta(hours=1))
+    later = t0 + timedelta(seconds=61)
+    assert _claim(shop, "k1", "fp-a", later, later - timedelta(seconds=60)).fresh  # taken over
+
+    # The first request woke up: it can neither store its response nor free the key.
+    assert not _complete(shop, "k1", t0, StoredResponse(201, "{}"), later)
+    with shop.deps.uow() as uow:
+        uow.idempotency.abandon("purchase", "k1", t0)
+        uow.commit()
+    assert _claim(shop, "k1", "fp-a", later, t0) == IdempotencyClaim(fresh=False, fingerprint="fp-a")
+
+    assert _complete(shop, "k1", later, StoredResponse(201, '{"ok": 1}'), later)
+    assert not _complete(shop, "k1", later, StoredResponse(201, '{"ok": 2}'), later)  # once only
+    assert _claim(shop, "k1", "fp-a", later, later).response == StoredResponse(201, '{"ok": 1}')

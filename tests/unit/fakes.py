@@ -11,7 +11,7 @@ import copy
 import json
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -318,22 +318,28 @@ class InMemoryIdempotencyRepository(_Repository):
         row = self.t.idempotency.get((scope, key))
         if row is None:
             self.t.idempotency[(scope, key)] = IdempotencyRow(fingerprint, now)
-            return IdempotencyClaim(fresh=True)
+            return IdempotencyClaim(fresh=True, token=now)
         if row.completed_at is None and row.claimed_at < stale_before:
             row.fingerprint, row.claimed_at = fingerprint, now
-            return IdempotencyClaim(fresh=True)
+            return IdempotencyClaim(fresh=True, token=now)
         return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint,
                                 response=row.response if row.completed_at is not None else None)
 
-    def complete(self, scope: str, key: str, response: StoredResponse, now: datetime) -> None:
+    def _owned(self, scope: str, key: str, token: datetime):
         row = self.t.idempotency.get((scope, key))
-        if row is not None:
-            row.response, row.completed_at = response, now
+        return row if row is not None and row.completed_at is None and row.claimed_at == token else None
 
-    def abandon(self, scope: str, key: str) -> None:
-        row = self.t.idempotency.get((scope, key))
-        if row is not None and row.completed_at is None:
-            del self.t.idempotency[(scope, key)]
+    def complete(self, scope: str, key: str, token: datetime, response: StoredResponse, now: datetime) -> bool:
+        row = self._owned(scope, key, token)
+        if row is None:
+            return False
+        row.response, row.completed_at = response, now
+        return True
+
+    def abandon(self, scope: str, key: str, token: datetime) -> None:
+        row = self._owned(scope, key, token)
+        if row is not None:
+            row.claimed_at = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
     def purge(self, older_than: datetime) -> int:
         old = [k for k, row in self.t.idempotency.items() if row.claimed_at < older_than]

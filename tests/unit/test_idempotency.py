@@ -105,7 +105,9 @@ def test_response_is_stored_in_the_same_transaction_as_the_effect(shop, store, p
     with pytest.raises(RuntimeError):
         run_idempotent(shop.deps, "purchase", "k1", "f", action, lambda r: StoredResponse(201, r), render_error)
     assert store.product(phone.id).stock == 10
-    assert ("purchase", "k1") not in store.tables.idempotency
+    assert store.tables.idempotency[("purchase", "k1")].response is None  # nothing stored, claim freed
+    with shop.deps.uow() as uow:
+        assert uow.idempotency.claim("purchase", "k1", "g", shop.deps.clock.now(), shop.deps.clock.now()).fresh
 
 
 def test_request_that_failed_without_effect_can_be_retried_with_the_same_key(shop, buy, store, phone):
@@ -116,3 +118,20 @@ def test_request_that_failed_without_effect_can_be_retried_with_the_same_key(sho
         run_idempotent(shop.deps, "purchase", "k1", f"{phone.id}:1", broken, render, render_error)
     buy("k1")
     assert store.product(phone.id).stock == 9
+
+
+def test_a_request_whose_stalled_claim_was_taken_over_rolls_back_its_effect(shop, buy, store, clock, phone):
+    """A request stalls past the takeover age; a retry takes its key over and buys. When
+    the first wakes up and tries to commit, its sale is refused and rolled back."""
+
+    def stalled(before_commit):
+        clock.advance(61)
+        assert buy("k1") is not None  # the client's retry, under the same key, wins the key
+        return purchase(shop.deps, Purchase(phone.id, 1), before_commit)
+
+    with pytest.raises(IdempotencyKeyInFlight):
+        run_idempotent(shop.deps, "purchase", "k1", f"{phone.id}:1", stalled, render, render_error)
+    assert store.product(phone.id).stock == 9  # one sale, not two
+    assert len(store.tables.orders) == 1
+    order_id = next(iter(store.tables.orders))
+    assert buy("k1") == Replay(StoredResponse(201, json.dumps({"order_id": order_id})))

@@ -111,6 +111,10 @@ _INSERT_EVENT = event_log.insert()
 _INSERT_OUTBOX = outbox.insert()
 
 
+#: claimed_at of an abandoned Idempotency-Key claim: older than any stale cutoff.
+_ABANDONED = datetime(1970, 1, 1)
+
+
 def _locked(stmt: sa.Select, conn: Connection) -> sa.Select:
     """FOR UPDATE SKIP LOCKED where the engine has it (MySQL 8, MariaDB 10.6); SQLite
     serialises writers with BEGIN IMMEDIATE instead."""
@@ -363,38 +367,58 @@ class SqlIdempotencyRepository:
         return [idempotency_keys.c.scope == scope, idempotency_keys.c.key_hash == key_hash(key)]
 
     def claim(self, scope: str, key: str, fingerprint: str, now: datetime, stale_before: datetime) -> IdempotencyClaim:
-        try:
-            self.conn.execute(
-                idempotency_keys.insert().values(scope=scope, key_hash=key_hash(key), fingerprint=fingerprint,
-                                                 claimed_at=to_db(now))
+        """Read first, then INSERT a new key or take over a stale one with one conditional UPDATE.
+
+        On InnoDB a duplicate-key INSERT leaves a shared lock on the existing row; asking for
+        an exclusive one afterwards (the takeover UPDATE) deadlocks against any other request
+        doing the same. So a transaction here takes either the shared lock (after a duplicate)
+        or the exclusive one (takeover), never both; the plain SELECT takes none.
+        """
+        where = self._where(scope, key)
+        read = idempotency_keys.select().where(*where)
+        row = self.conn.execute(read).first()
+        if row is None:
+            try:
+                self.conn.execute(
+                    idempotency_keys.insert().values(scope=scope, key_hash=key_hash(key), fingerprint=fingerprint,
+                                                     claimed_at=to_db(now))
+                )
+                return IdempotencyClaim(fresh=True, token=now)
+            except sa.exc.IntegrityError as exc:
+                if not is_duplicate_key(exc):
+                    raise
+            row = self.conn.execute(read).first()  # inserted after our read: fresh, not stale
+        elif row.completed_at is None and row.claimed_at < to_db(stale_before):
+            takeover = (
+                idempotency_keys.update()
+                .where(*where, idempotency_keys.c.completed_at.is_(None),
+                       idempotency_keys.c.claimed_at < to_db(stale_before))
+                .values(fingerprint=fingerprint, claimed_at=to_db(now))
             )
-            return IdempotencyClaim(fresh=True)
-        except sa.exc.IntegrityError as exc:
-            if not is_duplicate_key(exc):
-                raise
-        takeover = (
-            idempotency_keys.update()
-            .where(*self._where(scope, key), idempotency_keys.c.completed_at.is_(None),
-                   idempotency_keys.c.claimed_at < to_db(stale_before))
-            .values(fingerprint=fingerprint, claimed_at=to_db(now))
-        )
-        if self.conn.execute(takeover).rowcount == 1:
-            return IdempotencyClaim(fresh=True)
-        row = self.conn.execute(idempotency_keys.select().where(*self._where(scope, key))).first()
-        if row is None:  # purged between our insert and read: take it next time
+            if self.conn.execute(takeover).rowcount == 1:
+                return IdempotencyClaim(fresh=True, token=now)
+            row = self.conn.execute(read).first()
+        if row is None:  # purged meanwhile: answer "in flight"; the client's retry claims it
             return IdempotencyClaim(fresh=False, fingerprint=fingerprint, response=None)
         response = StoredResponse(row.status_code, row.body) if row.completed_at is not None else None
         return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint, response=response)
 
-    def complete(self, scope: str, key: str, response: StoredResponse, now: datetime) -> None:
-        self.conn.execute(
-            idempotency_keys.update().where(*self._where(scope, key))
+    def _owned(self, scope: str, key: str, token: datetime) -> list:
+        return [*self._where(scope, key), idempotency_keys.c.completed_at.is_(None),
+                idempotency_keys.c.claimed_at == to_db(token)]
+
+    def complete(self, scope: str, key: str, token: datetime, response: StoredResponse, now: datetime) -> bool:
+        stmt = (
+            idempotency_keys.update().where(*self._owned(scope, key, token))
             .values(status_code=response.status, body=response.body, completed_at=to_db(now))
         )
+        return self.conn.execute(stmt).rowcount == 1
 
-    def abandon(self, scope: str, key: str) -> None:
+    def abandon(self, scope: str, key: str, token: datetime) -> None:
+        # An UPDATE, not a DELETE: the next claimant takes the row over with one exclusive
+        # lock, instead of several inserting over a deleted, not yet purged record (deadlock).
         self.conn.execute(
-            idempotency_keys.delete().where(*self._where(scope, key), idempotency_keys.c.completed_at.is_(None))
+            idempotency_keys.update().where(*self._owned(scope, key, token)).values(claimed_at=_ABANDONED)
         )
 
     def purge(self, older_than: datetime) -> int:
