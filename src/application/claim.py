@@ -10,7 +10,6 @@ from stockade.application.expiry import reclaim_expired
 from stockade.application.ports import UnitOfWork
 from stockade.application.services import Deps, retrying
 from stockade.domain.errors import OutOfStock, ProductNotFound
-from stockade.domain.model import Product
 
 T = TypeVar("T")
 BeforeCommit = Callable[[UnitOfWork, object], None]
@@ -23,41 +22,44 @@ def claim_units(
     product_id: int,
     quantity: int,
     take: Callable[[UnitOfWork, datetime], bool],
-    write: Callable[[UnitOfWork, Product, datetime], Callable[[UnitOfWork], T]],
+    write: Callable[[UnitOfWork, datetime], Callable[[UnitOfWork], T]],
     before_commit: BeforeCommit | None = None,
 ) -> T:
-    """Run one stock-taking transaction: read, conditional UPDATE, write the rows, commit.
+    """Take units (purchase) or hold them: one plain read, then one short write transaction.
 
-    `take` is the one conditional statement that decides; it runs before `write`, which
-    inserts the rows (order or hold, outbox, events) and returns a function that builds
-    the result. The cheap reads first make a sold-out rejection cost two reads and a
-    rollback; expired, unswept holds and overdue orders are released before refusing.
+    The read runs outside any write transaction and takes no lock: one statement that
+    returns the product and whether it has expired holds or overdue orders. A sold-out
+    request ends there (on MySQL a single round trip; it never waits for the hot row's
+    lock, nor takes SQLite's write lock). Otherwise the write transaction starts with
+    `take`, the one conditional UPDATE that decides, then `write` inserts the rows (order
+    or hold, outbox, events) and returns a function that builds the result. Expired,
+    unswept holds and overdue orders are released before refusing.
     Raises ProductNotFound or OutOfStock.
     """
+    with deps.read() as uow:
+        product, lapsed = uow.products.for_sale(product_id, deps.clock.now())
+    if product is None:
+        raise ProductNotFound()
+    short = product.available < quantity
+    if short and not lapsed:
+        raise OutOfStock()
 
     def attempt(reclaim_first: bool) -> T | object:
         now = deps.clock.now()
         with deps.uow() as uow:
-            product = uow.products.get(product_id)
-            if product is None:
-                raise ProductNotFound()
             freed = 0
-            # The probe is a plain read; only when something has lapsed do we take the locks
-            # that releasing it needs, so a sold-out rejection stays a pair of reads.
-            if (reclaim_first or product.available < quantity) and uow.products.has_lapsed_claims(product_id, now):
+            if reclaim_first and uow.products.has_lapsed_claims(product_id, now):
                 freed = reclaim_expired(uow, deps.policy, product_id, now)
-                if freed:
-                    product = uow.products.get(product_id)
-                    assert product is not None
-            if product.available < quantity:
-                if freed:
-                    uow.commit()
-                raise OutOfStock()
-            # The conditional UPDATE goes first: the inserts' foreign-key checks take a shared
-            # lock on the product row, and two buyers upgrading shared to exclusive deadlock.
+            # The conditional UPDATE goes first: a statement that took a shared lock on the
+            # product row before it (a foreign-key check, a locking read) would let two
+            # buyers deadlock upgrading to exclusive.
             if not take(uow, now):
-                return _LOST_RACE  # a concurrent buyer got there first: roll back
-            finish = write(uow, product, now)
+                if uow.products.get(product_id) is None:
+                    raise ProductNotFound()  # deleted since the read
+                if freed:
+                    uow.commit()  # what was released stays released
+                return _LOST_RACE
+            finish = write(uow, now)
             uow.product_changed(product_id)
             result = finish(uow)
             if before_commit is not None:
@@ -65,7 +67,8 @@ def claim_units(
             uow.commit()
             return result
 
-    for reclaim_first in (False, True):
+    # A lost race is retried once, releasing lapsed claims first, before the 409.
+    for reclaim_first in (short, True):
         result = retrying(lambda: attempt(reclaim_first))
         if result is not _LOST_RACE:
             return result  # type: ignore[return-value]

@@ -9,13 +9,13 @@ from stockade.application.commands import HoldView, PlaceHold
 from stockade.application.ports import UnitOfWork
 from stockade.application.services import Deps, retrying
 from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound
-from stockade.domain.model import Hold, HoldStatus, Product
+from stockade.domain.model import Hold, HoldStatus
 
 
 def place_hold(deps: Deps, cmd: PlaceHold, before_commit: BeforeCommit | None = None) -> Hold:
     """Reserve units until now + hold TTL. Raises ProductNotFound, OutOfStock."""
 
-    def write(uow: UnitOfWork, product: Product, now: datetime):
+    def write(uow: UnitOfWork, now: datetime):
         hold = uow.holds.add(cmd.product_id, cmd.quantity, now + deps.policy.hold_ttl, now)
         uow.events.record(
             "hold_created",

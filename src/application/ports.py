@@ -97,6 +97,10 @@ class ProductRepository(Protocol):
     def reserve(self, product_id: int, quantity: int, now: datetime) -> bool:
         """Hold `quantity` units: reserved += q where available >= q. True if held."""
 
+    def for_sale(self, product_id: int, now: datetime) -> tuple[Product | None, bool]:
+        """One plain read, no locks: the live product (None if there is none) and whether
+        it has lapsed claims (see has_lapsed_claims)."""
+
     def has_lapsed_claims(self, product_id: int, now: datetime) -> bool:
         """Without taking locks: has the product active holds past expiry, or pending orders
         past their payment time? A cheap probe before the locking reclaim."""

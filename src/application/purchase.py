@@ -8,13 +8,17 @@ from stockade.application.claim import BeforeCommit, claim_units
 from stockade.application.commands import OrderView, Purchase
 from stockade.application.ports import UnitOfWork
 from stockade.application.services import PROCESS_ORDER, Deps
-from stockade.domain.model import Order, OrderStatus, Product, money
+from stockade.domain.model import Order, OrderStatus, money
 
 
 def purchase(deps: Deps, cmd: Purchase, before_commit: BeforeCommit | None = None) -> OrderView:
     """Sell `quantity` units of a product. Raises ProductNotFound, OutOfStock."""
 
-    def write(uow: UnitOfWork, product: Product, now: datetime):
+    def write(uow: UnitOfWork, now: datetime):
+        # Read after the conditional UPDATE, in its transaction, with the row locked by it:
+        # the price charged and the stock shown are exactly those of this sale.
+        product = uow.products.get(cmd.product_id)
+        assert product is not None, "take() succeeded, so the product is live"
         total = money(product.price * cmd.quantity)
         order_id = uow.orders.add(cmd.product_id, cmd.quantity, total, OrderStatus.CREATED, now)
         uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
@@ -25,12 +29,7 @@ def purchase(deps: Deps, cmd: Purchase, before_commit: BeforeCommit | None = Non
         )
         order = Order(order_id, cmd.product_id, None, cmd.quantity, total, OrderStatus.CREATED, None, now, now)
 
-        def finish(uow: UnitOfWork) -> OrderView:
-            after = uow.products.get(cmd.product_id)
-            assert after is not None
-            return OrderView(order, after)
-
-        return finish
+        return lambda uow: OrderView(order, product)
 
     return claim_units(
         deps,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from stockade.adapters.clock import SystemClock
 from stockade.adapters.inprocess_tasks import InProcessTaskRunner, Sweeper
 from stockade.adapters.memory_cache import InProcessProductCache, NullProductCache
-from stockade.adapters.sql import make_engine, migrate
+from stockade.adapters.sql import make_engine, make_read_engine, migrate
 from stockade.adapters.sql.uow import sql_uow_factory
 from stockade.application.facade import Shop
 from stockade.application.ports import Clock, ProductCache, TaskMessage, TaskPublisher
@@ -105,6 +105,7 @@ def build_services(
     if migrate_schema if migrate_schema is not None else settings.is_sqlite:
         migrate(settings.database_url)
     engine = make_engine(settings.database_url)
+    read_engine = make_read_engine(settings.database_url, engine)
     closers: list[Callable[[], None]] = []
 
     cache: ProductCache
@@ -134,7 +135,7 @@ def build_services(
     deps_kwargs = {} if sleep is None else {"sleep": sleep}
     deps = Deps(
         uow=sql_uow_factory(engine, publisher, cache),
-        read=sql_uow_factory(engine, publisher, cache, read_only=True),
+        read=sql_uow_factory(read_engine, publisher, cache, read_only=True),
         clock=clock or SystemClock(),
         cache=cache,
         policy=policy_from(settings),
@@ -146,4 +147,6 @@ def build_services(
             runner.register(task, handler)
         closers.append(runner.close)
     closers.append(engine.dispose)
+    if read_engine is not engine:
+        closers.append(read_engine.dispose)
     return Services(settings, shop, engine, cache, publisher, closers)

@@ -403,6 +403,47 @@ def test_the_lapsed_claims_probe_sees_expired_holds_and_overdue_orders_of_its_pr
     assert [lapsed(p.id) for p in (held, ordered, other)] == [False, False, False]
 
 
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every command PyMySQL sends to the server from now on (statements, COMMIT, ROLLBACK)."""
+    import pymysql.connections
+
+    sent: list[str] = []
+    send = pymysql.connections.Connection._execute_command
+
+    def recording(self, command, sql):
+        sent.append((sql.decode() if isinstance(sql, bytes) else str(sql)).split(" ", 1)[0].upper())
+        return send(self, command, sql)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "_execute_command", recording)
+    return sent
+
+
+def test_the_hot_paths_cost_the_fewest_round_trips(shop, wire) -> None:
+    """Round trips are most of a request's cost on MySQL; these counts are the design."""
+    plenty = shop.create_product("Plenty", "2.50", 100)
+    gone = shop.create_product("Gone", "2.50", 0)
+    shop.purchase(plenty.id, 1)  # warm the pools
+    shop.hold(plenty.id, 1)
+
+    wire.clear()
+    with pytest.raises(OutOfStock):
+        shop.purchase(gone.id, 1)
+    assert wire == ["SELECT"], "a sold-out rejection is one read: no transaction, no lock"
+
+    wire.clear()
+    shop.purchase(plenty.id, 1)
+    assert wire == ["SELECT", "UPDATE", "SELECT", "INSERT", "INSERT", "INSERT", "COMMIT"]
+
+    wire.clear()
+    shop.hold(plenty.id, 1)
+    assert wire == ["SELECT", "UPDATE", "INSERT", "INSERT", "COMMIT"]
+
+    wire.clear()
+    shop.get_product(plenty.id)
+    assert wire in ([], ["SELECT"])  # a cache hit, or one read
+
+
 # ---------------------------------------------------------------- check
 
 def test_check_is_clean_then_names_a_product_whose_reserved_drifted(shop, engine) -> None:

@@ -182,6 +182,10 @@ class InMemoryProductRepository(_Repository):
         self._write(product, now, reserved=product.reserved + quantity)
         return True
 
+    def for_sale(self, product_id: int, now: datetime) -> tuple[Product | None, bool]:
+        product = self.get(product_id)
+        return product, product is not None and self.has_lapsed_claims(product_id, now)
+
     def has_lapsed_claims(self, product_id: int, now: datetime) -> bool:
         return any(h.product_id == product_id and h.status is HoldStatus.ACTIVE and h.expires_at <= now
                    for h in self.t.holds.values()) or any(

@@ -103,6 +103,7 @@ _LAPSED_ORDER = (
     .exists()
 )
 _HAS_LAPSED = sa.select(sa.or_(_LAPSED_HOLD, _LAPSED_ORDER))
+_FOR_SALE = sa.select(products, sa.or_(_LAPSED_HOLD, _LAPSED_ORDER).label("lapsed")).where(_LIVE_PRODUCT)
 _INSERT_HOLD = holds.insert()
 _GET_HOLD = holds.select().where(holds.c.id == _P("b_id"))
 _INSERT_ORDER = orders.insert()
@@ -179,6 +180,10 @@ class SqlProductRepository:
 
     def reserve(self, product_id: int, quantity: int, now: datetime) -> bool:
         return self.conn.execute(_RESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount == 1
+
+    def for_sale(self, product_id: int, now: datetime) -> tuple[Product | None, bool]:
+        row = self.conn.execute(_FOR_SALE, {"b_id": product_id, "at": to_db(now)}).first()
+        return (_product(row), bool(row.lapsed)) if row else (None, False)
 
     def has_lapsed_claims(self, product_id: int, now: datetime) -> bool:
         """A plain read (no locks): does the product have expired active holds or overdue pending orders?"""
