@@ -28,7 +28,7 @@ help:
 	@echo "  make test             ensure MySQL/Redis answer, then run tests/unit and tests/integration"
 	@echo "  make test-unit        unit tests only (no servers)"
 	@echo "  make run-distributed  MySQL + Redis + Celery deployment (scripts/run-distributed.sh)"
-	@echo "  make bench            benchmarks/run_all.py"
+	@echo "  make bench            benchmarks/run_all.py, then benchmarks/http_bench.py"
 	@echo "  make clean            remove $(VENV), caches and *.db files"
 	@echo "Pass extra pytest options with PYTEST_ARGS='-k webhook -x'."
 
@@ -78,8 +78,10 @@ run-distributed: $(STAMP)
 	exec bash scripts/run-distributed.sh
 
 bench: $(STAMP)
-	@echo "==> benchmarks/run_all.py $(BENCH_ARGS)"
+	@echo "==> benchmarks/run_all.py $(BENCH_ARGS) (in-process server-side cost)"
 	$(VENV_PY) benchmarks/run_all.py $(BENCH_ARGS)
+	@echo "==> benchmarks/http_bench.py (over sockets, then a flash sale)"
+	$(VENV_PY) benchmarks/http_bench.py
 
 clean:
 	@echo "==> removing $(VENV), caches, build output and *.db files"

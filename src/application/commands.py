@@ -81,6 +81,7 @@ class WebhookResult:
     outcome: WebhookOutcome
     status: str  # order status after the delivery, or "deferred"
     http_status: int
+    replayed: bool = False  # the first response again, for a repeated key (set by the facade)
 
 
 @attrs.frozen

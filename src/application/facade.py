@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import attrs
+
 from stockade.application import audit, background, holds, orders, payments, products, purchase
 from stockade.application.commands import (
     CheckReport,
@@ -66,11 +68,12 @@ class Shop:
         return orders.get_order(self.deps, order_id)
 
     def payment(self, idempotency_key: str, order_id: int, status: str) -> WebhookResult:
-        """Apply a payment notification (`success` or `failure`), once per key."""
-        result, _ = payments.handle_payment(
+        """Apply a payment notification (`success` or `failure`), once per key; a repeated
+        key gets the first result again, with `replayed=True`."""
+        result, replayed = payments.handle_payment(
             self.deps, PaymentNotification(idempotency_key, order_id, PaymentResult(status))
         )
-        return result
+        return attrs.evolve(result, replayed=replayed)
 
     # background and operations
     def process_order(self, order_id: int, message_id: int | None = None) -> ProcessResult:

@@ -150,3 +150,11 @@ def test_payment_for_a_direct_purchase_is_ignored(shop, store, phone):
 
 def test_shop_payment_returns_the_webhook_result(shop, pending):
     assert shop.payment("k1", pending.id, "success").status == "paid"
+
+
+def test_the_facade_says_when_a_payment_result_is_a_replay(shop, store, phone, pending):
+    first = shop.payment("pay-1", pending.id, "success")
+    again = shop.payment("pay-1", pending.id, "success")
+    assert (first.outcome, first.replayed) == (WebhookOutcome.APPLIED, False)
+    assert again.replayed and again.outcome is WebhookOutcome.APPLIED and again.status == first.status
+    assert store.product(phone.id).stock == 7  # one effect: 10 - 3
