@@ -1412,6 +1412,10 @@ def test_requests_against_an_unreachable_database_are_503_json(api):
 def test_metrics_count_requests_and_purchases(api):
     pid = api.new_product()
     api.purchase(pid, 1)
+    for _ in range(2):  # a keyed purchase and its replay: one sale
+        keyed = api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 1},
+                                         headers={"Idempotency-Key": "metered"})
+        assert keyed.status_code == 201
     api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 100})
     api.hold(pid, 1)
     order_id = api.pending_order(pid, 1)
@@ -1422,7 +1426,8 @@ def test_metrics_count_requests_and_purchases(api):
     assert "stockade_http_requests_total{" in text
     assert 'route="/api/orders/purchase",status="201"' in text
     assert "stockade_http_request_duration_seconds_bucket" in text
-    assert 'stockade_purchases_total{outcome="created"} 1.0' in text
+    assert 'stockade_purchases_total{outcome="created"} 2.0' in text
+    assert 'stockade_purchases_total{outcome="replayed"} 1.0' in text
     assert 'stockade_purchases_total{outcome="out_of_stock"} 1.0' in text
     assert 'stockade_holds_total{outcome="created"} 2.0' in text
     assert 'stockade_webhooks_total{outcome="applied"} 1.0' in text

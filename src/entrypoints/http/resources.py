@@ -148,7 +148,11 @@ class _TakeUnitsResource(IdempotentPost):
         except domain.OutOfStock:
             self.counter().labels("out_of_stock").inc()
             raise
-        self.counter().labels("created" if resp.status == 201 else f"http_{resp.status}").inc()
+        if resp.get_header("Idempotent-Replayed"):
+            outcome = "replayed"  # the first response again: not a second sale or hold
+        else:
+            outcome = "created" if resp.status == 201 else f"http_{resp.status}"
+        self.counter().labels(outcome).inc()
 
 
 class PurchaseResource(_TakeUnitsResource):
