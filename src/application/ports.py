@@ -130,7 +130,8 @@ class HoldRepository(Protocol):
         """active -> released or expired. True if this call made the change."""
 
     def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
-        """Active holds past their TTL; rows other sweepers hold locked are skipped."""
+        """Active holds past their TTL, locked. Rows another transaction holds locked are
+        skipped in a sweep (no product_id) and waited for in a buyer's reclaim (product_id)."""
 
 
 class OrderRepository(Protocol):
@@ -156,7 +157,8 @@ class OrderRepository(Protocol):
         """current -> new if the order is still in `current`. True if this call made it."""
 
     def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
-        """Pending orders whose payment is due; rows other sweepers hold locked are skipped."""
+        """Pending orders whose payment is due, locked; skipped or waited for as in
+        HoldRepository.expired."""
 
 
 

@@ -65,6 +65,8 @@ class Services:
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
+            with self.shop.deps.read() as uow:  # the read pool (its own engine on MySQL)
+                uow.products.get(0)
             checks["database"] = None
         except Exception as exc:  # any failure means not ready
             checks["database"] = type(exc).__name__

@@ -4,9 +4,11 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import random
+import threading
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
@@ -416,3 +418,34 @@ def test_racing_claims_of_one_key_never_deadlock(services, existing: str) -> Non
     assert fresh == (1 if existing == "none" else 0)
     if existing == "completed":
         assert all(o.value.response == StoredResponse(201, "{}") for o in everything)
+
+
+@pytest.mark.parametrize("buy", ["purchase", "hold"])
+def test_a_buyer_waits_for_a_sweeper_holding_its_expired_holds_and_then_succeeds(mysql_url: str, buy: str) -> None:
+    """Only an expired, unswept hold stands in the way, and a sweeper has it locked: the buyer
+    must wait for the sweeper to release it, not skip the locked row and answer 409."""
+    clock = FixedClock()
+    with open_services(mysql_url, clock=clock, migrate_schema=True, background=False,
+                       hold_ttl_seconds=HOLD_TTL) as services:
+        shop, engine = services.shop, services.engine
+        product = shop.create_product("Last two", "1.00", 2)
+        hold = shop.hold(product.id, 2)
+        clock.advance(HOLD_TTL + 1)
+        outcome: list[object] = []
+        buyer = threading.Thread(target=lambda: outcome.append(
+            race_once(lambda: getattr(shop, buy)(product.id, 2))[0]))
+
+        with engine.connect() as sweeper:  # a sweep in progress: the hold locked, not yet released
+            sweeper.execute(sa.text("SELECT id FROM holds WHERE id = :h FOR UPDATE"), {"h": hold.id})
+            buyer.start()
+            buyer.join(1.0)
+            waited = buyer.is_alive()
+            sweeper.execute(sa.text("UPDATE holds SET status = 'expired' WHERE id = :h"), {"h": hold.id})
+            sweeper.execute(sa.text("UPDATE products SET reserved = reserved - 2 WHERE id = :p"), {"p": product.id})
+            sweeper.commit()
+        buyer.join(RACE_TIMEOUT_SECONDS)
+
+        assert waited, f"the buyer did not wait for the sweeper: {outcome}"
+        assert len(outcome) == 1 and outcome[0].ok, outcome
+        row = product_row(engine, product.id)
+        assert (row.stock, row.reserved) == ((0, 0) if buy == "purchase" else (2, 2))

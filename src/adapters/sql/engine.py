@@ -16,7 +16,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
     pool_reset_on_return=None: every connection is used through a SQLAlchemy Connection,
     which itself rolls back a transaction left open when it closes; the pool's own reset
-    only added a second ROLLBACK round trip to every unit of work.
+    only added a second ROLLBACK round trip to every unit of work. A unit of work whose
+    COMMIT or ROLLBACK fails, or that ends on an unknown driver error, invalidates its
+    connection instead of returning it (uow.py).
+
+    Pools open connections lazily: a process holds about as many as its peak number of
+    concurrent units of work (gunicorn threads plus background threads), per engine.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

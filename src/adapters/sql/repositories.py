@@ -116,12 +116,12 @@ _INSERT_OUTBOX = outbox.insert()
 _ABANDONED = datetime(1970, 1, 1)
 
 
-def _locked(stmt: sa.Select, conn: Connection) -> sa.Select:
-    """FOR UPDATE SKIP LOCKED where the engine has it (MySQL 8, MariaDB 10.6); SQLite
-    serialises writers with BEGIN IMMEDIATE instead."""
+def _locked(stmt: sa.Select, conn: Connection, *, wait: bool = False) -> sa.Select:
+    """FOR UPDATE SKIP LOCKED where the engine has it (MySQL 8, MariaDB 10.6), or a plain
+    FOR UPDATE with `wait`; SQLite serialises writers with BEGIN IMMEDIATE instead."""
     if conn.dialect.name == "sqlite":
         return stmt
-    return stmt.with_for_update(skip_locked=True)
+    return stmt.with_for_update(skip_locked=not wait)
 
 
 class SqlProductRepository:
@@ -262,7 +262,9 @@ class SqlHoldRepository:
         stmt = holds.select().where(holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at <= to_db(now))
         if product_id is not None:
             stmt = stmt.where(holds.c.product_id == product_id)
-        stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.conn)
+        # A sweep skips rows another sweeper holds; a buyer's reclaim (one product) waits for
+        # them instead: skipping would refuse a sale only unswept claims stood in the way of.
+        stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.conn, wait=product_id is not None)
         return [_hold(r) for r in self.conn.execute(stmt)]
 
 
@@ -306,7 +308,9 @@ class SqlOrderRepository:
         )
         if product_id is not None:
             stmt = stmt.where(orders.c.product_id == product_id)
-        stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.conn)
+        # A sweep skips rows another sweeper holds; a buyer's reclaim (one product) waits for
+        # them instead: skipping would refuse a sale only unswept claims stood in the way of.
+        stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.conn, wait=product_id is not None)
         return [_order(r) for r in self.conn.execute(stmt)]
 
 
@@ -376,37 +380,39 @@ class SqlIdempotencyRepository:
 
         On InnoDB a duplicate-key INSERT leaves a shared lock on the existing row; asking for
         an exclusive one afterwards (the takeover UPDATE) deadlocks against any other request
-        doing the same. So a transaction here takes either the shared lock (after a duplicate)
-        or the exclusive one (takeover), never both; the plain SELECT takes none.
+        doing the same. So a transaction here takes the shared lock (after a duplicate) or
+        the exclusive one (takeover); both only when the winner of the INSERT freed the key
+        at once, and a deadlock then is retried by the caller. The plain SELECT locks nothing.
         """
         where = self._where(scope, key)
         read = idempotency_keys.select().where(*where)
-        row = self.conn.execute(read).first()
-        if row is None:
-            try:
-                self.conn.execute(
-                    idempotency_keys.insert().values(scope=scope, key_hash=key_hash(key), fingerprint=fingerprint,
-                                                     claimed_at=to_db(now))
-                )
-                return IdempotencyClaim(fresh=True, token=now)
-            except sa.exc.IntegrityError as exc:
-                if not is_duplicate_key(exc):
-                    raise
-            row = self.conn.execute(read).first()  # inserted after our read: fresh, not stale
-        elif row.completed_at is None and row.claimed_at < to_db(stale_before):
-            takeover = (
-                idempotency_keys.update()
-                .where(*where, idempotency_keys.c.completed_at.is_(None),
-                       idempotency_keys.c.claimed_at < to_db(stale_before))
-                .values(fingerprint=fingerprint, claimed_at=to_db(now))
-            )
-            if self.conn.execute(takeover).rowcount == 1:
-                return IdempotencyClaim(fresh=True, token=now)
+        takeover = (
+            idempotency_keys.update()
+            .where(*where, idempotency_keys.c.completed_at.is_(None),
+                   idempotency_keys.c.claimed_at < to_db(stale_before))
+            .values(fingerprint=fingerprint, claimed_at=to_db(now))
+        )
+        # A few turns: the row can vanish (purged) or be freed (abandoned) between our read
+        # and our write; each turn looks again instead of calling a free key "in flight".
+        for _ in range(3):
             row = self.conn.execute(read).first()
-        if row is None:  # purged meanwhile: answer "in flight"; the client's retry claims it
-            return IdempotencyClaim(fresh=False, fingerprint=fingerprint, response=None)
-        response = StoredResponse(row.status_code, row.body) if row.completed_at is not None else None
-        return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint, response=response)
+            if row is None:
+                try:
+                    self.conn.execute(
+                        idempotency_keys.insert().values(scope=scope, key_hash=key_hash(key),
+                                                         fingerprint=fingerprint, claimed_at=to_db(now))
+                    )
+                    return IdempotencyClaim(fresh=True, token=now)
+                except sa.exc.IntegrityError as exc:
+                    if not is_duplicate_key(exc):
+                        raise
+            elif row.completed_at is None and row.claimed_at < to_db(stale_before):
+                if self.conn.execute(takeover).rowcount == 1:
+                    return IdempotencyClaim(fresh=True, token=now)
+            else:
+                response = StoredResponse(row.status_code, row.body) if row.completed_at is not None else None
+                return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint, response=response)
+        return IdempotencyClaim(fresh=False, fingerprint=fingerprint, response=None)  # contended: in flight
 
     def _owned(self, scope: str, key: str, token: datetime) -> list:
         return [*self._where(scope, key), idempotency_keys.c.completed_at.is_(None),

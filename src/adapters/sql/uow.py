@@ -47,6 +47,11 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             super().__exit__(exc_type, exc, tb)
         finally:
             if self._conn is not None:
+                if isinstance(exc, sa.exc.DBAPIError) and not is_transient(exc):
+                    # A driver error of unknown kind can leave the connection mid-protocol or
+                    # inside a transaction; the pool does not reset connections on return
+                    # (engine.py), so this one must not go back to it.
+                    self._discard()
                 self._conn.close()
                 self._conn = None
         if isinstance(exc, sa.exc.DBAPIError) and is_transient(exc):
@@ -60,13 +65,21 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         except sa.exc.DBAPIError as exc:
             if is_transient(exc):
                 raise TransientStorageError(str(exc.orig)) from exc
+            self._discard()  # did it commit? unknown: never reuse this connection
             raise
 
     def _rollback(self) -> None:
         try:
             self._conn.rollback()
         except sa.exc.DBAPIError:
-            pass  # the connection is gone; closing it discards the transaction anyway
+            self._discard()  # closing the socket makes the server roll the transaction back
+
+    def _discard(self) -> None:
+        """Drop the DBAPI connection instead of returning it to the pool."""
+        try:
+            self._conn.invalidate()
+        except sa.exc.SQLAlchemyError:
+            pass
 
 
 def sql_uow_factory(engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False):
