@@ -30,6 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from run_all import mysql_database  # benchmarks/ is on sys.path when a script here runs
+
 ROOT = Path(__file__).resolve().parent.parent
 STOCKADE = str(Path(sys.executable).with_name("stockade"))
 BLOCK = 25
@@ -189,23 +191,6 @@ def run(label: str, env: dict[str, str], args, tmp: Path) -> bool:
     return report(label, rows, sale, check.returncode == 0)
 
 
-def mysql_database(url: str | None) -> str | None:
-    if url:
-        return url
-    try:
-        import pymysql
-
-        conn = pymysql.connect(host="127.0.0.1", user="root", password="", connect_timeout=2)
-        with conn.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS stockade_httpbench")
-            cur.execute("CREATE DATABASE stockade_httpbench CHARACTER SET utf8mb4")
-        conn.close()
-    except Exception as exc:  # noqa: BLE001 - reported, the SQLite part still runs
-        print(f"\nMySQL-compatible server not reachable ({exc}); pass --mysql-url to include it.")
-        return None
-    return "mysql+pymysql://root:@127.0.0.1:3306/stockade_httpbench?charset=utf8mb4"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1000)
@@ -219,7 +204,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         ok &= run("SQLite (embedded default)", {"STOCKADE_DATABASE_URL": f"sqlite:///{tmp}/http.db"}, args, tmp)
-        url = None if args.no_mysql else mysql_database(args.mysql_url)
+        url = None if args.no_mysql else mysql_database(args.mysql_url, "stockade_httpbench")
         if url:
             migrated = subprocess.run([STOCKADE, "migrate"], env={**os.environ, "STOCKADE_DATABASE_URL": url},
                                       capture_output=True, text=True, cwd=ROOT)

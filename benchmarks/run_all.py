@@ -89,6 +89,25 @@ def bench(label: str, url: str, requests: int, migrate: bool) -> list[tuple[str,
     return rows
 
 
+def mysql_database(url: str | None, name: str) -> str | None:
+    """`url` if given; else a fresh database `name` on the local server (root, no password),
+    or None, said on stdout, when no server answers."""
+    if url:
+        return url
+    try:
+        import pymysql
+
+        conn = pymysql.connect(host="127.0.0.1", user="root", password="", connect_timeout=2)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name}")
+            cur.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+        conn.close()
+    except Exception as exc:  # noqa: BLE001 - reported; the SQLite part still runs
+        print(f"\nMySQL-compatible server not reachable ({exc}); pass --mysql-url to include it.")
+        return None
+    return f"mysql+pymysql://root:@127.0.0.1:3306/{name}?charset=utf8mb4"
+
+
 def report(label: str, rows: list[tuple[str, float, float]]) -> None:
     base = rows[0][1]
     print(f"\n{label}")
@@ -106,19 +125,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         report("SQLite (embedded default, synchronous=FULL)",
                bench("sqlite", f"sqlite:///{tmp}/bench.db", args.requests, True))
-    url = args.mysql_url
-    if url is None:
-        try:
-            import pymysql
-
-            conn = pymysql.connect(host="127.0.0.1", user="root", password="", connect_timeout=2)
-            with conn.cursor() as cur:
-                cur.execute("DROP DATABASE IF EXISTS stockade_bench")
-                cur.execute("CREATE DATABASE stockade_bench CHARACTER SET utf8mb4")
-            conn.close()
-            url = "mysql+pymysql://root:@127.0.0.1:3306/stockade_bench?charset=utf8mb4"
-        except Exception as exc:
-            print(f"\nMySQL-compatible server not reachable ({exc}); set --mysql-url to include it.")
+    url = mysql_database(args.mysql_url, "stockade_bench")
     if url:
         report("MySQL/MariaDB (READ COMMITTED, PyMySQL)", bench("mysql", url, args.requests, True))
     return 0

@@ -91,6 +91,16 @@ _GET_LIVE_PRODUCT = products.select().where(_LIVE_PRODUCT)
 _GET_ANY_PRODUCT = products.select().where(products.c.id == _P("b_id"))
 _TAKE = products.update().where(_LIVE_PRODUCT, _AVAILABLE).values(stock=products.c.stock - _P("q"), **_BUMP)
 _RESERVE = products.update().where(_LIVE_PRODUCT, _AVAILABLE).values(reserved=products.c.reserved + _P("q"), **_BUMP)
+_UNRESERVE = (
+    products.update()
+    .where(products.c.id == _P("b_id"), products.c.reserved >= _P("q"))
+    .values(reserved=products.c.reserved - _P("q"), **_BUMP)
+)
+_SETTLE = (
+    products.update()
+    .where(products.c.id == _P("b_id"), products.c.reserved >= _P("q"), products.c.stock >= _P("q"))
+    .values(stock=products.c.stock - _P("q"), reserved=products.c.reserved - _P("q"), **_BUMP)
+)
 _LAPSED_HOLD = (
     sa.select(holds.c.id)
     .where(holds.c.product_id == _P("b_id"), holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at <= _P("at"))
@@ -152,28 +162,18 @@ class SqlProductRepository:
         )
         return [_product(r) for r in self.conn.execute(stmt)]
 
-    def _bump(self, now: datetime) -> dict[str, Any]:
-        return {"version": products.c.version + 1, "updated_at": to_db(now)}
-
-    def _live(self, product_id: int) -> list:
-        return [products.c.id == product_id, products.c.deleted_at.is_(None)]
-
     def update(self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None) -> bool:
-        where = self._live(product_id)
+        where = [_LIVE_PRODUCT]
         if "stock" in changes:
             where.append(products.c.reserved <= changes["stock"])
         if expected_version is not None:
             where.append(products.c.version == expected_version)
-        stmt = products.update().where(*where).values(**changes, **self._bump(now))
-        return self.conn.execute(stmt).rowcount == 1
+        stmt = products.update().where(*where).values(**changes, **_BUMP)
+        return self.conn.execute(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1
 
     def soft_delete(self, product_id: int, now: datetime) -> bool:
-        stmt = (
-            products.update()
-            .where(*self._live(product_id), products.c.reserved == 0)
-            .values(deleted_at=to_db(now), **self._bump(now))
-        )
-        return self.conn.execute(stmt).rowcount == 1
+        stmt = products.update().where(_LIVE_PRODUCT, products.c.reserved == 0).values(deleted_at=_P("at"), **_BUMP)
+        return self.conn.execute(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1
 
     def take(self, product_id: int, quantity: int, now: datetime) -> bool:
         return self.conn.execute(_TAKE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount == 1
@@ -190,21 +190,11 @@ class SqlProductRepository:
         return bool(self.conn.execute(_HAS_LAPSED, {"b_id": product_id, "at": to_db(now)}).scalar())
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
-        stmt = (
-            products.update()
-            .where(products.c.id == product_id, products.c.reserved >= quantity)
-            .values(reserved=products.c.reserved - quantity, **self._bump(now))
-        )
-        if self.conn.execute(stmt).rowcount != 1:
+        if self.conn.execute(_UNRESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
             raise RuntimeError(f"product {product_id}: cannot give back {quantity} reserved units")
 
     def settle(self, product_id: int, quantity: int, now: datetime) -> None:
-        stmt = (
-            products.update()
-            .where(products.c.id == product_id, products.c.reserved >= quantity, products.c.stock >= quantity)
-            .values(stock=products.c.stock - quantity, reserved=products.c.reserved - quantity, **self._bump(now))
-        )
-        if self.conn.execute(stmt).rowcount != 1:
+        if self.conn.execute(_SETTLE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
             raise RuntimeError(f"product {product_id}: cannot settle {quantity} reserved units")
 
     def audit(self) -> list[tuple[Product, int]]:
