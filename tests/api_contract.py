@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -24,7 +25,11 @@ import falcon.testing
 import pytest
 
 from stockade.adapters.clock import FixedClock
+from stockade.application.commands import Purchase
 from stockade.application.facade import Shop
+from stockade.application.idempotency import request_key
+from stockade.application.records import encode_refusal
+from stockade.domain.errors import OutOfStock
 from stockade.entrypoints.bootstrap import Services, build_services, task_handlers
 from stockade.entrypoints.http import create_app
 from stockade.entrypoints.settings import Settings
@@ -977,21 +982,40 @@ def test_idempotency_keys_are_kept_at_least_24_hours(api):
     assert api.levels(pid) == (9, 0, 9)
 
 
-def test_a_key_still_in_flight_is_409_until_it_goes_stale(api):
-    # A request that claimed the key and has not finished: claimed here through the port,
-    # with the scope and body fingerprint the purchase resource uses.
+def test_a_request_whose_key_is_in_flight_waits_for_the_first_and_then_replays_or_runs(api):
+    """The claim commits with the effect, so a second request with the key waits for the
+    first one's transaction: it replays the first answer when that committed, and runs as
+    the first when that rolled back (its effect never happened)."""
     pid = api.new_product(stock=10)
     body = {"product_id": pid, "quantity": 1}
-    fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    now = api.clock.now()
-    with api.shop.deps.uow() as uow:
-        assert uow.idempotency.claim("orders.purchase", "busy", fingerprint, now, now - timedelta(seconds=60)).fresh
-        uow.commit()
-    headers = {"Idempotency-Key": "busy"}
-    assert_error(api.client.simulate_post("/api/orders/purchase", json=body, headers=headers), 409)
-    assert api.levels(pid) == (10, 0, 10)
-    api.clock.advance(61)
-    assert api.client.simulate_post("/api/orders/purchase", json=body, headers=headers).status_code == 201
+    key = request_key("orders.purchase", "busy", Purchase(pid, 1))
+    for first_commits in (False, True):
+        headers = {"Idempotency-Key": f"busy-{first_commits}"}
+        key = request_key("orders.purchase", headers["Idempotency-Key"], Purchase(pid, 1))
+        first = api.shop.deps.uow()
+        first.__enter__()
+        first.idempotency.claim(key, api.clock.now())
+        first.products.get(pid)  # a statement run at once sends what was held: the key is claimed
+        responses: list = []
+        second = threading.Thread(
+            target=lambda: responses.append(api.client.simulate_post("/api/orders/purchase", json=body,
+                                                                     headers=headers)))
+        second.start()
+        second.join(0.5)
+        assert second.is_alive(), "the second request must wait for the first one's transaction"
+        if first_commits:
+            refusal = encode_refusal(OutOfStock())
+            first.idempotency.answer(key, refusal)
+            first.commit()
+        first.__exit__(None, None, None)
+        second.join(30)
+        [response] = responses
+        if first_commits:
+            assert_error(response, 409)
+            assert response.headers.get("idempotent-replayed") == "true"
+        else:
+            assert response.status_code == 201 and "idempotent-replayed" not in response.headers
+    assert api.levels(pid) == (9, 0, 9)
 
 
 # ================================================================ payment webhook

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from stockade.application.commands import SweepReport
 from stockade.application.expiry import cancel_overdue_orders, release_expired_holds
 from stockade.application.payments import apply_deferred_payments
-from stockade.application.services import Deps, retrying
+from stockade.application.ports import UnitOfWork
+from stockade.application.services import Deps, transaction
 
 log = logging.getLogger("stockade.sweep")
 
@@ -21,15 +23,8 @@ def release_expired(deps: Deps) -> tuple[int, int]:
     holds = orders = 0
     batch = deps.policy.sweep_batch
     while True:
-        def one_batch() -> tuple[int, int]:
-            now = deps.clock.now()
-            with deps.uow() as uow:
-                h = release_expired_holds(uow, deps.policy, now)
-                o = cancel_overdue_orders(uow, deps.policy, now)
-                uow.commit()
-                return h, o
-
-        h, o = retrying(one_batch)
+        h, o = transaction(deps, lambda uow, now: (release_expired_holds(uow, deps.policy, now),
+                                                    cancel_overdue_orders(uow, deps.policy, now)))
         holds, orders = holds + h, orders + o
         if h < batch and o < batch:
             return holds, orders
@@ -37,21 +32,18 @@ def release_expired(deps: Deps) -> tuple[int, int]:
 
 def relay_outbox(deps: Deps) -> int:
     """Publish again every outbox message not completed by its retry time (at-least-once)."""
+
+    def one_batch(uow: UnitOfWork, now: datetime) -> int:
+        due = uow.outbox.due(now, deps.policy.sweep_batch)
+        if due:
+            uow.outbox.postpone([m.id for m in due], now + deps.policy.outbox_retry)  # type: ignore[misc]
+            for message in due:
+                uow.message_added(message)  # published after commit
+        return len(due)
+
     relayed = 0
     while True:
-        def one_batch() -> int:
-            now = deps.clock.now()
-            with deps.uow() as uow:
-                due = uow.outbox.due(now, deps.policy.sweep_batch)
-                if not due:
-                    return 0
-                uow.outbox.postpone([m.id for m in due], now + deps.policy.outbox_retry)
-                for message in due:
-                    uow.message_added(message)
-                uow.commit()  # publishes after commit
-                return len(due)
-
-        n = retrying(one_batch)
+        n = transaction(deps, one_batch)
         relayed += n
         if n < deps.policy.sweep_batch:
             return relayed
@@ -59,14 +51,7 @@ def relay_outbox(deps: Deps) -> int:
 
 def purge_idempotency_keys(deps: Deps) -> int:
     """Forget Idempotency-Key records older than the retention (at least 24 hours)."""
-    def attempt() -> int:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            n = uow.idempotency.purge(now - deps.policy.idempotency_ttl)
-            uow.commit()
-            return n
-
-    return retrying(attempt)
+    return transaction(deps, lambda uow, now: uow.idempotency.purge(now - deps.policy.idempotency_ttl))
 
 
 def sweep(deps: Deps) -> SweepReport:

@@ -1,75 +1,65 @@
-"""The shared shape of taking units (purchase) and holding them: the hot path."""
+"""Taking units (purchase) or holding them: the hot path shared by both."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from stockade.application.expiry import reclaim_expired
-from stockade.application.ports import UnitOfWork
-from stockade.application.services import Deps, retrying
+from stockade.application.ports import ConditionFailed, RequestKey, UnitOfWork
+from stockade.application.services import Deps, transaction
 from stockade.domain.errors import OutOfStock, ProductNotFound
+from stockade.domain.model import Product, ProductSnapshot
 
 T = TypeVar("T")
-BeforeCommit = Callable[[UnitOfWork, object], None]
 
-_LOST_RACE = object()
+
+def product_snapshot(deps: Deps, product_id: int, *, from_memory: bool = True) -> ProductSnapshot:
+    """The product as it is now: from memory when memory is provably current, else one plain
+    read (no lock, no transaction), which is then remembered. Raises ProductNotFound."""
+    snapshot, ticket = deps.cache.get(product_id)
+    if snapshot is not None and from_memory:
+        return snapshot
+    with deps.read() as uow:
+        snapshot = uow.products.snapshot(product_id)
+    if snapshot is None:
+        raise ProductNotFound()
+    deps.cache.fill(snapshot, ticket)
+    return snapshot
 
 
 def claim_units(
     deps: Deps,
     product_id: int,
     quantity: int,
-    take: Callable[[UnitOfWork, datetime], bool],
-    write: Callable[[UnitOfWork, datetime], Callable[[UnitOfWork], T]],
-    before_commit: BeforeCommit | None = None,
+    write: Callable[[UnitOfWork, datetime, Product], T],
+    key: RequestKey | None = None,
+    encode: Callable[[T], dict[str, Any]] | None = None,
 ) -> T:
-    """Take units (purchase) or hold them: one plain read, then one short write transaction.
+    """Take or hold `quantity` units in one short write transaction.
 
-    The read runs outside any write transaction and takes no lock: one statement that
-    returns the product and whether it has expired holds or overdue orders. A sold-out
-    request ends there (on MySQL a single round trip; it never waits for the hot row's
-    lock, nor takes SQLite's write lock). Otherwise the write transaction starts with
-    `take`, the one conditional UPDATE that decides, then `write` inserts the rows (order
-    or hold, outbox, events) and returns a function that builds the result. Expired,
-    unswept holds and overdue orders are released before refusing.
+    The product comes from `product_snapshot`; a sold-out request it proves ends there
+    (with memory current, it costs no database round trip at all). Otherwise `write` adds
+    the rows that follow from success and ends with the one conditional statement that
+    decides. When that statement does not match (the race was lost, or the price changed
+    since the read), the product is read again and the attempt made once more. Expired,
+    unswept holds and overdue orders are released before a refusal.
     Raises ProductNotFound or OutOfStock.
     """
-    with deps.read() as uow:
-        product, lapsed = uow.products.for_sale(product_id, deps.clock.now())
-    if product is None:
-        raise ProductNotFound()
-    short = product.available < quantity
-    if short and not lapsed:
-        raise OutOfStock()
-
-    def attempt(reclaim_first: bool) -> T | object:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            freed = 0
-            if reclaim_first and uow.products.has_lapsed_claims(product_id, now):
-                freed = reclaim_expired(uow, deps.policy, product_id, now)
-            # The conditional UPDATE goes first: a statement that took a shared lock on the
-            # product row before it (a foreign-key check, a locking read) would let two
-            # buyers deadlock upgrading to exclusive.
-            if not take(uow, now):
-                if uow.products.get(product_id) is None:
-                    raise ProductNotFound()  # deleted since the read
-                if freed:
-                    uow.commit()  # what was released stays released
-                return _LOST_RACE
-            finish = write(uow, now)
-            uow.product_changed(product_id)
-            result = finish(uow)
-            if before_commit is not None:
-                before_commit(uow, result)
-            uow.commit()
-            return result
-
-    # A lost race is retried once, releasing lapsed claims first, before the 409.
-    for reclaim_first in (short, True):
-        result = retrying(lambda: attempt(reclaim_first))
-        if result is not _LOST_RACE:
-            return result  # type: ignore[return-value]
+    snapshot = product_snapshot(deps, product_id)
+    for _ in range(2):
+        if snapshot.product.available < quantity:
+            if snapshot.proves_sold_out(quantity, deps.clock.now()):
+                raise OutOfStock()
+            # Lapsed claims stand in the way: give them back now, before the sweep does.
+            transaction(deps, lambda uow, now: reclaim_expired(uow, deps.policy, product_id, now))
+            snapshot = product_snapshot(deps, product_id, from_memory=False)
+            if snapshot.product.available < quantity:
+                raise OutOfStock()
+        product = snapshot.product
+        try:
+            return transaction(deps, lambda uow, now: write(uow, now, product), key=key, encode=encode)
+        except ConditionFailed:
+            snapshot = product_snapshot(deps, product_id, from_memory=False)
     raise OutOfStock()

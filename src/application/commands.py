@@ -80,8 +80,7 @@ class WebhookResult:
     idempotency_key: str
     outcome: WebhookOutcome
     status: str  # order status after the delivery, or "deferred"
-    http_status: int
-    replayed: bool = False  # the first response again, for a repeated key (set by the facade)
+    replayed: bool = False  # the first answer again, for a repeated key
 
 
 @attrs.frozen

@@ -14,7 +14,6 @@ def _unreserve_sorted(uow: UnitOfWork, freed: dict[int, int], now: datetime) -> 
     # One UPDATE per product, in id order, so concurrent sweepers lock products alike.
     for product_id in sorted(freed):
         uow.products.unreserve(product_id, freed[product_id], now)
-        uow.product_changed(product_id)
 
 
 def release_expired_holds(uow: UnitOfWork, policy: Policy, now: datetime, product_id: int | None = None) -> int:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import attrs
-
 from stockade.application import audit, background, holds, orders, payments, products, purchase
 from stockade.application.commands import (
     CheckReport,
@@ -70,10 +68,7 @@ class Shop:
     def payment(self, idempotency_key: str, order_id: int, status: str) -> WebhookResult:
         """Apply a payment notification (`success` or `failure`), once per key; a repeated
         key gets the first result again, with `replayed=True`."""
-        result, replayed = payments.handle_payment(
-            self.deps, PaymentNotification(idempotency_key, order_id, PaymentResult(status))
-        )
-        return attrs.evolve(result, replayed=replayed)
+        return payments.handle_payment(self.deps, PaymentNotification(idempotency_key, order_id, PaymentResult(status)))
 
     # background and operations
     def process_order(self, order_id: int, message_id: int | None = None) -> ProcessResult:

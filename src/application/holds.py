@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from stockade.application.claim import BeforeCommit, claim_units
+from stockade.application.claim import claim_units
 from stockade.application.commands import HoldView, PlaceHold
-from stockade.application.ports import UnitOfWork
-from stockade.application.services import Deps, retrying
+from stockade.application.ports import RequestKey, UnitOfWork
+from stockade.application.records import encode_result
+from stockade.application.services import Deps, transaction
 from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound
-from stockade.domain.model import Hold, HoldStatus
+from stockade.domain.model import Hold, HoldStatus, Product
 
 
-def place_hold(deps: Deps, cmd: PlaceHold, before_commit: BeforeCommit | None = None) -> Hold:
+def place_hold(deps: Deps, cmd: PlaceHold, key: RequestKey | None = None) -> Hold:
     """Reserve units until now + hold TTL. Raises ProductNotFound, OutOfStock."""
 
-    def write(uow: UnitOfWork, now: datetime):
+    def write(uow: UnitOfWork, now: datetime, product: Product) -> Hold:
         hold = uow.holds.add(cmd.product_id, cmd.quantity, now + deps.policy.hold_ttl, now)
         uow.events.record(
             "hold_created",
@@ -23,16 +24,10 @@ def place_hold(deps: Deps, cmd: PlaceHold, before_commit: BeforeCommit | None = 
              "expires_at": hold.expires_at.isoformat()},
             now,
         )
-        return lambda uow: hold
+        uow.products.reserve(cmd.product_id, cmd.quantity, now)  # last: the shortest row lock
+        return hold
 
-    return claim_units(
-        deps,
-        cmd.product_id,
-        cmd.quantity,
-        lambda uow, now: uow.products.reserve(cmd.product_id, cmd.quantity, now),
-        write,
-        before_commit,
-    )
+    return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result)
 
 
 def get_hold(deps: Deps, hold_id: int) -> HoldView:
@@ -48,31 +43,26 @@ def release_hold(deps: Deps, hold_id: int) -> None:
     """Give an active hold's units back now. Idempotent for released/expired holds.
     Raises HoldNotFound, HoldAlreadyUsed."""
 
-    def attempt() -> None:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            hold = uow.holds.get(hold_id)
-            if hold is None:
-                raise HoldNotFound()
-            if hold.status is HoldStatus.USED:
+    def work(uow: UnitOfWork, now: datetime) -> None:
+        hold = uow.holds.get(hold_id)
+        if hold is None:
+            raise HoldNotFound()
+        if hold.status is HoldStatus.USED:
+            raise HoldAlreadyUsed()
+        if hold.status is not HoldStatus.ACTIVE:
+            return
+        ending = HoldStatus.EXPIRED if hold.is_expired(now) else HoldStatus.RELEASED
+        if not uow.holds.end(hold.id, ending, now):
+            # Someone else ended it first: became an order, or swept.
+            again = uow.holds.get(hold_id)
+            if again is not None and again.status is HoldStatus.USED:
                 raise HoldAlreadyUsed()
-            if hold.status is not HoldStatus.ACTIVE:
-                return
-            ending = HoldStatus.EXPIRED if hold.is_expired(now) else HoldStatus.RELEASED
-            if not uow.holds.end(hold.id, ending, now):
-                # Someone else ended it first: became an order, or swept.
-                again = uow.holds.get(hold_id)
-                if again is not None and again.status is HoldStatus.USED:
-                    raise HoldAlreadyUsed()
-                return
-            uow.products.unreserve(hold.product_id, hold.quantity, now)
-            uow.product_changed(hold.product_id)
-            uow.events.record(
-                "hold_released",
-                {"hold_id": hold.id, "product_id": hold.product_id, "quantity": hold.quantity,
-                 "reason": ending.value},
-                now,
-            )
-            uow.commit()
+            return
+        uow.products.unreserve(hold.product_id, hold.quantity, now)
+        uow.events.record(
+            "hold_released",
+            {"hold_id": hold.id, "product_id": hold.product_id, "quantity": hold.quantity, "reason": ending.value},
+            now,
+        )
 
-    retrying(attempt)
+    transaction(deps, work)

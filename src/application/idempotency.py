@@ -1,83 +1,73 @@
-"""Idempotency-Key on the POST endpoints: replay the first response, never a second effect."""
+"""Idempotency-Key on the POST endpoints: one effect per key, the first answer replayed."""
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
-from stockade.application.claim import BeforeCommit
-from stockade.application.ports import StoredResponse, UnitOfWork
-from stockade.application.services import Deps, retrying
+from stockade.application.ports import IdempotencyKeyTaken, RequestKey
+from stockade.application.records import decode, encode_refusal
+from stockade.application.services import Deps, transaction
 from stockade.domain.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 @attrs.frozen
-class Replay:
-    """The stored first response for a repeated key."""
+class Answer(Generic[T]):
+    """What a request came to: its result or the domain's refusal; `replayed` when it is
+    the first answer to an earlier request with the same Idempotency-Key."""
 
-    response: StoredResponse
+    result: T | None = None
+    refusal: DomainError | None = None
+    replayed: bool = False
 
 
-def run_idempotent(
-    deps: Deps,
-    scope: str,
-    key: str,
-    fingerprint: str,
-    action: Callable[[BeforeCommit], T],
-    render: Callable[[T], StoredResponse],
-    render_error: Callable[[DomainError], StoredResponse],
-) -> T | Replay:
-    """Run `action` once per (scope, key); its response is stored in its own transaction.
+def request_key(scope: str, key: str, command: Any) -> RequestKey:
+    """The key of a request, with a fingerprint of its command (attrs value)."""
+    digest = hashlib.sha256(json.dumps(attrs.asdict(command), sort_keys=True, default=str).encode()).hexdigest()
+    return RequestKey(scope, key, digest)
 
-    The key is claimed in a short committed transaction first, so a concurrent request
-    with the same key sees it in flight (IdempotencyKeyInFlight). A domain refusal is a
-    response too and is replayed. Any other failure drops the claim: nothing took effect.
+
+def answer_once(deps: Deps, key: RequestKey | None, action: Callable[[RequestKey | None], T]) -> Answer[T]:
+    """Run `action` (a use case that claims `key` in its own transaction) once per key.
+
+    The claim, the effect and the stored answer commit together, so there is no claim
+    of its own to take or to free. A concurrent request with the same key waits for the
+    first to commit and replays its answer. A refusal is an answer too: it is recorded
+    (in a transaction of its own, as it changed nothing) and replayed.
+    Raises IdempotencyKeyReused when the key came before with another command.
     """
-    now = deps.clock.now()
-
-    def claim():
-        with deps.uow() as uow:
-            found = uow.idempotency.claim(scope, key, fingerprint, now, now - deps.policy.idempotency_stale)
-            uow.commit()
-            return found
-
-    found = retrying(claim)
-    if not found.fresh:
-        if found.fingerprint != fingerprint:
-            raise IdempotencyKeyReused()
-        if found.response is None:
-            raise IdempotencyKeyInFlight()
-        return Replay(found.response)
-
-    token = found.token
-    assert token is not None
-
-    def record(uow: UnitOfWork, result: object) -> None:
-        # Conditional on still owning the claim: if a takeover happened while this request
-        # stalled, the effect rolls back with this transaction and only one request's counts.
-        if not uow.idempotency.complete(scope, key, token, render(result), deps.clock.now()):  # type: ignore[arg-type]
-            raise IdempotencyKeyInFlight()
-
     try:
-        return action(record)
+        return Answer(result=action(key))
+    except IdempotencyKeyTaken:
+        return _replay(deps, key)
+    except (IdempotencyKeyReused, IdempotencyKeyInFlight):
+        raise
     except DomainError as refusal:
-        def store_refusal() -> None:
-            with deps.uow() as uow:
-                uow.idempotency.complete(scope, key, token, render_error(refusal), deps.clock.now())
-                uow.commit()
-        retrying(store_refusal)
-        raise
-    except BaseException:
+        if key is None:
+            return Answer(refusal=refusal)
         try:
-            with deps.uow() as uow:
-                uow.idempotency.abandon(scope, key, token)
-                uow.commit()
-        except Exception:  # the claim goes stale and is taken over later
-            log.warning("could not drop idempotency claim %s %s", scope, key, exc_info=True)
-        raise
+            transaction(deps, lambda uow, now: uow.idempotency.claim(key, now, encode_refusal(refusal)))
+        except IdempotencyKeyTaken:
+            return _replay(deps, key)
+        return Answer(refusal=refusal)
+
+
+def _replay(deps: Deps, key: RequestKey | None) -> Answer[Any]:
+    assert key is not None, "only a keyed request finds its key taken"
+    with deps.read() as uow:
+        record = uow.idempotency.find(key)
+    if record is None:
+        # Taken but not readable yet: the other transaction has not committed.
+        raise IdempotencyKeyInFlight()
+    if record.fingerprint != key.fingerprint:
+        raise IdempotencyKeyReused()
+    value = decode(record.answer)
+    if isinstance(value, DomainError):
+        return Answer(refusal=value, replayed=True)
+    return Answer(result=value, replayed=True)

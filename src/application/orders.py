@@ -3,63 +3,81 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from stockade.application.claim import BeforeCommit
+from stockade.application.claim import product_snapshot
 from stockade.application.commands import OrderFromHold, OrderView, PendingOrder, ProcessResult
 from stockade.application.payments import apply_deferred_payments
-from stockade.application.ports import DuplicateHoldOrder
-from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER, Deps, retrying
+from stockade.application.ports import ConditionFailed, DuplicateHoldOrder, RequestKey, UnitOfWork
+from stockade.application.records import encode_result
+from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER, Deps, complete_message, transaction
 from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound, OrderNotFound
-from stockade.domain.model import PROCESSABLE, Order, OrderStatus, ensure_hold_usable, money
+from stockade.domain.model import PROCESSABLE, Hold, Order, OrderStatus, ensure_hold_usable, money
 
 log = logging.getLogger("stockade.orders")
 
 
-def order_from_hold(deps: Deps, cmd: OrderFromHold, before_commit: BeforeCommit | None = None) -> PendingOrder:
+def order_from_hold(deps: Deps, cmd: OrderFromHold, key: RequestKey | None = None) -> PendingOrder:
     """Turn an active, unexpired hold into a pending order; its units stay reserved.
-    Raises HoldNotFound, HoldAlreadyUsed, HoldReleased, HoldExpired."""
+    Raises HoldNotFound, HoldAlreadyUsed, HoldReleased, HoldExpired.
 
-    def attempt() -> PendingOrder:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            hold = uow.holds.get(cmd.hold_id)
-            if hold is None:
-                raise HoldNotFound()
-            ensure_hold_usable(hold, now)
-            product = uow.products.get(hold.product_id, include_deleted=True)
-            assert product is not None, "a product with reserved units cannot be deleted"
-            total = money(product.price * hold.quantity)
-            due = now + deps.policy.payment_ttl
-            try:
-                order_id = uow.orders.add(
-                    hold.product_id, hold.quantity, total, OrderStatus.PENDING, now,
-                    hold_id=hold.id, payment_due_at=due,
-                )
-            except DuplicateHoldOrder:
-                raise HoldAlreadyUsed() from None
-            if not uow.holds.use(hold.id, order_id, now):
-                # Lost to a racing order, a release or the sweep: say which, change nothing.
-                again = uow.holds.get(hold.id)
-                assert again is not None
-                ensure_hold_usable(again, now)
-                raise HoldAlreadyUsed()
-            if uow.payments.deferred(1, order_id):
-                # A webhook for this order arrived before it existed: apply it right after commit.
-                uow.outbox.add(APPLY_DEFERRED_PAYMENTS, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
-            uow.events.record(
-                "order_created",
-                {"order_id": order_id, "hold_id": hold.id, "product_id": hold.product_id,
-                 "quantity": hold.quantity, "total_price": str(total)},
-                now,
-            )
-            order = Order(order_id, hold.product_id, hold.id, hold.quantity, total, OrderStatus.PENDING, due, now, now)
-            result = PendingOrder(order)
-            if before_commit is not None:
-                before_commit(uow, result)
-            uow.commit()
-            return result
+    The hold and its product (from memory when current) are read first, without locks; the
+    transaction then inserts
+    the order and ends with the conditional `active -> used` of the hold, which decides.
+    A webhook that arrived before the order existed is queued right after the commit (and
+    applied by the periodic sweep, should this process stop first).
+    """
+    with deps.read() as uow:
+        hold = uow.holds.get(cmd.hold_id)
+    if hold is None:
+        raise HoldNotFound()
+    ensure_hold_usable(hold, deps.clock.now())
+    # Live: a product with reserved units cannot be deleted.
+    total = money(product_snapshot(deps, hold.product_id).product.price * hold.quantity)
 
-    return retrying(attempt)
+    def write(uow: UnitOfWork, now: datetime) -> tuple[PendingOrder, object]:
+        due = now + deps.policy.payment_ttl
+        order_id = uow.orders.add(hold.product_id, hold.quantity, total, OrderStatus.PENDING, now,
+                                  hold_id=hold.id, payment_due_at=due)
+        uow.events.record(
+            "order_created",
+            {"order_id": order_id, "hold_id": hold.id, "product_id": hold.product_id,
+             "quantity": hold.quantity, "total_price": str(total)},
+            now,
+        )
+        early_webhook = uow.payments.has_deferred(order_id)
+        uow.holds.use(hold, order_id, now)
+        order = Order(order_id, hold.product_id, hold.id, hold.quantity, total, OrderStatus.PENDING,  # type: ignore[arg-type]
+                      due, now, now)
+        return PendingOrder(order), early_webhook
+
+    try:
+        result, early_webhook = transaction(deps, write, key=key, encode=lambda made: encode_result(made[0]))
+    except (ConditionFailed, DuplicateHoldOrder):
+        _refuse_unusable(deps, hold)
+    if early_webhook:
+        _queue_early_webhooks(deps, result.order.id)
+    return result
+
+
+def _queue_early_webhooks(deps: Deps, order_id: int) -> None:
+    """Queue the deliveries that waited for this order. Best effort: the order is committed
+    and its answer must not fail now; the periodic sweep applies them if this does not."""
+    try:
+        transaction(deps, lambda uow, now: uow.outbox.add(
+            APPLY_DEFERRED_PAYMENTS, {"order_id": order_id}, now, now + deps.policy.outbox_retry))
+    except Exception:  # noqa: BLE001 - logged; the sweep is the safety net
+        log.warning("could not queue the early webhooks of order #%s; the sweep will apply them", order_id,
+                    exc_info=True)
+
+
+def _refuse_unusable(deps: Deps, hold: Hold) -> None:
+    """A racing order, a release or the sweep got the hold first: say which."""
+    with deps.read() as uow:
+        again = uow.holds.get(hold.id)
+    assert again is not None
+    ensure_hold_usable(again, deps.clock.now())
+    raise HoldAlreadyUsed()
 
 
 def get_order(deps: Deps, order_id: int) -> OrderView:
@@ -87,22 +105,19 @@ def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> P
     if order is None or order.status not in PROCESSABLE:
         if order is None:
             log.warning("Order #%s does not exist; nothing to process.", order_id)
-        _complete(deps, message_id)
+        complete_message(deps, message_id)
         return ProcessResult(order_id, False, order.status if order else None)
     deps.sleep(deps.policy.processing_seconds)
 
-    def attempt() -> bool:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            done = uow.orders.transition(order_id, order.status, OrderStatus.PROCESSED, now)
-            if done:
-                uow.events.record("order_processed", {"order_id": order_id}, now)
-            if message_id is not None:
-                uow.outbox.complete(message_id, now)
-            uow.commit()
-            return done
+    def work(uow: UnitOfWork, now: datetime) -> bool:
+        done = uow.orders.transition(order_id, order.status, OrderStatus.PROCESSED, now)
+        if done:
+            uow.events.record("order_processed", {"order_id": order_id}, now)
+        if message_id is not None:
+            uow.outbox.complete(message_id, now)
+        return done
 
-    processed = retrying(attempt)
+    processed = transaction(deps, work)
     if processed:
         log.warning("Order #%s Processed.", order_id)
     return ProcessResult(order_id, processed, OrderStatus.PROCESSED if processed else order.status)
@@ -110,23 +125,6 @@ def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> P
 
 def request_processing(deps: Deps, order_id: int) -> None:
     """Queue `process_order` durably (outbox) for any producer, e.g. the internal task API."""
-
-    def attempt() -> None:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
-            uow.commit()
-
-    retrying(attempt)
-
-
-def _complete(deps: Deps, message_id: int | None) -> None:
-    if message_id is None:
-        return
-
-    def attempt() -> None:
-        with deps.uow() as uow:
-            uow.outbox.complete(message_id, deps.clock.now())
-            uow.commit()
-
-    retrying(attempt)
+    transaction(
+        deps, lambda uow, now: uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
+    )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import attrs
+
 from stockade.application.commands import PaymentNotification, WebhookResult
 from stockade.application.ports import UnitOfWork
-from stockade.application.services import PROCESS_ORDER, Deps, Policy, retrying
+from stockade.application.services import PROCESS_ORDER, Deps, Policy, complete_message, transaction
 from stockade.domain.errors import IdempotencyKeyReused
 from stockade.domain.model import (
     OrderStatus,
@@ -35,7 +37,6 @@ def settle_payment(
             else:
                 uow.products.unreserve(order.product_id, order.quantity, now)
                 uow.events.record("order_cancelled", {**data, "reason": "payment_failed"}, now)
-            uow.product_changed(order.product_id)
             return WebhookOutcome.APPLIED, decision.new_status.value
         # Another delivery or the timeout sweep moved it first: this one is late.
         order = uow.orders.get(order_id)
@@ -52,40 +53,37 @@ def settle_payment(
     return WebhookOutcome.IGNORED, order.status.value
 
 
-def handle_payment(deps: Deps, note: PaymentNotification) -> tuple[WebhookResult, bool]:
-    """Apply a webhook delivery once per key. Returns (result, replayed).
-
-    The key's row is inserted first: a concurrent delivery of the same key waits on the
-    unique index until this transaction ends, then replays what it stored.
+def handle_payment(deps: Deps, note: PaymentNotification) -> WebhookResult:
+    """Apply a webhook delivery once per key; a repeated key gets the first result again
+    (`replayed`). The key's row is inserted first: a concurrent delivery of the same key
+    waits on the unique index until this transaction ends, then replays what it stored.
     Raises IdempotencyKeyReused when the key came before with another body.
     """
 
-    def attempt() -> WebhookResult | None:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            provisional = PaymentEvent(
-                0, note.idempotency_key, note.order_id, note.result, note.fingerprint,
-                WebhookOutcome.DEFERRED, 0, "", now, None,
-            )
-            if not uow.payments.add(provisional):
-                return None
-            outcome, status = settle_payment(uow, deps.policy, note.order_id, note.result, note.idempotency_key, now)
-            http_status = 202 if outcome is WebhookOutcome.DEFERRED else 200
-            uow.payments.finish(note.idempotency_key, outcome, status, http_status, now)
-            uow.commit()
-            return WebhookResult(note.order_id, note.idempotency_key, outcome, status, http_status)
+    def work(uow: UnitOfWork, now: datetime) -> WebhookResult | None:
+        provisional = PaymentEvent(
+            0, note.idempotency_key, note.order_id, note.result, note.fingerprint,
+            WebhookOutcome.DEFERRED, WebhookOutcome.DEFERRED, "", now, None,
+        )
+        if not uow.payments.add(provisional):
+            return None
+        outcome, status = settle_payment(uow, deps.policy, note.order_id, note.result, note.idempotency_key, now)
+        uow.payments.finish(note.idempotency_key, outcome, status, now)
+        return WebhookResult(note.order_id, note.idempotency_key, outcome, status)
 
-    result = retrying(attempt)
+    result = transaction(deps, work)
     if result is not None:
-        return result, False
+        return result
     with deps.read() as uow:
         first = uow.payments.get_by_key(note.idempotency_key)
     assert first is not None, "a key that collided on insert exists once committed"
     if first.fingerprint != note.fingerprint:
         raise IdempotencyKeyReused()
-    # The first response, as it was sent (a deferred one stays 202 even once applied).
-    outcome = WebhookOutcome.DEFERRED if first.http_status == 202 else first.outcome
-    return WebhookResult(first.order_id, first.idempotency_key, outcome, first.response_status, first.http_status), True
+    # The first answer, as it was given (a deferred one stays deferred even once applied).
+    return attrs.evolve(
+        WebhookResult(first.order_id, first.idempotency_key, first.first_outcome, first.response_status),
+        replayed=True,
+    )
 
 
 def apply_deferred_payments(deps: Deps, order_id: int | None = None, message_id: int | None = None) -> int:
@@ -95,23 +93,27 @@ def apply_deferred_payments(deps: Deps, order_id: int | None = None, message_id:
         with deps.read() as uow:
             batch = uow.payments.deferred(deps.policy.sweep_batch, order_id)
         for event in batch:
-            applied += retrying(lambda: _apply_one(deps, event))
+            applied += _apply_one(deps, event)
         if len(batch) < deps.policy.sweep_batch:
             break
-    if message_id is not None:
-        def complete() -> None:
-            with deps.uow() as uow:
-                uow.outbox.complete(message_id, deps.clock.now())
-                uow.commit()
-        retrying(complete)
+    complete_message(deps, message_id)
     return applied
 
 
+class _LostToAnother(Exception):
+    """Another worker resolved this deferred delivery first: this transaction must roll back."""
+
+
 def _apply_one(deps: Deps, event: PaymentEvent) -> int:
-    now = deps.clock.now()
-    with deps.uow() as uow:
+    def work(uow: UnitOfWork, now: datetime) -> int:
         outcome, _ = settle_payment(uow, deps.policy, event.order_id, event.result, event.idempotency_key, now)
-        if outcome is WebhookOutcome.DEFERRED or not uow.payments.resolve_deferred(event.id, outcome, now):
-            return 0  # another worker resolved it: roll our effect back
-        uow.commit()
+        if outcome is WebhookOutcome.DEFERRED:
+            raise _LostToAnother()  # its order is gone again: nothing to apply
+        if not uow.payments.resolve_deferred(event.id, outcome, now):
+            raise _LostToAnother()
         return 1
+
+    try:
+        return transaction(deps, work)
+    except _LostToAnother:
+        return 0

@@ -17,12 +17,61 @@ from stockade.domain.model import (
     OrderStatus,
     PaymentEvent,
     Product,
+    ProductSnapshot,
     WebhookOutcome,
 )
 
 
 class TransientStorageError(Exception):
     """The storage refused a transaction for a reason a retry can cure (deadlock, lock wait)."""
+
+
+class ConditionFailed(Exception):
+    """A conditional write matched no row (stock ran out, the state moved on): the whole
+    transaction is void. Raised by the statement itself or, where the storage sends the
+    transaction in one batch, by `commit`; either way nothing was written."""
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another request already recorded this Idempotency-Key (raised now or by `commit`)."""
+
+
+class Ref:
+    """A value the storage assigns to a write (a new row's id, a counter after an update).
+
+    It is known once the statement ran: at once on storages that run each statement when
+    it is called, at commit on those that send the transaction as one batch. Use cases
+    may put it anywhere a value goes (ids in payloads, fields of results); the transaction
+    runner swaps it for its value after commit.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Ref({self.value!r})"
+
+
+def resolved(value: Any) -> Any:
+    """`value` with every Ref in it (attrs fields, dict and tuple items) replaced by what it holds."""
+    if isinstance(value, Ref):
+        return value.value
+    if isinstance(value, dict):
+        return {k: resolved(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(resolved(v) for v in value)
+    if attrs.has(type(value)):
+        changes = {}
+        for field in attrs.fields(type(value)):
+            current = getattr(value, field.name)
+            if isinstance(current, (Ref, dict, tuple)) or attrs.has(type(current)):
+                new = resolved(current)
+                if new is not current:
+                    changes[field.name] = new
+        return attrs.evolve(value, **changes) if changes else value
+    return value
 
 
 class Clock(Protocol):
@@ -36,7 +85,7 @@ class Clock(Protocol):
 class TaskMessage:
     """A unit of background work, durable in the outbox before it is published."""
 
-    id: int
+    id: int | Ref
     task: str
     payload: dict[str, Any]
 
@@ -52,28 +101,39 @@ class TaskPublisher(Protocol):
 
 
 class ProductCache(Protocol):
-    """A read-through cache of single products; it never decides stock."""
+    """Product snapshots kept in the serving process's memory; it never decides stock.
 
-    def get(self, product_id: int) -> tuple[Product | None, object]:
-        """The cached product or None, and a ticket to pass to `fill` after a miss."""
+    A hit is provably current: every write to a product from any process (API workers, the
+    CLI, task workers, the sweeper) invalidates it before that write's response is sent.
+    """
 
-    def fill(self, product: Product, ticket: object) -> None:
-        """Store `product` unless the key was invalidated after `ticket` was taken.
+    def get(self, product_id: int) -> tuple[ProductSnapshot | None, object]:
+        """The current snapshot or None, and a ticket to pass to `fill` after a miss."""
 
-        This closes the race where a slow reader would cache a row older than a write
+    def fill(self, snapshot: ProductSnapshot, ticket: object) -> None:
+        """Keep `snapshot` unless the product was invalidated after `ticket` was taken.
+
+        This closes the race where a slow reader would keep a row older than a write
         whose invalidation it missed.
         """
 
     def invalidate(self, product_ids: Sequence[int]) -> None:
-        """Forget these products; called after the writing transaction committed."""
+        """Forget these products everywhere; called after the writing transaction committed."""
 
 
 class ProductRepository(Protocol):
-    """Products and their stock levels; every stock change is one conditional statement."""
+    """Products and their stock levels; every stock change is one conditional statement.
+
+    Every write reports the product to the unit of work, which drops it from every
+    process's cache after commit.
+    """
 
     def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product: ...
 
     def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None: ...
+
+    def snapshot(self, product_id: int) -> ProductSnapshot | None:
+        """One plain read, no locks: the live product and the earliest lapse of its claims."""
 
     def list(self, limit: int, after_id: int) -> list[Product]:
         """Live products with id > after_id, ordered by id, at most `limit`."""
@@ -91,19 +151,14 @@ class ProductRepository(Protocol):
     def soft_delete(self, product_id: int, now: datetime) -> bool:
         """Mark the product deleted if it is live and nothing is reserved. True if done."""
 
-    def take(self, product_id: int, quantity: int, now: datetime) -> bool:
-        """Sell `quantity` units: stock -= q where available >= q. True if sold."""
+    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Ref:
+        """Sell `quantity` units: stock -= q where the product is live, available >= q and
+        its price is still `price` (what the order was charged). Returns the stock after
+        the sale. Raises ConditionFailed (now or at commit) when the row did not match."""
 
-    def reserve(self, product_id: int, quantity: int, now: datetime) -> bool:
-        """Hold `quantity` units: reserved += q where available >= q. True if held."""
-
-    def for_sale(self, product_id: int, now: datetime) -> tuple[Product | None, bool]:
-        """One plain read, no locks: the live product (None if there is none) and whether
-        it has lapsed claims (see has_lapsed_claims)."""
-
-    def has_lapsed_claims(self, product_id: int, now: datetime) -> bool:
-        """Without taking locks: has the product active holds past expiry, or pending orders
-        past their payment time? A cheap probe before the locking reclaim."""
+    def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
+        """Hold `quantity` units: reserved += q where live and available >= q.
+        Raises ConditionFailed (now or at commit) when the row did not match."""
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
         """Give back reserved units (hold released/expired, order cancelled)."""
@@ -119,12 +174,14 @@ class ProductRepository(Protocol):
 class HoldRepository(Protocol):
     """Holds; every state change is conditional on the current state."""
 
-    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold: ...
+    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
+        """The new hold; its id may be a Ref until commit."""
 
     def get(self, hold_id: int) -> Hold | None: ...
 
-    def use(self, hold_id: int, order_id: int, now: datetime) -> bool:
-        """active -> used (with its order id), only while not expired at `now`. True if done."""
+    def use(self, hold: Hold, order_id: int | Ref, now: datetime) -> None:
+        """active -> used (with its order id), only while not expired at `now`.
+        Raises ConditionFailed (now or at commit) when the hold was not usable."""
 
     def end(self, hold_id: int, status: HoldStatus, now: datetime) -> bool:
         """active -> released or expired. True if this call made the change."""
@@ -147,9 +204,10 @@ class OrderRepository(Protocol):
         *,
         hold_id: int | None = None,
         payment_due_at: datetime | None = None,
-    ) -> int:
-        """Insert an order and return its id. Raises DuplicateHoldOrder when the hold
-        already has an order (orders.hold_id is unique: a racing request won)."""
+    ) -> int | Ref:
+        """Insert an order and return its id (a Ref until commit on batching storages).
+        Raises DuplicateHoldOrder (now or at commit) when the hold already has an order
+        (orders.hold_id is unique: a racing request won)."""
 
     def get(self, order_id: int) -> Order | None: ...
 
@@ -159,7 +217,6 @@ class OrderRepository(Protocol):
     def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
         """Pending orders whose payment is due, locked; skipped or waited for as in
         HoldRepository.expired."""
-
 
 
 class DuplicateHoldOrder(Exception):
@@ -178,48 +235,48 @@ class PaymentEventRepository(Protocol):
     def deferred(self, limit: int, order_id: int | None = None) -> list[PaymentEvent]:
         """Deferred events whose order now exists, oldest first."""
 
-    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, http_status: int, now: datetime) -> None:
-        """Record the first response of a delivery inserted in this transaction."""
+    def has_deferred(self, order_id: int | Ref) -> Ref:
+        """Whether deferred events wait for this order (known at commit on batching storages)."""
+
+    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, now: datetime) -> None:
+        """Record the first outcome of a delivery inserted in this transaction."""
 
     def resolve_deferred(self, event_id: int, outcome: WebhookOutcome, now: datetime) -> bool:
         """deferred -> outcome. True if this call made the change (exactly-once guard)."""
 
 
 @attrs.frozen
-class StoredResponse:
-    """A response recorded under an idempotency key."""
+class RequestKey:
+    """An Idempotency-Key as a use case sees it: where it applies, and what it was sent with."""
 
-    status: int
-    body: str
+    scope: str
+    key: str
+    #: a digest of the command: the same key with another command is refused
+    fingerprint: str
 
 
 @attrs.frozen
-class IdempotencyClaim:
-    """What claiming a key found: a fresh claim, or the earlier request's state."""
+class KeyRecord:
+    """What an Idempotency-Key recorded: the command's fingerprint and its answer."""
 
-    fresh: bool
-    fingerprint: str | None = None
-    response: StoredResponse | None = None  # None while the first request is in flight
-    #: For a fresh claim, the claim's own timestamp: proof of ownership for complete/abandon.
-    #: A request that lost its claim to a takeover can then neither store nor drop it.
-    token: datetime | None = None
+    fingerprint: str
+    #: the encoded domain result or refusal (stockade.application.records)
+    answer: dict[str, Any]
 
 
 class IdempotencyRepository(Protocol):
-    """Idempotency-Key records for the POST endpoints, kept at least 24 hours."""
+    """Idempotency-Key records, kept at least 24 hours; (scope, key) is unique."""
 
-    def claim(self, scope: str, key: str, fingerprint: str, now: datetime, stale_before: datetime) -> IdempotencyClaim:
-        """Record the key as in flight (committed at once, outside any use case), or
-        report what is there. An in-flight claim older than `stale_before` is taken over:
-        its request died before committing, so nothing of it took effect (and if it is
-        still alive, `complete` now refuses it, so its effect rolls back)."""
+    def claim(self, key: RequestKey, now: datetime, answer: dict[str, Any] | None = None) -> None:
+        """Insert the key, in the transaction of the effect it guards (with its answer
+        when it is already known). Raises IdempotencyKeyTaken, now or at commit, when the
+        key is recorded; a concurrent claim of the same key waits for the other
+        transaction to end first."""
 
-    def complete(self, scope: str, key: str, token: datetime, response: StoredResponse, now: datetime) -> bool:
-        """Store the response if the claim `token` still owns the key; call inside the use
-        case's transaction. False (nothing stored) when the claim was taken over."""
+    def answer(self, key: RequestKey, answer: dict[str, Any]) -> None:
+        """Store the answer of a key claimed in this transaction."""
 
-    def abandon(self, scope: str, key: str, token: datetime) -> None:
-        """Free an in-flight claim still owned by `token`, whose request failed without effect."""
+    def find(self, key: RequestKey) -> KeyRecord | None: ...
 
     def purge(self, older_than: datetime) -> int: ...
 
@@ -237,7 +294,8 @@ class Outbox(Protocol):
     """Durable task messages written in the same transaction as the change they follow."""
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
-        """The relay republishes the message from `retry_at` on until it is completed."""
+        """The relay republishes the message from `retry_at` on until it is completed.
+        The message's id may be a Ref until commit."""
 
     def complete(self, message_id: int, now: datetime) -> None: ...
 
@@ -254,7 +312,9 @@ class UnitOfWork(Protocol):
     `with uow:` begins; `uow.commit()` makes the writes durable atomically, then hands
     new outbox messages to the publisher and invalidates changed products in the cache.
     Leaving the block without commit rolls back. Raises TransientStorageError when the
-    storage asks for a retry (deadlock): nothing was written.
+    storage asks for a retry (deadlock), ConditionFailed when a conditional write did
+    not match: nothing was written. Use `stockade.application.services.transaction`
+    rather than driving it by hand.
     """
 
     products: ProductRepository
@@ -272,7 +332,8 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def product_changed(self, product_id: int) -> None:
-        """Note that a product row changed, so its cache entry goes after commit."""
+        """Note that a product's row or claims changed (repositories call it), so every
+        process drops it from memory after commit."""
 
     def message_added(self, message: TaskMessage) -> None:
         """Publish this message after commit (the outbox adapter calls it on add)."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from stockade.application.claim import product_snapshot
 from stockade.application.commands import CreateProduct, UpdateProduct
 from stockade.application.expiry import reclaim_expired
-from stockade.application.services import Deps, retrying
+from stockade.application.ports import UnitOfWork
+from stockade.application.services import Deps, transaction
 from stockade.domain.errors import (
     PreconditionFailed,
     ProductHasReservations,
@@ -17,32 +21,21 @@ from stockade.domain.model import Product, money
 def create_product(deps: Deps, cmd: CreateProduct) -> Product:
     """Add a product; records `product_created`."""
 
-    def attempt() -> Product:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            product = uow.products.add(cmd.name, money(cmd.price), cmd.stock, now)
-            uow.events.record(
-                "product_created",
-                {"product_id": product.id, "name": product.name, "price": str(product.price), "stock": product.stock},
-                now,
-            )
-            uow.commit()
-            return product
+    def work(uow: UnitOfWork, now: datetime) -> Product:
+        product = uow.products.add(cmd.name, money(cmd.price), cmd.stock, now)
+        uow.events.record(
+            "product_created",
+            {"product_id": product.id, "name": product.name, "price": str(product.price), "stock": product.stock},
+            now,
+        )
+        return product
 
-    return retrying(attempt)
+    return transaction(deps, work)
 
 
 def get_product(deps: Deps, product_id: int) -> Product:
-    """A live product, from the cache when it has a fresh copy. Raises ProductNotFound."""
-    cached, ticket = deps.cache.get(product_id)
-    if cached is not None:
-        return cached
-    with deps.read() as uow:
-        product = uow.products.get(product_id)
-    if product is None:
-        raise ProductNotFound()
-    deps.cache.fill(product, ticket)
-    return product
+    """A live product, from memory when memory is provably current. Raises ProductNotFound."""
+    return product_snapshot(deps, product_id).product
 
 
 def list_products(deps: Deps, limit: int, after_id: int = 0) -> tuple[list[Product], int | None]:
@@ -64,61 +57,47 @@ def update_product(deps: Deps, cmd: UpdateProduct) -> Product:
     if cmd.stock is not None:
         changes["stock"] = cmd.stock
 
-    def attempt() -> Product:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            expected = None
-            if cmd.if_match is not None:
-                current = uow.products.get(cmd.product_id)
-                if current is None:
-                    raise ProductNotFound()
-                if current.version not in cmd.if_match:
-                    raise PreconditionFailed()
-                expected = current.version
+    def work(uow: UnitOfWork, now: datetime) -> Product:
+        expected = None
+        if cmd.if_match is not None:
+            current = uow.products.get(cmd.product_id)
+            if current is None:
+                raise ProductNotFound()
+            if current.version not in cmd.if_match:
+                raise PreconditionFailed()
+            expected = current.version
+        if not uow.products.update(cmd.product_id, changes, now, expected):
+            current = uow.products.get(cmd.product_id)
+            if current is None:
+                raise ProductNotFound()
+            if expected is not None and current.version != expected:
+                raise PreconditionFailed()
+            # The only other guard is stock >= reserved: lapsed claims may be inflating it.
+            if not reclaim_expired(uow, deps.policy, cmd.product_id, now):
+                raise StockBelowReserved()
+            if expected is not None:
+                # Reclaiming bumped the version under the row lock this transaction now holds.
+                expected = uow.products.get(cmd.product_id).version  # type: ignore[union-attr]
             if not uow.products.update(cmd.product_id, changes, now, expected):
-                current = uow.products.get(cmd.product_id)
-                if current is None:
-                    raise ProductNotFound()
-                if expected is not None and current.version != expected:
-                    raise PreconditionFailed()
-                # The only other guard is stock >= reserved; expired holds may be inflating it.
-                freed = reclaim_expired(uow, deps.policy, cmd.product_id, now)
-                if freed and expected is not None:
-                    # Reclaiming bumped the version; we hold the row lock now, so pin the new one.
-                    after = uow.products.get(cmd.product_id)
-                    expected = after.version if after else expected
-                if not freed or not uow.products.update(cmd.product_id, changes, now, expected):
-                    if freed:
-                        uow.commit()
-                    raise StockBelowReserved()
-            product = uow.products.get(cmd.product_id)
-            assert product is not None
-            uow.events.record("product_updated", {"product_id": product.id, **{k: str(v) if k == "price" else v for k, v in changes.items()}}, now)
-            uow.product_changed(product.id)
-            uow.commit()
-            return product
+                raise StockBelowReserved()
+        product = uow.products.get(cmd.product_id)
+        assert product is not None
+        uow.events.record("product_updated", {"product_id": product.id, **{k: str(v) if k == "price" else v for k, v in changes.items()}}, now)
+        return product
 
-    return retrying(attempt)
+    return transaction(deps, work)
 
 
 def delete_product(deps: Deps, product_id: int) -> None:
     """Soft-delete a product with nothing reserved. Raises ProductNotFound, ProductHasReservations."""
 
-    def attempt() -> None:
-        now = deps.clock.now()
-        with deps.uow() as uow:
-            deleted = uow.products.soft_delete(product_id, now)
-            if not deleted:
-                if uow.products.get(product_id) is None:
-                    raise ProductNotFound()
-                freed = reclaim_expired(uow, deps.policy, product_id, now)
-                deleted = bool(freed) and uow.products.soft_delete(product_id, now)
-                if not deleted:
-                    if freed:
-                        uow.commit()
-                    raise ProductHasReservations()
-            uow.events.record("product_deleted", {"product_id": product_id}, now)
-            uow.product_changed(product_id)
-            uow.commit()
+    def work(uow: UnitOfWork, now: datetime) -> None:
+        if not uow.products.soft_delete(product_id, now):
+            if uow.products.get(product_id) is None:
+                raise ProductNotFound()
+            # Lapsed claims may be what is still reserved.
+            if not (reclaim_expired(uow, deps.policy, product_id, now) and uow.products.soft_delete(product_id, now)):
+                raise ProductHasReservations()
+        uow.events.record("product_deleted", {"product_id": product_id}, now)
 
-    retrying(attempt)
+    transaction(deps, work)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from stockade.application.claim import BeforeCommit, claim_units
+import attrs
+
+from stockade.application.claim import claim_units
 from stockade.application.commands import OrderView, Purchase
-from stockade.application.ports import UnitOfWork
+from stockade.application.ports import RequestKey, UnitOfWork
+from stockade.application.records import encode_result
 from stockade.application.services import PROCESS_ORDER, Deps
-from stockade.domain.model import Order, OrderStatus, money
+from stockade.domain.model import Order, OrderStatus, Product, money
 
 
-def purchase(deps: Deps, cmd: Purchase, before_commit: BeforeCommit | None = None) -> OrderView:
+def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderView:
     """Sell `quantity` units of a product. Raises ProductNotFound, OutOfStock."""
 
-    def write(uow: UnitOfWork, now: datetime):
-        # Read after the conditional UPDATE, in its transaction, with the row locked by it:
-        # the price charged and the stock shown are exactly those of this sale.
-        product = uow.products.get(cmd.product_id)
-        assert product is not None, "take() succeeded, so the product is live"
+    def write(uow: UnitOfWork, now: datetime, product: Product) -> OrderView:
         total = money(product.price * cmd.quantity)
         order_id = uow.orders.add(cmd.product_id, cmd.quantity, total, OrderStatus.CREATED, now)
         uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
@@ -27,15 +26,11 @@ def purchase(deps: Deps, cmd: Purchase, before_commit: BeforeCommit | None = Non
             {"order_id": order_id, "product_id": cmd.product_id, "quantity": cmd.quantity, "total_price": str(total)},
             now,
         )
-        order = Order(order_id, cmd.product_id, None, cmd.quantity, total, OrderStatus.CREATED, None, now, now)
+        # Last, so the row lock it takes is held for the least time. Its guard includes the
+        # price: the order was charged what this read showed, or the sale does not happen.
+        stock_after = uow.products.take(cmd.product_id, cmd.quantity, product.price, now)
+        order = Order(order_id, cmd.product_id, None, cmd.quantity, total, OrderStatus.CREATED,  # type: ignore[arg-type]
+                      None, now, now)
+        return OrderView(order, attrs.evolve(product, stock=stock_after))
 
-        return lambda uow: OrderView(order, product)
-
-    return claim_units(
-        deps,
-        cmd.product_id,
-        cmd.quantity,
-        lambda uow, now: uow.products.take(cmd.product_id, cmd.quantity, now),
-        write,
-        before_commit,
-    )
+    return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result)

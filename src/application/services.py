@@ -1,15 +1,15 @@
-"""What every use case receives: ports, policy values and the retry of transient failures."""
+"""What every use case receives (ports and policy) and the one transaction runner."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
-from typing import TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import attrs
 
-from stockade.application.ports import Clock, ProductCache, TransientStorageError, UnitOfWork
+from stockade.application.ports import Clock, ProductCache, RequestKey, TransientStorageError, UnitOfWork, resolved
 
 T = TypeVar("T")
 
@@ -29,8 +29,6 @@ class Policy:
     #: a published task not completed by then is published again (tasks are idempotent)
     outbox_retry: timedelta = timedelta(seconds=60)
     idempotency_ttl: timedelta = timedelta(hours=48)
-    #: an Idempotency-Key claim in flight this long belongs to a request that died
-    idempotency_stale: timedelta = timedelta(seconds=60)
 
 
 @attrs.frozen
@@ -46,16 +44,41 @@ class Deps:
     sleep: Callable[[float], None] = time.sleep
 
 
-def retrying(action: Callable[[], T], attempts: int = 10) -> T:
-    """Run a transaction again when the storage asked for it (deadlock, lock wait timeout).
+def transaction(
+    deps: Deps,
+    work: Callable[[UnitOfWork, datetime], T],
+    *,
+    key: RequestKey | None = None,
+    encode: Callable[[T], dict[str, Any]] | None = None,
+    attempts: int = 10,
+) -> T:
+    """Run `work(uow, now)` in one transaction and commit; again when the storage asks for a
+    retry (deadlock, lock wait timeout), which is safe: the whole transaction rolled back.
 
-    Safe because a TransientStorageError means the whole transaction rolled back.
+    With `key`, the Idempotency-Key is claimed first and its answer (`encode(result)`) is
+    stored last, in the same transaction as the effect: both commit or neither does.
+    Returns the result with every Ref replaced by its value.
     """
     for attempt in range(1, attempts + 1):
+        now = deps.clock.now()
         try:
-            return action()
+            with deps.uow() as uow:
+                if key is not None:
+                    uow.idempotency.claim(key, now)
+                result = work(uow, now)
+                if key is not None:
+                    assert encode is not None, "a keyed transaction stores its encoded answer"
+                    uow.idempotency.answer(key, encode(result))
+                uow.commit()
+            return resolved(result)
         except TransientStorageError:
             if attempt == attempts:
                 raise
             time.sleep(0.005 * attempt)
     raise AssertionError("unreachable")
+
+
+def complete_message(deps: Deps, message_id: int | None) -> None:
+    """Mark an outbox message done, for a task that finished without a transaction of its own."""
+    if message_id is not None:
+        transaction(deps, lambda uow, now: uow.outbox.complete(message_id, now))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from stockade.application.ports import ProductCache, TaskMessage, TaskPublisher
+from stockade.application.ports import ProductCache, TaskMessage, TaskPublisher, resolved
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class AbstractUnitOfWork:
         if self._changed_products:
             self._cache.invalidate(sorted(self._changed_products))
         if self._new_messages:
-            self._publisher.publish(list(self._new_messages))
+            # Their ids (and ids in their payloads) may have been Refs until the commit.
+            self._publisher.publish([resolved(m) for m in self._new_messages])
 
     def product_changed(self, product_id: int) -> None:
         self._changed_products.add(product_id)

@@ -127,6 +127,24 @@ class Product:
 
 
 @attrs.frozen
+class ProductSnapshot:
+    """A product as read, with the earliest moment one of its claims can lapse.
+
+    `next_lapse_at` is the earliest expiry among the product's active holds and the earliest
+    payment deadline among its pending orders (None: it has neither). Until then no unit of
+    it can come back without a write to the product, so the snapshot can prove a refusal.
+    """
+
+    product: Product
+    next_lapse_at: datetime | None
+
+    def proves_sold_out(self, quantity: int, now: datetime) -> bool:
+        """True when `quantity` cannot be had now: too few available, and no claim has lapsed
+        that a buyer's reclaim would release first (contract: expired holds never refuse)."""
+        return self.product.available < quantity and (self.next_lapse_at is None or now < self.next_lapse_at)
+
+
+@attrs.frozen
 class Hold:
     """A short-lived reservation of units of one product."""
 
@@ -213,8 +231,10 @@ class PaymentEvent:
     order_id: int
     result: PaymentResult
     fingerprint: str
+    #: what the delivery came to now (a deferred one is applied or ignored later)
     outcome: WebhookOutcome
-    http_status: int
+    #: what its first response said: the outcome and the order status then ("deferred" if none)
+    first_outcome: WebhookOutcome
     response_status: str
     created_at: datetime
     applied_at: datetime | None

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import timedelta
 
 import attrs
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from stockade.adapters.clock import SystemClock
 from stockade.adapters.inprocess_tasks import InProcessTaskRunner, Sweeper
-from stockade.adapters.memory_cache import InProcessProductCache, NullProductCache
+from stockade.adapters.memory_cache import LocalVersions, NullProductCache, SharedFileVersions, VersionedProductCache
 from stockade.adapters.sql import make_engine, make_read_engine, migrate
 from stockade.adapters.sql.uow import sql_uow_factory
 from stockade.application.facade import Shop
@@ -90,12 +92,42 @@ class Services:
         self.close()
 
 
+def _product_cache(settings: Settings) -> tuple[ProductCache, Callable[[], None] | None]:
+    """Snapshots in this process's memory, checked against versions that every writer bumps
+    (and what closes them): Redis reaches every host; a file next to a SQLite database every
+    process on this host (API workers, the CLI); an in-memory SQLite database has no other
+    process. MySQL without Redis has writers on other hosts that nothing here would hear,
+    so no cache."""
+    if settings.redis_url:
+        from stockade.adapters.redis_cache import RedisVersions
+
+        versions = RedisVersions.from_url(settings.redis_url)
+        return VersionedProductCache(versions), versions.close
+    if settings.is_sqlite:
+        path = _sqlite_file(settings.database_url)
+        if path is None:
+            return VersionedProductCache(LocalVersions()), None
+        shared = SharedFileVersions(f"{path}-versions")
+        return VersionedProductCache(shared), shared.close
+    return NullProductCache(), None
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The absolute path of a SQLite database file, None for an in-memory database."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:") and parsed.query.get("uri") in ("true", "1"):
+        database = database[len("file:"):]
+    return os.path.abspath(database)
+
+
 def build_services(
     settings: Settings,
     *,
     clock: Clock | None = None,
     migrate_schema: bool | None = None,
-    processes: int = 1,
     sleep: Callable[[float], None] | None = None,
     publisher: TaskPublisher | None = None,
 ) -> Services:
@@ -110,17 +142,7 @@ def build_services(
     read_engine = make_read_engine(settings.database_url, engine)
     closers: list[Callable[[], None]] = []
 
-    cache: ProductCache
-    if settings.redis_url:
-        from stockade.adapters.redis_cache import RedisProductCache
-
-        cache = RedisProductCache.from_url(settings.redis_url)
-        closers.append(cache.close)
-    elif processes == 1:
-        cache = InProcessProductCache()
-    else:
-        # Separate processes cannot invalidate each other's memory: read the database.
-        cache = NullProductCache()
+    cache, close_cache = _product_cache(settings)
 
     runner: InProcessTaskRunner | None = None
     if publisher is not None:
@@ -151,4 +173,6 @@ def build_services(
     closers.append(engine.dispose)
     if read_engine is not engine:
         closers.append(read_engine.dispose)
+    if close_cache is not None:
+        closers.append(close_cache)  # last: the runner's last tasks still invalidate
     return Services(settings, shop, engine, cache, publisher, closers)

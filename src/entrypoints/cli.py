@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _logging()
         from stockade.entrypoints.http import create_app
 
-        services = _services(settings, migrate_schema=False, processes=args.workers)
+        services = _services(settings, migrate_schema=False)
         services.start_background()
         atexit.register(services.close)
         return create_app(services.shop.deps, admin_token=settings.admin_token,
@@ -94,7 +94,7 @@ def cmd_serve_tasks(args: argparse.Namespace) -> int:
 
         migrate(settings.database_url)
     print(f"stockade: internal task API on http://{args.host}:{args.port}", flush=True)
-    serve(factory, args.host, args.port, 1, threads=4)
+    serve(factory, args.host, args.port, 1)
     return 0
 
 

@@ -41,7 +41,6 @@ def open_services(
     clock: FixedClock | None = None,
     migrate_schema: bool = False,
     background: bool = True,
-    processes: int = 1,
     **overrides: Any,
 ) -> Iterator[Services]:
     """Services on `url`, closed afterwards.
@@ -51,7 +50,7 @@ def open_services(
     the test drives background work itself (as a dead worker would leave it).
     """
     services = build_services(
-        settings_for(url, **overrides), clock=clock, migrate_schema=migrate_schema, processes=processes
+        settings_for(url, **overrides), clock=clock, migrate_schema=migrate_schema
     )
     try:
         if not background:
@@ -184,7 +183,7 @@ def summary(tracebacks: list[str]) -> str:
 
 # ---------------------------------------------------------------- racing processes
 
-def purchase_in_process(url: str, product_id: int, purchases: int, processes: int, barrier, results) -> None:
+def purchase_in_process(url: str, product_id: int, purchases: int, barrier, results) -> None:
     """Body of one spawned process: its own Services, then `purchases` purchases of one unit.
 
     Puts (sold, out_of_stock, [unexpected error reprs]) on `results`.
@@ -194,7 +193,7 @@ def purchase_in_process(url: str, product_id: int, purchases: int, processes: in
     sold = refused = 0
     errors: list[str] = []
     try:
-        with open_services(url, migrate_schema=False, processes=processes) as services:
+        with open_services(url, migrate_schema=False) as services:
             shop = services.shop
             shop.get_product(product_id)  # connect before the start line, not after it
             barrier.wait(timeout=RACE_TIMEOUT_SECONDS)

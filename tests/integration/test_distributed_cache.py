@@ -1,4 +1,5 @@
-"""The Redis product cache in distributed mode: it caches, writes invalidate, Redis down or hanging is survived."""
+"""The Redis-versioned product cache in distributed mode: snapshots in each process's memory,
+a write from any process outdates them all, Redis down or hanging is survived."""
 from __future__ import annotations
 
 import functools
@@ -6,13 +7,16 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 from falcon import testing
 
-from stockade.adapters.redis_cache import RedisProductCache
+from stockade.adapters.memory_cache import VersionedProductCache
+from stockade.adapters.redis_cache import RedisVersions
 from stockade.adapters.sql import migrate
+from stockade.entrypoints import bootstrap
 from stockade.entrypoints.bootstrap import Services
 from stockade.entrypoints.http.app import create_app
 from tests.integration.distributed_helpers import DEAD_REDIS_URL, execute, open_services
@@ -26,14 +30,14 @@ def database(mysql_url: str) -> str:
 
 @pytest.fixture
 def patient_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Services built now get a Redis cache whose entries outlive the test and whose calls wait seconds.
+    """Services built now keep snapshots for the whole test and wait seconds for Redis.
 
     The defaults (5 s TTL, 250 ms socket timeouts) are wall-clock limits: on a loaded
-    machine an entry could expire, or a slow answer open the breaker, between two reads,
+    machine an entry could lapse, or a slow answer open the breaker, between two reads,
     and a test about what the cache holds would then read the database instead.
     """
-    monkeypatch.setattr(RedisProductCache, "from_url", functools.partial(
-        RedisProductCache.from_url, ttl_seconds=3600, socket_timeout_seconds=10))
+    monkeypatch.setattr(bootstrap, "VersionedProductCache", functools.partial(VersionedProductCache, ttl_seconds=3600))
+    monkeypatch.setattr(RedisVersions, "from_url", functools.partial(RedisVersions.from_url, socket_timeout_seconds=10))
 
 
 def client_for(services: Services) -> testing.TestClient:
@@ -46,29 +50,151 @@ def get_product(client: testing.TestClient, product_id: int) -> dict:
     return response.json["data"]
 
 
-def test_product_reads_come_from_redis_and_a_purchase_invalidates_them(database, redis_url, patient_cache):
-    """A cached read survives a change made behind the cache's back; a purchase through the API clears it."""
+def generation(redis_url: str, product_id: int) -> bytes | None:
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        return raw.get(f"stockade:product:{product_id}:gen")
+    finally:
+        raw.close()
+
+
+def test_product_reads_come_from_memory_and_a_purchase_bumps_the_redis_generation(database, redis_url, patient_cache):
+    """A cached read survives a change made behind the cache's back; a purchase through the API outdates it."""
     with open_services(database, redis_url=redis_url) as services:
         client = client_for(services)
         product = services.shop.create_product("Original", "5.00", 10)
 
         assert get_product(client, product.id)["name"] == "Original"
-        raw = redis.Redis.from_url(redis_url)
-        try:
-            assert raw.exists(f"stockade:product:{product.id}") == 1
-        finally:
-            raw.close()
-
-        # Behind the cache's back: no invalidation, so a cached read still shows the old name.
+        # Behind the cache's back: no version bump, so a cached read still shows the old name.
         assert execute(services.engine, "UPDATE products SET name = 'Renamed' WHERE id = :id", id=product.id) == 1
         assert get_product(client, product.id)["name"] == "Original"
+        before = generation(redis_url, product.id)
 
         bought = client.simulate_post("/api/orders/purchase", json={"product_id": product.id, "quantity": 3})
         assert bought.status_code == 201, bought.text
 
+        assert generation(redis_url, product.id) != before
         after = get_product(client, product.id)
         assert (after["stock"], after["available"]) == (7, 7)
         assert after["name"] == "Renamed"  # re-read from the database
+
+
+def test_a_write_through_one_process_outdates_every_other_processes_memory(database, redis_url, patient_cache):
+    """Two Services (two API processes, each with its own memory) on one Redis: a purchase
+    through one is seen by the other's very next read."""
+    with open_services(database, redis_url=redis_url) as reader, \
+            open_services(database, redis_url=redis_url) as writer:
+        reading = client_for(reader)
+        product = writer.shop.create_product("Original", "5.00", 10)
+        assert get_product(reading, product.id)["stock"] == 10
+        assert execute(reader.engine, "UPDATE products SET name = 'Renamed' WHERE id = :id", id=product.id) == 1
+        assert get_product(reading, product.id)["name"] == "Original"  # from the reader's memory
+
+        bought = client_for(writer).simulate_post("/api/orders/purchase", json={"product_id": product.id, "quantity": 4})
+        assert bought.status_code == 201, bought.text
+
+        after = get_product(reading, product.id)
+        assert (after["name"], after["stock"], after["available"]) == ("Renamed", 6, 6)
+
+
+class SwitchableProxy:
+    """A TCP proxy to Redis that can be cut (every connection dropped, new ones closed at
+    once, as a partition looks to a client) and restored."""
+
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        self.target = (target.hostname or "127.0.0.1", target.port or 6379)
+        self.db = target.path or "/0"
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="redis-proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}{self.db}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # the 0.1 s accept timeout, or the listener closed
+                continue
+            if not self.up:
+                conn.close()
+                continue
+            upstream = socket.create_connection(self.target, timeout=10)
+            with self._lock:
+                self._open += [conn, upstream]
+            for src, dst in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.up = False
+        with self._lock:
+            cut, self._open = self._open, []
+        for s in cut:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def restore(self) -> None:
+        self.up = True
+
+    def __enter__(self) -> SwitchableProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+        self.cut()
+
+
+def test_invalidations_missed_while_redis_was_unreachable_are_sent_when_it_answers_again(
+        database, redis_url, patient_cache, monkeypatch, caplog):
+    """The writer's Redis goes away during a purchase: the purchase succeeds, the bump is kept,
+    and the first time Redis answers the writer again every other process's memory is outdated."""
+    caplog.set_level(logging.WARNING, logger="stockade.cache")
+    # No breaker pause: "Redis answers again" is then the proxy's restore, not a clock.
+    monkeypatch.setattr(RedisVersions, "from_url", functools.partial(
+        RedisVersions.from_url, socket_timeout_seconds=10, breaker_seconds=0))
+    with SwitchableProxy(redis_url) as proxy, \
+            open_services(database, redis_url=redis_url) as reader, \
+            open_services(database, redis_url=proxy.url) as writer:
+        reading, writing = client_for(reader), client_for(writer)
+        product = writer.shop.create_product("Lamp", "12.50", 10)
+        assert get_product(reading, product.id)["stock"] == 10  # in the reader's memory now
+
+        proxy.cut()
+        bought = writing.simulate_post("/api/orders/purchase", json={"product_id": product.id, "quantity": 1})
+        assert bought.status_code == 201, bought.text
+        assert any("Redis cache unavailable" in r.getMessage() for r in caplog.records), caplog.text
+        assert get_product(writing, product.id)["stock"] == 9  # the writer bypasses its cache meanwhile
+
+        proxy.restore()
+        get_product(writing, product.id)  # the writer's first answer from Redis sends the missed bump first
+        assert get_product(reading, product.id)["stock"] == 9
 
 
 def test_with_redis_down_reads_and_writes_work_and_readyz_names_redis(database, caplog):

@@ -13,11 +13,12 @@ import sqlalchemy as sa
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
 from stockade.application.commands import PaymentNotification, Purchase
-from stockade.application.idempotency import Replay, run_idempotent
+from stockade.application.idempotency import answer_once, request_key
 from stockade.application.payments import handle_payment
-from stockade.application.ports import StoredResponse
+from stockade.application.ports import IdempotencyKeyTaken
+from stockade.application.records import encode_refusal
 from stockade.application.purchase import purchase
-from stockade.domain.errors import HoldExpired, HoldNotActive, IdempotencyKeyInFlight, OutOfStock
+from stockade.domain.errors import HoldExpired, HoldNotActive, OutOfStock
 from stockade.domain.model import OrderStatus, PaymentResult, WebhookOutcome
 from tests.integration.helpers import (
     MICROSECOND,
@@ -89,7 +90,7 @@ def test_purchases_racing_from_four_processes_sell_exactly_the_50_units_in_stock
     barrier = ctx.Barrier(processes)
     results = ctx.Queue()
     workers = [
-        ctx.Process(target=purchase_in_process, args=(mysql_url, product.id, purchases, processes, barrier, results))
+        ctx.Process(target=purchase_in_process, args=(mysql_url, product.id, purchases, barrier, results))
         for _ in range(processes)
     ]
     for w in workers:
@@ -196,11 +197,9 @@ def test_forty_racing_deliveries_of_one_webhook_apply_it_exactly_once(services) 
     outcomes = race(40, 1, lambda t, c: handle_payment(shop.deps, note))
 
     assert not unexpected(outcomes), summary(unexpected(outcomes))
-    results = [o.value[0] for o in outcomes]
-    replayed = [o.value[1] for o in outcomes]
+    replayed = [o.value.replayed for o in outcomes]
     assert replayed.count(False) == 1 and replayed.count(True) == 39
-    assert all(r == results[0] for r in results)
-    assert (results[0].outcome, results[0].status, results[0].http_status) == (WebhookOutcome.APPLIED, "paid", 200)
+    assert {(o.value.outcome, o.value.status) for o in outcomes} == {(WebhookOutcome.APPLIED, "paid")}
     after = product_row(engine, product.id)
     assert (after.stock, after.reserved) == (before.stock - 3, before.reserved - 3)
     assert len(shop.logs(event="order_paid")) == 1
@@ -367,57 +366,45 @@ def test_racing_requests_with_one_idempotency_key_purchase_exactly_once(services
     product = shop.create_product("Keyed", "10.00", 50)
     command = Purchase(product.id, 1)
 
-    def keyed_purchase(key: str):
-        return run_idempotent(
-            shop.deps, "purchase", key, "fingerprint-of-the-body",
-            lambda record: purchase(shop.deps, command, record),
-            lambda view: StoredResponse(201, str(view.order.id)),
-            lambda refusal: StoredResponse(409, refusal.message),
-        )
+    def keyed_purchase(name: str):
+        key = request_key("orders.purchase", name, command)
+        return answer_once(shop.deps, key, lambda k: purchase(shop.deps, command, k))
 
     # Every round runs before anything is judged: a deadlock in any round fails the test.
     by_key = {f"key-{r}": race(racers, 1, lambda t, c, key=f"key-{r}": keyed_purchase(key)) for r in range(rounds)}
 
     everything = [o for outcomes in by_key.values() for o in outcomes]
-    assert not unexpected(everything, IdempotencyKeyInFlight), summary(unexpected(everything, IdempotencyKeyInFlight))
+    assert not unexpected(everything), summary(unexpected(everything))
     for key, outcomes in by_key.items():
-        fresh = [o.value for o in outcomes if o.ok and not isinstance(o.value, Replay)]
-        assert len(fresh) == 1, key
-        replays = [o.value.response for o in outcomes if o.ok and isinstance(o.value, Replay)]
-        assert all(r == StoredResponse(201, str(fresh[0].order.id)) for r in replays), key
+        first = [o.value for o in outcomes if not o.value.replayed]
+        assert len(first) == 1 and first[0].refusal is None, key
+        replays = [o.value for o in outcomes if o.value.replayed]
+        assert len(replays) == racers - 1 and all(r.result == first[0].result for r in replays), key
     assert scalar(engine, "SELECT COUNT(*) FROM orders") == rounds
     assert product_row(engine, product.id).stock == 50 - rounds
-    assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys WHERE completed_at IS NOT NULL") == rounds
+    assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys WHERE answer IS NOT NULL") == rounds
 
 
-@pytest.mark.parametrize("existing", ["none", "in_flight", "completed"])
+@pytest.mark.parametrize("existing", ["none", "answered"])
 def test_racing_claims_of_one_key_never_deadlock(services, existing: str) -> None:
     """Each claim runs once, with no retry: a deadlock (or lock wait timeout) is a failure."""
     shop = services.shop
-    now = shop.deps.clock.now()
-    stale_before = now - timedelta(hours=1)  # nothing here is stale
+    key = request_key("orders.purchase", "hot-key", Purchase(1, 1))
+    answer = encode_refusal(OutOfStock())
 
-    def claim(at):
+    def claim():
         with shop.deps.uow() as uow:
-            found = uow.idempotency.claim("purchase", "hot-key", "fp", at, stale_before)
+            uow.idempotency.claim(key, shop.deps.clock.now(), answer)
             uow.commit()
-            return found
 
-    if existing != "none":
-        first = claim(now)
-        if existing == "completed":
-            with shop.deps.uow() as uow:
-                assert uow.idempotency.complete("purchase", "hot-key", first.token, StoredResponse(201, "{}"), now)
-                uow.commit()
+    if existing == "answered":
+        claim()
 
-    rounds = [race(16, 1, lambda t, c: claim(now)) for _ in range(5)]
+    rounds = [race(16, 1, lambda t, c: claim()) for _ in range(5)]
 
     everything = [o for outcomes in rounds for o in outcomes]
-    assert not unexpected(everything), summary(unexpected(everything))
-    fresh = sum(o.value.fresh for o in everything)
-    assert fresh == (1 if existing == "none" else 0)
-    if existing == "completed":
-        assert all(o.value.response == StoredResponse(201, "{}") for o in everything)
+    assert not unexpected(everything, IdempotencyKeyTaken), summary(unexpected(everything, IdempotencyKeyTaken))
+    assert sum(o.ok for o in everything) == (1 if existing == "none" else 0)
 
 
 @pytest.mark.parametrize("buy", ["purchase", "hold"])

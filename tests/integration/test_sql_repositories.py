@@ -5,6 +5,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 import sqlalchemy as sa
 
@@ -12,7 +13,10 @@ from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
 from stockade.application.commands import PaymentNotification
 from stockade.application.payments import handle_payment
-from stockade.application.ports import IdempotencyClaim, StoredResponse
+from stockade.application.commands import Purchase
+from stockade.application.idempotency import request_key
+from stockade.application.ports import IdempotencyKeyTaken, KeyRecord
+from stockade.application.records import decode, encode_refusal
 from stockade.domain.errors import HoldExpired, OutOfStock, ProductNotFound
 from stockade.domain.model import HoldStatus, OrderStatus, PaymentResult, WebhookOutcome
 from tests.integration.helpers import count_events, execute, open_services, product_row, rows, scalar
@@ -62,7 +66,7 @@ def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> N
     engine = sa.create_engine(mysql_url)
     try:
         before = _schema(engine)
-        assert before["alembic_version"] == "0002"
+        assert before["alembic_version"] == "0003"
         execute(engine, "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
                         "VALUES ('kept', 1.50, 3, 0, 1, NOW(6), NOW(6))")
         migrate(mysql_url)
@@ -241,7 +245,7 @@ def test_a_successful_payment_takes_stock_and_reserved_once(shop, engine) -> Non
 
     result = shop.payment("pay-1", order_id, "success")
 
-    assert (result.outcome, result.status, result.http_status) == (WebhookOutcome.APPLIED, "paid", 200)
+    assert (result.outcome, result.status) == (WebhookOutcome.APPLIED, "paid")
     assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (7, 0)
     assert shop.get_order(order_id).order.status is OrderStatus.PAID
     assert len(shop.logs(event="order_paid")) == 1
@@ -266,12 +270,12 @@ def test_a_webhook_replayed_with_its_key_has_no_second_effect(shop, engine) -> N
     order_id = _pending_order(shop, product.id, 2)
     note = PaymentNotification("replay-key", order_id, PaymentResult.SUCCESS)
 
-    first, first_replayed = handle_payment(shop.deps, note)
+    first = handle_payment(shop.deps, note)
     again = [handle_payment(shop.deps, note) for _ in range(3)]
 
-    assert first_replayed is False
-    assert all(replayed for _, replayed in again)
-    assert all(result == first for result, _ in again)
+    assert first.replayed is False
+    assert all(result.replayed for result in again)
+    assert all(attrs.evolve(result, replayed=False) == first for result in again)
     assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (8, 0)
     assert len(shop.logs(event="order_paid")) == 1
     assert scalar(engine, "SELECT COUNT(*) FROM payment_events") == 1
@@ -308,7 +312,7 @@ def test_a_webhook_before_its_order_is_deferred_then_applied_once_the_order_appe
     assert scalar(engine, "SELECT COUNT(*) FROM orders") == 0
 
     early = shop.payment("early", 1, "success")
-    assert (early.outcome, early.status, early.http_status) == (WebhookOutcome.DEFERRED, "deferred", 202)
+    assert (early.outcome, early.status) == (WebhookOutcome.DEFERRED, "deferred")
     assert shop.apply_deferred_payments(1) == 0  # no order yet: stays deferred
 
     order_id = shop.order_from_hold(hold.id).order.id
@@ -322,8 +326,8 @@ def test_a_webhook_before_its_order_is_deferred_then_applied_once_the_order_appe
     assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (7, 0)
     assert scalar(engine, "SELECT outcome FROM payment_events WHERE idempotency_key = 'early'") == "applied"
     assert len(shop.logs(event="order_paid")) == 1
-    replay, replayed = handle_payment(shop.deps, PaymentNotification("early", 1, PaymentResult.SUCCESS))
-    assert replayed and (replay.status, replay.http_status) == ("deferred", 202)
+    replay = handle_payment(shop.deps, PaymentNotification("early", 1, PaymentResult.SUCCESS))
+    assert replay.replayed and (replay.outcome, replay.status) == (WebhookOutcome.DEFERRED, "deferred")
     assert shop.check().ok
 
 
@@ -385,22 +389,20 @@ def test_a_purchase_reclaims_expired_unswept_holds_before_refusing(shop, engine,
     assert shop.check().ok
 
 
-def test_the_lapsed_claims_probe_sees_expired_holds_and_overdue_orders_of_its_product_only(shop, clock) -> None:
+def test_a_snapshot_names_the_earliest_lapse_of_its_own_products_claims(shop, clock) -> None:
     held, ordered, other = (shop.create_product(name, "1.00", 5) for name in ("Held", "Ordered", "Other"))
-    shop.hold(held.id, 1)
-    _pending_order(shop, ordered.id, 1)
+    hold = shop.hold(held.id, 1)
+    order_id = _pending_order(shop, ordered.id, 1)
 
-    def lapsed(product_id: int) -> bool:
+    def next_lapse(product_id: int):
         with shop.deps.read() as uow:
-            return uow.products.has_lapsed_claims(product_id, clock.now())
+            return uow.products.snapshot(product_id).next_lapse_at
 
-    assert [lapsed(p.id) for p in (held, ordered, other)] == [False, False, False]
-    clock.advance(HOLD_TTL + 1)  # the hold expires; the order's payment time has not run out
-    assert [lapsed(p.id) for p in (held, ordered, other)] == [True, False, False]
-    clock.advance(shop.deps.policy.payment_ttl.total_seconds())
-    assert [lapsed(p.id) for p in (held, ordered, other)] == [True, True, False]
+    due = shop.get_order(order_id).order.payment_due_at
+    assert [next_lapse(p.id) for p in (held, ordered, other)] == [hold.expires_at, due, None]
+    clock.advance(HOLD_TTL + 1)
     shop.release_expired()
-    assert [lapsed(p.id) for p in (held, ordered, other)] == [False, False, False]
+    assert [next_lapse(p.id) for p in (held, ordered, other)] == [None, due, None]
 
 
 @pytest.fixture
@@ -419,29 +421,69 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
-def test_the_hot_paths_cost_the_fewest_round_trips(shop, wire) -> None:
+@pytest.fixture
+def cached_shop(mysql_url: str, redis_url: str, services):
+    """A Shop on the same database whose memory is kept current through Redis."""
+    with open_services(mysql_url, background=False, redis_url=redis_url, hold_ttl_seconds=HOLD_TTL) as cached:
+        yield cached.shop
+
+
+def test_the_hot_paths_cost_the_fewest_round_trips(cached_shop, wire) -> None:
     """Round trips are most of a request's cost on MySQL; these counts are the design."""
+    shop = cached_shop
     plenty = shop.create_product("Plenty", "2.50", 100)
     gone = shop.create_product("Gone", "2.50", 0)
     shop.purchase(plenty.id, 1)  # warm the pools
     shop.hold(plenty.id, 1)
+    with pytest.raises(OutOfStock):
+        shop.purchase(gone.id, 1)
 
     wire.clear()
     with pytest.raises(OutOfStock):
         shop.purchase(gone.id, 1)
-    assert wire == ["SELECT"], "a sold-out rejection is one read: no transaction, no lock"
+    assert wire == [], "a sold-out refusal the memory proves costs no round trip"
 
+    shop.get_product(plenty.id)
     wire.clear()
     shop.purchase(plenty.id, 1)
-    assert wire == ["SELECT", "UPDATE", "SELECT", "INSERT", "INSERT", "INSERT", "COMMIT"]
+    assert wire == ["INSERT"], "a purchase is one multi-statement: inserts, the UPDATE, COMMIT"
 
     wire.clear()
     shop.hold(plenty.id, 1)
-    assert wire == ["SELECT", "UPDATE", "INSERT", "INSERT", "COMMIT"]
+    assert wire == ["SELECT", "INSERT"], "the read (memory was invalidated by the sale), then one batch"
+
+    hold = shop.hold(plenty.id, 1)
+    shop.get_product(plenty.id)
+    wire.clear()
+    shop.order_from_hold(hold.id)
+    assert wire == ["SELECT", "INSERT"], "the hold's read (its product from memory), then one batch"
 
     wire.clear()
+    shop.get_product(gone.id)
+    assert wire == [], "a read the memory has costs no round trip"
+
+
+def test_a_purchase_sends_its_rows_first_and_the_stock_update_last_before_commit(cached_shop, wire) -> None:
+    """The stock row's lock is taken by the last statement before COMMIT, inside one round trip."""
+    shop = cached_shop
+    plenty = shop.create_product("Plenty", "2.50", 100)
     shop.get_product(plenty.id)
-    assert wire in ([], ["SELECT"])  # a cache hit, or one read
+    wire.clear()
+    statements: list[str] = []
+    import pymysql.connections
+
+    send = pymysql.connections.Connection._execute_command
+
+    def recording(self, command, sql):
+        text = sql.decode() if isinstance(sql, bytes) else str(sql)
+        statements.extend(part.strip().split(" ", 1)[0].upper() for part in text.split(";\n"))
+        return send(self, command, sql)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pymysql.connections.Connection, "_execute_command", recording)
+        shop.purchase(plenty.id, 1)
+    writes = [s for s in statements if s in ("INSERT", "UPDATE", "COMMIT")]
+    assert writes == ["INSERT", "INSERT", "INSERT", "UPDATE", "COMMIT"]
 
 
 # ---------------------------------------------------------------- check
@@ -466,93 +508,54 @@ def test_check_is_clean_then_names_a_product_whose_reserved_drifted(shop, engine
 
 # ---------------------------------------------------------------- idempotency keys
 
-def _claim(shop, key: str, fingerprint: str, now, stale_before) -> IdempotencyClaim:
+def _key(name: str, quantity: int = 1):
+    return request_key("orders.purchase", name, Purchase(1, quantity))
+
+
+def test_a_key_commits_with_its_answer_and_a_second_claim_is_taken(shop) -> None:
+    key = _key("k1")
+    answer = encode_refusal(OutOfStock())
     with shop.deps.uow() as uow:
-        found = uow.idempotency.claim("purchase", key, fingerprint, now, stale_before)
+        uow.idempotency.claim(key, shop.deps.clock.now())
+        uow.idempotency.answer(key, answer)
         uow.commit()
-        return found
+
+    with shop.deps.read() as uow:
+        assert uow.idempotency.find(key) == KeyRecord(key.fingerprint, answer)
+    with pytest.raises(IdempotencyKeyTaken):
+        with shop.deps.uow() as uow:
+            uow.idempotency.claim(key, shop.deps.clock.now(), answer)
+            uow.commit()
+    assert isinstance(decode(answer), OutOfStock)
 
 
-def _complete(shop, key: str, token, response: StoredResponse, now) -> bool:
+def test_a_key_rolled_back_with_its_effect_leaves_nothing(shop) -> None:
+    key = _key("k1")
     with shop.deps.uow() as uow:
-        done = uow.idempotency.complete("purchase", key, token, response, now)
-        uow.commit()
-        return done
-
-
-def test_a_second_claim_of_a_key_in_flight_is_not_fresh(shop, clock) -> None:
-    now = clock.now()
-    long_ago = now - timedelta(hours=1)
-
-    assert _claim(shop, "k1", "fp-a", now, long_ago) == IdempotencyClaim(fresh=True, token=now)
-    second = _claim(shop, "k1", "fp-a", now, long_ago)
-
-    assert second == IdempotencyClaim(fresh=False, fingerprint="fp-a", response=None)
-    assert _claim(shop, "k1", "fp-b", now, long_ago).fingerprint == "fp-a"
-
-
-def test_a_completed_key_replays_its_response(shop, clock) -> None:
-    now = clock.now()
-    response = StoredResponse(201, '{"data": {"id": 1, "note": "caf\\u00e9"}}')
-    _claim(shop, "k1", "fp-a", now, now - timedelta(hours=1))
-
-    assert _complete(shop, "k1", now, response, now)
-    again = _claim(shop, "k1", "fp-a", now + timedelta(seconds=5), now - timedelta(hours=1))
-
-    assert again == IdempotencyClaim(fresh=False, fingerprint="fp-a", response=response)
-
-
-def test_a_stale_claim_is_taken_over_but_a_completed_one_never_is(shop, clock) -> None:
-    t0 = clock.now()
-    _claim(shop, "dead", "fp-a", t0, t0 - timedelta(hours=1))
-    _claim(shop, "done", "fp-a", t0, t0 - timedelta(hours=1))
-    assert _complete(shop, "done", t0, StoredResponse(409, '{"message": "Out of stock"}'), t0)
-    later = t0 + timedelta(seconds=61)
-
-    assert _claim(shop, "dead", "fp-b", later, later - timedelta(seconds=60)) == IdempotencyClaim(fresh=True, token=later)
-    assert _claim(shop, "dead", "fp-b", later, later - timedelta(seconds=60)).fingerprint == "fp-b"
-    kept = _claim(shop, "done", "fp-b", later, later - timedelta(seconds=60))
-    assert kept == IdempotencyClaim(fresh=False, fingerprint="fp-a",
-                                    response=StoredResponse(409, '{"message": "Out of stock"}'))
-
-
-def test_keys_differing_only_in_case_or_scope_are_distinct(shop, clock) -> None:
-    now = clock.now()
-    stale = now - timedelta(hours=1)
-
-    assert _claim(shop, "Key-A", "fp", now, stale).fresh
-    assert _claim(shop, "key-a", "fp", now, stale).fresh  # the table's collation ignores case; keys must not
+        uow.idempotency.claim(key, shop.deps.clock.now())
+        uow.products.get(1)  # sends the claim
+    with shop.deps.read() as uow:
+        assert uow.idempotency.find(key) is None
     with shop.deps.uow() as uow:
-        assert uow.idempotency.claim("holds", "Key-A", "fp", now, stale).fresh
+        uow.idempotency.claim(key, shop.deps.clock.now(), encode_refusal(OutOfStock()))
         uow.commit()
 
 
-def test_an_abandoned_claim_can_be_claimed_again(shop, clock) -> None:
-    now = clock.now()
-    stale = now - timedelta(hours=1)
-    _claim(shop, "k1", "fp-a", now, stale)
+def test_keys_differing_only_in_case_or_scope_are_distinct(shop) -> None:
+    now = shop.deps.clock.now()
+    for key in (_key("Key-A"), _key("key-a"), request_key("holds", "Key-A", Purchase(1, 1))):
+        with shop.deps.uow() as uow:  # the table's collation ignores case; keys must not
+            uow.idempotency.claim(key, now, encode_refusal(OutOfStock()))
+            uow.commit()
 
+
+def test_keys_are_purged_after_their_retention(shop, clock) -> None:
     with shop.deps.uow() as uow:
-        uow.idempotency.abandon("purchase", "k1", now)
+        uow.idempotency.claim(_key("old"), clock.now(), encode_refusal(OutOfStock()))
         uow.commit()
-
-    later = now + timedelta(microseconds=1)
-    assert _claim(shop, "k1", "fp-b", later, stale) == IdempotencyClaim(fresh=True, token=later)
-
-
-def test_only_the_current_owner_of_a_claim_can_complete_or_abandon_it(shop, clock) -> None:
-    t0 = clock.now()
-    _claim(shop, "k1", "fp-a", t0, t0 - timedelta(hours=1))
-    later = t0 + timedelta(seconds=61)
-    assert _claim(shop, "k1", "fp-a", later, later - timedelta(seconds=60)).fresh  # taken over
-
-    # The first request woke up: it can neither store its response nor free the key.
-    assert not _complete(shop, "k1", t0, StoredResponse(201, "{}"), later)
+    clock.advance(3600)
     with shop.deps.uow() as uow:
-        uow.idempotency.abandon("purchase", "k1", t0)
+        assert uow.idempotency.purge(clock.now() - timedelta(seconds=1800)) == 1
         uow.commit()
-    assert _claim(shop, "k1", "fp-a", later, t0) == IdempotencyClaim(fresh=False, fingerprint="fp-a")
-
-    assert _complete(shop, "k1", later, StoredResponse(201, '{"ok": 1}'), later)
-    assert not _complete(shop, "k1", later, StoredResponse(201, '{"ok": 2}'), later)  # once only
-    assert _claim(shop, "k1", "fp-a", later, later).response == StoredResponse(201, '{"ok": 1}')
+    with shop.deps.read() as uow:
+        assert uow.idempotency.find(_key("old")) is None

@@ -11,22 +11,26 @@ import copy
 import json
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import attrs
 
 from stockade.adapters.clock import FixedClock
-from stockade.adapters.memory_cache import InProcessProductCache
+from stockade.adapters.memory_cache import LocalVersions, VersionedProductCache
 from stockade.application.facade import Shop
 from stockade.application.ports import (
+    ConditionFailed,
     DuplicateHoldOrder,
-    IdempotencyClaim,
+    IdempotencyKeyTaken,
+    KeyRecord,
     ProductCache,
-    StoredResponse,
+    Ref,
+    RequestKey,
     TaskMessage,
     TaskPublisher,
+    resolved,
 )
 from stockade.application.services import Deps, Policy
 from stockade.application.unit_of_work import AbstractUnitOfWork
@@ -38,6 +42,7 @@ from stockade.domain.model import (
     OrderStatus,
     PaymentEvent,
     Product,
+    ProductSnapshot,
     WebhookOutcome,
 )
 
@@ -50,8 +55,7 @@ class ConstraintViolation(Exception):
 class IdempotencyRow:
     fingerprint: str
     claimed_at: datetime
-    completed_at: datetime | None = None
-    response: StoredResponse | None = None
+    answer: dict[str, Any] | None = None
 
 
 @attrs.define
@@ -146,9 +150,20 @@ class InMemoryProductRepository(_Repository):
         self.t.products[product.id] = _check_product(
             attrs.evolve(product, version=product.version + 1, updated_at=now, **values)
         )
+        self._uow.product_changed(product.id)
 
     def _live(self, product_id: int) -> Product | None:
         return self.get(product_id)
+
+    def snapshot(self, product_id: int) -> ProductSnapshot | None:
+        product = self.get(product_id)
+        if product is None:
+            return None
+        lapses = [h.expires_at for h in self.t.holds.values()
+                  if h.product_id == product_id and h.status is HoldStatus.ACTIVE]
+        lapses += [o.payment_due_at for o in self.t.orders.values()
+                   if o.product_id == product_id and o.status is OrderStatus.PENDING and o.payment_due_at]
+        return ProductSnapshot(product, min(lapses) if lapses else None)
 
     def update(self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None) -> bool:
         product = self._live(product_id)
@@ -168,29 +183,18 @@ class InMemoryProductRepository(_Repository):
         self._write(product, now, deleted_at=now)
         return True
 
-    def take(self, product_id: int, quantity: int, now: datetime) -> bool:
+    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Ref:
         product = self._live(product_id)
-        if product is None or product.stock - product.reserved < quantity:
-            return False
+        if product is None or product.stock - product.reserved < quantity or product.price != price:
+            raise ConditionFailed()
         self._write(product, now, stock=product.stock - quantity)
-        return True
+        return Ref(product.stock - quantity)
 
-    def reserve(self, product_id: int, quantity: int, now: datetime) -> bool:
+    def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
         product = self._live(product_id)
         if product is None or product.stock - product.reserved < quantity:
-            return False
+            raise ConditionFailed()
         self._write(product, now, reserved=product.reserved + quantity)
-        return True
-
-    def for_sale(self, product_id: int, now: datetime) -> tuple[Product | None, bool]:
-        product = self.get(product_id)
-        return product, product is not None and self.has_lapsed_claims(product_id, now)
-
-    def has_lapsed_claims(self, product_id: int, now: datetime) -> bool:
-        return any(h.product_id == product_id and h.status is HoldStatus.ACTIVE and h.expires_at <= now
-                   for h in self.t.holds.values()) or any(
-            o.product_id == product_id and o.status is OrderStatus.PENDING and o.payment_due_at is not None
-            and o.payment_due_at <= now for o in self.t.orders.values())
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
         product = self.t.products.get(product_id)
@@ -228,12 +232,12 @@ class InMemoryHoldRepository(_Repository):
     def get(self, hold_id: int) -> Hold | None:
         return self.t.holds.get(hold_id)
 
-    def use(self, hold_id: int, order_id: int, now: datetime) -> bool:
-        hold = self.t.holds.get(hold_id)
-        if hold is None or hold.status is not HoldStatus.ACTIVE or not hold.expires_at > now:
-            return False
-        self.t.holds[hold_id] = attrs.evolve(hold, status=HoldStatus.USED, order_id=order_id, updated_at=now)
-        return True
+    def use(self, hold: Hold, order_id: int | Ref, now: datetime) -> None:
+        current = self.t.holds.get(hold.id)
+        if current is None or current.status is not HoldStatus.ACTIVE or not current.expires_at > now:
+            raise ConditionFailed()
+        self.t.holds[hold.id] = attrs.evolve(current, status=HoldStatus.USED, order_id=order_id, updated_at=now)
+        self._uow.product_changed(hold.product_id)
 
     def end(self, hold_id: int, status: HoldStatus, now: datetime) -> bool:
         hold = self.t.holds.get(hold_id)
@@ -294,14 +298,19 @@ class InMemoryPaymentEventRepository(_Repository):
     def get_by_key(self, key: str) -> PaymentEvent | None:
         return self._by_key(key)
 
-    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, http_status: int, now: datetime) -> None:
+    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, now: datetime) -> None:
         event = self._by_key(key)
         if event is None:
             return
         applied_at = event.applied_at if outcome is WebhookOutcome.DEFERRED else now
         self.t.payments[event.id] = attrs.evolve(
-            event, outcome=outcome, response_status=response_status, http_status=http_status, applied_at=applied_at
+            event, outcome=outcome, first_outcome=outcome, response_status=response_status, applied_at=applied_at
         )
+
+    def has_deferred(self, order_id: int | Ref) -> Ref:
+        wanted = order_id.value if isinstance(order_id, Ref) else order_id
+        return Ref(any(e.order_id == wanted and e.outcome is WebhookOutcome.DEFERRED
+                       for e in self.t.payments.values()))
 
     def deferred(self, limit: int, order_id: int | None = None) -> list[PaymentEvent]:
         found = [e for e in self.t.payments.values()
@@ -318,32 +327,17 @@ class InMemoryPaymentEventRepository(_Repository):
 
 
 class InMemoryIdempotencyRepository(_Repository):
-    def claim(self, scope: str, key: str, fingerprint: str, now: datetime, stale_before: datetime) -> IdempotencyClaim:
-        row = self.t.idempotency.get((scope, key))
-        if row is None:
-            self.t.idempotency[(scope, key)] = IdempotencyRow(fingerprint, now)
-            return IdempotencyClaim(fresh=True, token=now)
-        if row.completed_at is None and row.claimed_at < stale_before:
-            row.fingerprint, row.claimed_at = fingerprint, now
-            return IdempotencyClaim(fresh=True, token=now)
-        return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint,
-                                response=row.response if row.completed_at is not None else None)
+    def claim(self, key: RequestKey, now: datetime, answer: dict[str, Any] | None = None) -> None:
+        if (key.scope, key.key) in self.t.idempotency:
+            raise IdempotencyKeyTaken()
+        self.t.idempotency[(key.scope, key.key)] = IdempotencyRow(key.fingerprint, now, _as_stored_json(answer))
 
-    def _owned(self, scope: str, key: str, token: datetime):
-        row = self.t.idempotency.get((scope, key))
-        return row if row is not None and row.completed_at is None and row.claimed_at == token else None
+    def answer(self, key: RequestKey, answer: dict[str, Any]) -> None:
+        self.t.idempotency[(key.scope, key.key)].answer = _as_stored_json(answer)
 
-    def complete(self, scope: str, key: str, token: datetime, response: StoredResponse, now: datetime) -> bool:
-        row = self._owned(scope, key, token)
-        if row is None:
-            return False
-        row.response, row.completed_at = response, now
-        return True
-
-    def abandon(self, scope: str, key: str, token: datetime) -> None:
-        row = self._owned(scope, key, token)
-        if row is not None:
-            row.claimed_at = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    def find(self, key: RequestKey) -> KeyRecord | None:
+        row = self.t.idempotency.get((key.scope, key.key))
+        return None if row is None or row.answer is None else KeyRecord(row.fingerprint, row.answer)
 
     def purge(self, older_than: datetime) -> int:
         old = [k for k, row in self.t.idempotency.items() if row.claimed_at < older_than]
@@ -352,9 +346,9 @@ class InMemoryIdempotencyRepository(_Repository):
         return len(old)
 
 
-def _as_stored_json(data: dict[str, Any]) -> dict[str, Any]:
+def _as_stored_json(data: Any) -> Any:
     """What a JSON column gives back (the SQL adapter round-trips through json)."""
-    return json.loads(json.dumps(data, default=str))
+    return json.loads(json.dumps(resolved(data), default=str))
 
 
 class InMemoryEventLog(_Repository):
@@ -373,7 +367,7 @@ class InMemoryOutbox(_Repository):
         self._on_add = on_add
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
-        message = TaskMessage(self.t.next_id("outbox"), task, json.loads(json.dumps(payload)))
+        message = TaskMessage(self.t.next_id("outbox"), task, _as_stored_json(payload))
         self.t.outbox[message.id] = OutboxRow(message, now, retry_at)
         self._on_add(message)
         return message
@@ -449,7 +443,7 @@ class RecordingPublisher:
 
 def make_shop(clock: FixedClock | None = None, **policy: Any) -> tuple[Shop, InMemoryStore, RecordingPublisher, FixedClock]:
     """A Shop on fresh fakes; `policy` overrides Policy fields (processing takes no time)."""
-    store, publisher, cache = InMemoryStore(), RecordingPublisher(), InProcessProductCache()
+    store, publisher, cache = InMemoryStore(), RecordingPublisher(), VersionedProductCache(LocalVersions())
     clock = clock or FixedClock()
     deps = Deps(
         uow=lambda: InMemoryUnitOfWork(store, publisher, cache),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from stockade.domain.errors import OutOfStock
-from stockade.domain.model import OrderStatus
+from stockade.domain.model import OrderStatus, WebhookOutcome
 
 
 def _attempt(action):
@@ -30,7 +30,8 @@ def test_concurrent_deliveries_of_one_webhook_apply_once(shop, store, phone):
     order = shop.order_from_hold(shop.hold(phone.id, 3).id).order
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _: shop.payment("k1", order.id, "success"), range(12)))
-    assert {(r.status, r.http_status) for r in results} == {("paid", 200)}
+    assert {(r.status, r.outcome) for r in results} == {("paid", WebhookOutcome.APPLIED)}
+    assert sorted(r.replayed for r in results) == [False] + [True] * 11
     assert store.order(order.id).status is OrderStatus.PAID
     assert (store.product(phone.id).stock, store.product(phone.id).reserved) == (7, 0)
     assert len(store.events("order_paid")) == 1

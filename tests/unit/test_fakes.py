@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from stockade.adapters.memory_cache import NullProductCache
-from stockade.application.ports import DuplicateHoldOrder
+from stockade.application.ports import ConditionFailed, DuplicateHoldOrder
 from stockade.domain.model import HoldStatus, OrderStatus, PaymentEvent, PaymentResult, WebhookOutcome
 
 from .fakes import InMemoryStore, InMemoryUnitOfWork, RecordingPublisher
@@ -29,12 +29,15 @@ def now(clock):
     return clock.now()
 
 
-def test_take_sells_only_what_is_available(uow, now):
+def test_take_sells_only_what_is_available_at_the_price_it_was_read(uow, now):
     with uow:
         product = uow.products.add("P", Decimal("1.00"), 5, now)
-        assert uow.products.reserve(product.id, 2, now)
-        assert not uow.products.take(product.id, 4, now)
-        assert uow.products.take(product.id, 3, now)
+        uow.products.reserve(product.id, 2, now)
+        with pytest.raises(ConditionFailed):
+            uow.products.take(product.id, 4, Decimal("1.00"), now)
+        with pytest.raises(ConditionFailed):
+            uow.products.take(product.id, 1, Decimal("0.99"), now)
+        assert uow.products.take(product.id, 3, Decimal("1.00"), now).value == 2
         assert (uow.products.get(product.id).stock, uow.products.get(product.id).reserved) == (2, 2)
 
 
@@ -42,16 +45,19 @@ def test_deleted_product_can_be_neither_sold_nor_held(uow, now):
     with uow:
         product = uow.products.add("P", Decimal("1.00"), 5, now)
         assert uow.products.soft_delete(product.id, now)
-        assert not uow.products.take(product.id, 1, now)
-        assert not uow.products.reserve(product.id, 1, now)
+        with pytest.raises(ConditionFailed):
+            uow.products.take(product.id, 1, Decimal("1.00"), now)
+        with pytest.raises(ConditionFailed):
+            uow.products.reserve(product.id, 1, now)
 
 
 def test_hold_can_be_used_only_while_active_and_unexpired(uow, now):
     with uow:
         product = uow.products.add("P", Decimal("1.00"), 5, now)
         hold = uow.holds.add(product.id, 1, now + timedelta(seconds=10), now)
-        assert not uow.holds.use(hold.id, 1, now + timedelta(seconds=10))
-        assert uow.holds.use(hold.id, 1, now)
+        with pytest.raises(ConditionFailed):
+            uow.holds.use(hold, 1, now + timedelta(seconds=10))
+        uow.holds.use(hold, 1, now)
         assert not uow.holds.end(hold.id, HoldStatus.RELEASED, now)
 
 
@@ -72,7 +78,7 @@ def test_order_transition_applies_only_from_the_given_status(uow, now):
 
 
 def test_payment_event_key_is_added_once(uow, now):
-    event = PaymentEvent(0, "k", 1, PaymentResult.SUCCESS, "1:success", WebhookOutcome.DEFERRED, 0, "", now, None)
+    event = PaymentEvent(0, "k", 1, PaymentResult.SUCCESS, "1:success", WebhookOutcome.DEFERRED, WebhookOutcome.DEFERRED, "", now, None)
     with uow:
         assert uow.payments.add(event)
         assert not uow.payments.add(event)

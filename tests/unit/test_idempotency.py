@@ -1,59 +1,46 @@
-"""The Idempotency-Key wrapper of the POST endpoints: one effect, the first response replayed."""
+"""Idempotency-Key: the claim, the effect and the answer commit together; replays are the
+first domain answer again."""
 
 from __future__ import annotations
 
-import json
+import threading
 
 import pytest
 
 from stockade.application.commands import Purchase
-from stockade.application.idempotency import Replay, run_idempotent
-from stockade.application.ports import StoredResponse
+from stockade.application.idempotency import Answer, answer_once, request_key
 from stockade.application.purchase import purchase
-from stockade.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, OutOfStock
-
-
-def render(view):
-    return StoredResponse(201, json.dumps({"order_id": view.order.id}))
-
-
-def render_error(error):
-    return StoredResponse(409, json.dumps({"message": error.message}))
+from stockade.application.records import decode
+from stockade.domain.errors import IdempotencyKeyReused, OutOfStock
 
 
 @pytest.fixture
 def buy(shop, phone):
-    """POST /api/orders/purchase behind an Idempotency-Key: (key, quantity) -> result or Replay."""
+    """POST /api/orders/purchase behind an Idempotency-Key: (key, quantity) -> Answer."""
 
     def call(key, quantity=1):
-        return run_idempotent(
-            shop.deps, "purchase", key, f"{phone.id}:{quantity}",
-            lambda before_commit: purchase(shop.deps, Purchase(phone.id, quantity), before_commit),
-            render, render_error,
-        )
+        command = Purchase(phone.id, quantity)
+        return answer_once(shop.deps, request_key("purchase", key, command),
+                           lambda k: purchase(shop.deps, command, k))
 
     return call
 
 
-def claim(shop, key, fingerprint):
-    """A request that claimed `key` and has not finished (or died)."""
-    now = shop.deps.clock.now()
-    with shop.deps.uow() as uow:
-        uow.idempotency.claim("purchase", key, fingerprint, now, now)
-        uow.commit()
+def test_first_request_stores_its_domain_result_with_the_effect(buy, store, phone):
+    answer = buy("k1")
 
-
-def test_first_request_runs_the_action_and_stores_its_response(buy, store, phone):
-    view = buy("k1")
+    assert not answer.replayed and answer.refusal is None
     assert store.product(phone.id).stock == 9
-    row = store.tables.idempotency[("purchase", "k1")]
-    assert row.response == StoredResponse(201, json.dumps({"order_id": view.order.id}))
+    stored = decode(store.tables.idempotency[("purchase", "k1")].answer)
+    assert stored == answer.result
+    assert stored.order.id in store.tables.orders and stored.product.stock == 9
 
 
-def test_repeated_request_replays_the_first_response_without_a_second_effect(buy, store, phone):
-    view = buy("k1")
+def test_repeated_request_replays_the_first_result_without_a_second_effect(buy, store, phone):
+    first = buy("k1")
     again = buy("k1")
-    assert again == Replay(StoredResponse(201, json.dumps({"order_id": view.order.id})))
+
+    assert again == Answer(result=first.result, replayed=True)
     assert store.product(phone.id).stock == 9
     assert len(store.tables.orders) == 1
 
@@ -65,73 +52,59 @@ def test_same_key_with_a_different_request_is_refused(buy, store, phone):
     assert store.product(phone.id).stock == 9
 
 
-def test_same_key_in_another_scope_is_a_different_request(shop, buy):
+def test_same_key_in_another_scope_is_a_different_request(shop, buy, phone):
     buy("k1")
-    result = run_idempotent(shop.deps, "holds", "k1", "other", lambda bc: "done",
-                            lambda r: StoredResponse(201, r), render_error)
-    assert result == "done"
-
-
-def test_request_while_the_first_is_in_flight_is_refused_without_effect(shop, buy, store, phone):
-    claim(shop, "k1", f"{phone.id}:1")
-    with pytest.raises(IdempotencyKeyInFlight):
-        buy("k1")
-    assert store.product(phone.id).stock == 10
-
-
-def test_stale_in_flight_claim_is_taken_over(shop, buy, store, clock, phone):
-    claim(shop, "k1", f"{phone.id}:1")
-    clock.advance(61)
-    buy("k1")
-    assert store.product(phone.id).stock == 9
-    assert store.tables.idempotency[("purchase", "k1")].response is not None
+    other = answer_once(shop.deps, request_key("holds", "k1", Purchase(phone.id, 1)), lambda k: "done")
+    assert other == Answer(result="done")
 
 
 def test_domain_refusal_is_stored_and_replayed(buy, store, phone):
-    with pytest.raises(OutOfStock):
-        buy("k1", quantity=11)
+    first = buy("k1", quantity=11)
+    assert isinstance(first.refusal, OutOfStock) and not first.replayed
     store.corrupt_product(phone.id, stock=100)  # even if stock came back, the refusal stands
-    assert buy("k1", quantity=11) == Replay(StoredResponse(409, json.dumps({"message": "Out of stock"})))
+
+    again = buy("k1", quantity=11)
+
+    assert isinstance(again.refusal, OutOfStock) and again.replayed
     assert store.product(phone.id).stock == 100
+    assert not store.tables.orders
 
 
-def test_response_is_stored_in_the_same_transaction_as_the_effect(shop, store, phone):
-    def action(before_commit):
-        with shop.deps.uow() as uow:
-            uow.products.take(phone.id, 1, shop.deps.clock.now())
-            before_commit(uow, "sold")
+def test_a_request_that_fails_before_commit_leaves_no_key_and_can_be_retried(shop, buy, store, phone):
+    command = Purchase(phone.id, 1)
+
+    def crashing(key):
+        def write_then_crash(uow, now):
+            uow.idempotency.claim(key, now)
+            uow.products.take(phone.id, 1, phone.price, now)
             raise RuntimeError("connection lost before commit")
 
+        from stockade.application.services import transaction
+        return transaction(shop.deps, write_then_crash)
+
     with pytest.raises(RuntimeError):
-        run_idempotent(shop.deps, "purchase", "k1", "f", action, lambda r: StoredResponse(201, r), render_error)
+        answer_once(shop.deps, request_key("purchase", "k1", command), crashing)
     assert store.product(phone.id).stock == 10
-    assert store.tables.idempotency[("purchase", "k1")].response is None  # nothing stored, claim freed
-    with shop.deps.uow() as uow:
-        assert uow.idempotency.claim("purchase", "k1", "g", shop.deps.clock.now(), shop.deps.clock.now()).fresh
+    assert ("purchase", "k1") not in store.tables.idempotency
 
-
-def test_request_that_failed_without_effect_can_be_retried_with_the_same_key(shop, buy, store, phone):
-    def broken(before_commit):
-        raise RuntimeError("database unreachable")
-
-    with pytest.raises(RuntimeError):
-        run_idempotent(shop.deps, "purchase", "k1", f"{phone.id}:1", broken, render, render_error)
-    buy("k1")
+    assert not buy("k1").replayed
     assert store.product(phone.id).stock == 9
 
 
-def test_a_request_whose_stalled_claim_was_taken_over_rolls_back_its_effect(shop, buy, store, clock, phone):
-    """A request stalls past the takeover age; a retry takes its key over and buys. When
-    the first wakes up and tries to commit, its sale is refused and rolled back."""
+def test_concurrent_requests_with_one_key_sell_once_and_the_rest_replay(buy, store, phone):
+    answers: list[Answer] = []
+    barrier = threading.Barrier(20)
 
-    def stalled(before_commit):
-        clock.advance(61)
-        assert buy("k1") is not None  # the client's retry, under the same key, wins the key
-        return purchase(shop.deps, Purchase(phone.id, 1), before_commit)
+    def client() -> None:
+        barrier.wait()
+        answers.append(buy("same"))
 
-    with pytest.raises(IdempotencyKeyInFlight):
-        run_idempotent(shop.deps, "purchase", "k1", f"{phone.id}:1", stalled, render, render_error)
-    assert store.product(phone.id).stock == 9  # one sale, not two
-    assert len(store.tables.orders) == 1
-    order_id = next(iter(store.tables.orders))
-    assert buy("k1") == Replay(StoredResponse(201, json.dumps({"order_id": order_id})))
+    threads = [threading.Thread(target=client) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert store.product(phone.id).stock == 9 and len(store.tables.orders) == 1
+    assert sorted(a.replayed for a in answers) == [False] + [True] * 19
+    assert len({a.result for a in answers}) == 1

@@ -1,64 +1,193 @@
-"""The embedded adapters: the in-process product cache and the in-process task runner."""
+"""The embedded adapters: the versioned product cache and the in-process task runner."""
 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import attrs
 import pytest
 
 from stockade.adapters.inprocess_tasks import InProcessTaskRunner
-from stockade.adapters.memory_cache import InProcessProductCache
+from stockade.adapters.memory_cache import LocalVersions, NullProductCache, VersionedProductCache
 from stockade.application.ports import TaskMessage
-from stockade.domain.model import Product
+from stockade.domain.model import Product, ProductSnapshot
 
 AT = datetime(2026, 1, 7, 8, 0, tzinfo=timezone.utc)
 PHONE = Product(1, "Phone", Decimal("100.00"), 10, 0, 1, AT, AT)
 
 
-def test_cache_serves_a_filled_product_until_it_is_invalidated():
-    cache = InProcessProductCache()
+def snapshot(product: Product = PHONE, next_lapse_at: datetime | None = None) -> ProductSnapshot:
+    return ProductSnapshot(product, next_lapse_at)
+
+
+class SteppedTime:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class UnreachableVersions:
+    """A version store that cannot answer (Redis down), recording the bumps it was asked for."""
+
+    def __init__(self) -> None:
+        self.bumped: list[int] = []
+
+    def current(self, product_id: int) -> None:
+        return None
+
+    def bump(self, product_ids) -> None:
+        self.bumped.extend(product_ids)
+
+
+def test_cache_serves_a_filled_snapshot_until_it_is_invalidated():
+    cache = VersionedProductCache(LocalVersions())
     _, ticket = cache.get(1)
-    cache.fill(PHONE, ticket)
-    assert cache.get(1)[0] == PHONE
+    cache.fill(snapshot(), ticket)
+    assert cache.get(1)[0] == snapshot()
     cache.invalidate([1])
     assert cache.get(1)[0] is None
 
 
+def test_cache_keeps_the_claims_deadline_of_a_snapshot():
+    cache = VersionedProductCache(LocalVersions())
+    lapse = AT + timedelta(minutes=2)
+    cache.fill(snapshot(next_lapse_at=lapse), cache.get(1)[1])
+    assert cache.get(1)[0].next_lapse_at == lapse
+
+
 def test_cache_refuses_a_fill_with_a_ticket_taken_before_an_invalidation():
-    cache = InProcessProductCache()
+    cache = VersionedProductCache(LocalVersions())
     _, ticket = cache.get(1)  # a slow reader misses and goes to the database...
     cache.invalidate([1])  # ...while a write commits...
-    cache.fill(PHONE, ticket)  # ...then it tries to cache the row it read before the write
+    cache.fill(snapshot(), ticket)  # ...then it tries to keep the row it read before the write
     assert cache.get(1)[0] is None
     _, fresh = cache.get(1)
-    cache.fill(attrs.evolve(PHONE, stock=9), fresh)
-    assert cache.get(1)[0].stock == 9
+    cache.fill(snapshot(attrs.evolve(PHONE, stock=9)), fresh)
+    assert cache.get(1)[0].product.stock == 9
+
+
+def test_a_write_seen_through_another_cache_on_the_same_versions_outdates_this_one():
+    """Two caches sharing one version store (as processes share a file or Redis)."""
+    versions = LocalVersions()
+    reader, writer = VersionedProductCache(versions), VersionedProductCache(versions)
+    reader.fill(snapshot(), reader.get(1)[1])
+    writer.invalidate([1])
+    assert reader.get(1)[0] is None
 
 
 def test_cache_invalidation_of_one_product_keeps_the_others():
-    cache = InProcessProductCache()
-    other = attrs.evolve(PHONE, id=2)
-    for product in (PHONE, other):
-        cache.fill(product, cache.get(product.id)[1])
+    cache = VersionedProductCache(LocalVersions())
+    other = snapshot(attrs.evolve(PHONE, id=2))
+    for snap in (snapshot(), other):
+        cache.fill(snap, cache.get(snap.product.id)[1])
     cache.invalidate([1])
     assert cache.get(2)[0] == other
 
 
+def test_products_sharing_a_version_slot_only_cost_each_other_a_miss():
+    cache = VersionedProductCache(LocalVersions(slots=4))
+    neighbour = attrs.evolve(PHONE, id=5)  # 5 % 4 == 1 % 4
+    cache.fill(snapshot(neighbour), cache.get(5)[1])
+    cache.invalidate([1])
+    assert cache.get(5)[0] is None
+    cache.fill(snapshot(neighbour), cache.get(5)[1])
+    assert cache.get(5)[0] == snapshot(neighbour)
+
+
 def test_cache_entry_past_its_ttl_is_a_miss():
-    cache = InProcessProductCache(ttl_seconds=0)
-    cache.fill(PHONE, cache.get(1)[1])
+    time = SteppedTime()
+    cache = VersionedProductCache(LocalVersions(), ttl_seconds=5, monotonic=time)
+    cache.fill(snapshot(), cache.get(1)[1])
+    time.now += 4.9
+    assert cache.get(1)[0] == snapshot()
+    time.now += 0.2
     assert cache.get(1)[0] is None
 
 
-def test_cache_stays_bounded():
-    cache = InProcessProductCache(max_entries=2)
-    for pid in (1, 2, 3):
-        cache.fill(attrs.evolve(PHONE, id=pid), cache.get(pid)[1])
-    assert sum(cache.get(pid)[0] is not None for pid in (1, 2, 3)) <= 2
-    assert cache.get(3)[0] is not None
+def test_cache_stays_bounded_and_evicts_the_least_recently_filled():
+    cache = VersionedProductCache(LocalVersions(), max_entries=2)
+    for pid in (1, 2, 1, 3):  # 1 is filled again after 2, so 2 is the oldest when 3 comes
+        cache.fill(snapshot(attrs.evolve(PHONE, id=pid)), cache.get(pid)[1])
+    assert [cache.get(pid)[0] is not None for pid in (1, 2, 3)] == [True, False, True]
+
+
+def test_with_the_version_store_unreachable_every_read_misses_and_nothing_is_kept():
+    versions = UnreachableVersions()
+    cache = VersionedProductCache(versions)
+    found, ticket = cache.get(1)
+    cache.fill(snapshot(), ticket)
+    assert found is None
+    assert cache.get(1)[0] is None
+    cache.invalidate([1])
+    assert versions.bumped == [1]  # the store keeps it to replay when it answers again
+
+
+class DeafVersions(LocalVersions):
+    """Versions whose bumps are lost on their way to the store (a writer partitioned from it)."""
+
+    def bump(self, product_ids) -> None:
+        pass
+
+
+def test_an_invalidation_the_store_cannot_hear_still_drops_this_processes_copy():
+    cache = VersionedProductCache(DeafVersions())
+    cache.fill(snapshot(), cache.get(1)[1])
+    cache.invalidate([1])
+    assert cache.get(1)[0] is None
+
+
+def test_cache_readers_and_writers_on_many_threads_never_keep_a_stale_snapshot():
+    """Writers bump the stock and invalidate; readers fill what they read; a hit is never older than the last write."""
+    cache = VersionedProductCache(LocalVersions())
+    lock = threading.Lock()
+    state = {"stock": 0, "acknowledged": 0}
+    stale: list[tuple[int, int]] = []
+    start = threading.Barrier(8)
+
+    def reader() -> None:
+        start.wait()
+        for _ in range(2000):
+            with lock:
+                floor = state["acknowledged"]  # every write whose response was sent before this get
+            found, ticket = cache.get(1)
+            if found is not None:
+                if found.product.stock < floor:
+                    stale.append((found.product.stock, floor))
+                continue
+            with lock:
+                row = attrs.evolve(PHONE, stock=state["stock"])  # "the database read"
+            cache.fill(snapshot(row), ticket)
+
+    def writer() -> None:
+        start.wait()
+        for _ in range(500):
+            with lock:
+                state["stock"] += 1  # "the commit"
+                mine = state["stock"]
+            cache.invalidate([1])
+            with lock:  # "the response"
+                state["acknowledged"] = max(state["acknowledged"], mine)
+
+    threads = [threading.Thread(target=reader) for _ in range(6)] + [threading.Thread(target=writer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert stale == []
+
+
+def test_null_cache_never_hits():
+    cache = NullProductCache()
+    found, ticket = cache.get(1)
+    cache.fill(snapshot(), ticket)
+    assert cache.get(1)[0] is None
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def invalidated(engine) -> list[object]:
 def test_a_unit_of_work_ending_on_a_driver_error_discards_its_connection(engine, invalidated):
     with pytest.raises(sa.exc.DBAPIError):
         with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache()) as uow:
-            uow.products.conn.exec_driver_sql("SELECT * FROM no_such_table")
+            uow.products.s.conn.exec_driver_sql("SELECT * FROM no_such_table")
     assert len(invalidated) == 1
 
 
@@ -44,7 +44,7 @@ def test_a_failed_commit_discards_its_connection(engine, invalidated, monkeypatc
         with uow:
             def broken_commit():
                 raise sa.exc.OperationalError("COMMIT", {}, Exception("server went away mid-commit"))
-            monkeypatch.setattr(uow._conn, "commit", broken_commit)
+            monkeypatch.setattr(uow._session, "commit", broken_commit)
             uow.commit()
     assert len(invalidated) == 1
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from pymysql.constants import CLIENT
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 #: MySQL error codes a retry cures: deadlock, lock wait timeout.
 _MYSQL_TRANSIENT = {1213, 1205}
-_MYSQL_DUPLICATE = 1062
+MYSQL_DUPLICATE = 1062
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -33,7 +34,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         _sqlite_setup(engine)
         return engine
-    return sa.create_engine(url, isolation_level="READ COMMITTED", **_mysql_pool(pool_size))
+    pool = _mysql_pool(pool_size)
+    # Multi-statements let a unit of work send its held statements with the COMMIT in one
+    # round trip (session.py). Every statement we send is rendered with the driver's own
+    # escaping, so it widens nothing for values; FOUND_ROWS is SQLAlchemy's default flag.
+    pool["connect_args"]["client_flag"] = CLIENT.MULTI_STATEMENTS | CLIENT.FOUND_ROWS
+    return sa.create_engine(url, isolation_level="READ COMMITTED", **pool)
 
 
 def make_read_engine(url: str, write_engine: Engine, *, pool_size: int = 10) -> Engine:
@@ -91,7 +97,7 @@ def _mysql_code(exc: BaseException) -> int | None:
 def is_duplicate_key(exc: sa.exc.IntegrityError) -> bool:
     code = _mysql_code(exc)
     if code is not None:
-        return code == _MYSQL_DUPLICATE
+        return code == MYSQL_DUPLICATE
     return "UNIQUE constraint failed" in str(exc.orig) or "PRIMARY KEY" in str(exc.orig)
 
 

@@ -13,11 +13,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from stockade.adapters.sql.engine import is_duplicate_key
+from stockade.adapters.sql.session import Json, Session
 from stockade.adapters.sql.tables import event_log, holds, idempotency_keys, orders, outbox, payment_events, products
 from stockade.application.ports import (
     DuplicateHoldOrder,
-    IdempotencyClaim,
-    StoredResponse,
+    IdempotencyKeyTaken,
+    KeyRecord,
+    Ref,
+    RequestKey,
     TaskMessage,
 )
 from stockade.domain.model import (
@@ -29,6 +32,7 @@ from stockade.domain.model import (
     PaymentEvent,
     PaymentResult,
     Product,
+    ProductSnapshot,
     WebhookOutcome,
 )
 
@@ -75,7 +79,7 @@ def _payment(row) -> PaymentEvent:
     return PaymentEvent(
         id=row.id, idempotency_key=row.idempotency_key, order_id=row.order_id,
         result=PaymentResult(row.result), fingerprint=row.fingerprint, outcome=WebhookOutcome(row.outcome),
-        http_status=row.http_status, response_status=row.response_status,
+        first_outcome=WebhookOutcome(row.first_outcome), response_status=row.response_status,
         created_at=from_db(row.created_at), applied_at=from_db(row.applied_at),
     )
 
@@ -89,7 +93,11 @@ _BUMP = {"version": products.c.version + 1, "updated_at": _P("at")}
 _AVAILABLE = products.c.stock - products.c.reserved >= _P("q")
 _GET_LIVE_PRODUCT = products.select().where(_LIVE_PRODUCT)
 _GET_ANY_PRODUCT = products.select().where(products.c.id == _P("b_id"))
-_TAKE = products.update().where(_LIVE_PRODUCT, _AVAILABLE).values(stock=products.c.stock - _P("q"), **_BUMP)
+#: The price is part of the guard: the order was charged the price the buyer's read showed.
+_TAKE = (
+    products.update().where(_LIVE_PRODUCT, _AVAILABLE, products.c.price == _P("b_price"))
+    .values(stock=products.c.stock - _P("q"), **_BUMP)
+)
 _RESERVE = products.update().where(_LIVE_PRODUCT, _AVAILABLE).values(reserved=products.c.reserved + _P("q"), **_BUMP)
 _UNRESERVE = (
     products.update()
@@ -101,29 +109,40 @@ _SETTLE = (
     .where(products.c.id == _P("b_id"), products.c.reserved >= _P("q"), products.c.stock >= _P("q"))
     .values(stock=products.c.stock - _P("q"), reserved=products.c.reserved - _P("q"), **_BUMP)
 )
-_LAPSED_HOLD = (
-    sa.select(holds.c.id)
-    .where(holds.c.product_id == _P("b_id"), holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at <= _P("at"))
-    .exists()
+# The earliest lapse of a product's claims: one index probe each (ix_*_product_status_*).
+_NEXT_HOLD_LAPSE = (
+    sa.select(sa.func.min(holds.c.expires_at))
+    .where(holds.c.product_id == _P("b_id"), holds.c.status == HoldStatus.ACTIVE.value)
+    .scalar_subquery()
 )
-_LAPSED_ORDER = (
-    sa.select(orders.c.id)
-    .where(orders.c.product_id == _P("b_id"), orders.c.status == OrderStatus.PENDING.value,
-           orders.c.payment_due_at <= _P("at"))
-    .exists()
+_NEXT_ORDER_LAPSE = (
+    sa.select(sa.func.min(orders.c.payment_due_at))
+    .where(orders.c.product_id == _P("b_id"), orders.c.status == OrderStatus.PENDING.value)
+    .scalar_subquery()
 )
-_HAS_LAPSED = sa.select(sa.or_(_LAPSED_HOLD, _LAPSED_ORDER))
-_FOR_SALE = sa.select(products, sa.or_(_LAPSED_HOLD, _LAPSED_ORDER).label("lapsed")).where(_LIVE_PRODUCT)
+_SNAPSHOT = sa.select(
+    products, _NEXT_HOLD_LAPSE.label("next_hold_lapse"), _NEXT_ORDER_LAPSE.label("next_order_lapse")
+).where(_LIVE_PRODUCT)
 _INSERT_HOLD = holds.insert()
 _GET_HOLD = holds.select().where(holds.c.id == _P("b_id"))
+_USE_HOLD = (
+    holds.update()
+    .where(holds.c.id == _P("b_id"), holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at > _P("at"))
+    .values(status=HoldStatus.USED.value, order_id=_P("b_order_id"), updated_at=_P("at"))
+)
 _INSERT_ORDER = orders.insert()
 _GET_ORDER = orders.select().where(orders.c.id == _P("b_id"))
 _INSERT_EVENT = event_log.insert()
 _INSERT_OUTBOX = outbox.insert()
+_HAS_DEFERRED_PAYMENT = sa.select(
+    sa.exists().where(payment_events.c.order_id == _P("b_order_id"),
+                      payment_events.c.outcome == WebhookOutcome.DEFERRED.value)
+)
 
 
-#: claimed_at of an abandoned Idempotency-Key claim: older than any stale cutoff.
-_ABANDONED = datetime(1970, 1, 1)
+def _snapshot(row) -> ProductSnapshot:
+    lapses = [from_db(at) for at in (row.next_hold_lapse, row.next_order_lapse) if at is not None]
+    return ProductSnapshot(_product(row), min(lapses) if lapses else None)
 
 
 def _locked(stmt: sa.Select, conn: Connection, *, wait: bool = False) -> sa.Select:
@@ -134,15 +153,17 @@ def _locked(stmt: sa.Select, conn: Connection, *, wait: bool = False) -> sa.Sele
     return stmt.with_for_update(skip_locked=not wait)
 
 
-class SqlProductRepository:
-    """Products; the stock statements are the contract's single conditional UPDATEs."""
+class _Repository:
+    def __init__(self, session: Session) -> None:
+        self.s = session
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+
+class SqlProductRepository(_Repository):
+    """Products; the stock statements are the contract's single conditional UPDATEs."""
 
     def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product:
         at = to_db(now)
-        result = self.conn.execute(
+        result = self.s.run(
             products.insert().values(name=name, price=price, stock=stock, reserved=0, version=1,
                                      created_at=at, updated_at=at)
         )
@@ -150,8 +171,12 @@ class SqlProductRepository:
 
     def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None:
         stmt = _GET_ANY_PRODUCT if include_deleted else _GET_LIVE_PRODUCT
-        row = self.conn.execute(stmt, {"b_id": product_id}).first()
+        row = self.s.run(stmt, {"b_id": product_id}).first()
         return _product(row) if row else None
+
+    def snapshot(self, product_id: int) -> ProductSnapshot | None:
+        row = self.s.run(_SNAPSHOT, {"b_id": product_id}).first()
+        return _snapshot(row) if row else None
 
     def list(self, limit: int, after_id: int) -> list[Product]:
         stmt = (
@@ -160,7 +185,12 @@ class SqlProductRepository:
             .order_by(products.c.id)
             .limit(limit)
         )
-        return [_product(r) for r in self.conn.execute(stmt)]
+        return [_product(r) for r in self.s.run(stmt)]
+
+    def _changed(self, product_id: int, changed: bool = True) -> bool:
+        if changed:
+            self.s.product_changed(product_id)
+        return changed
 
     def update(self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None) -> bool:
         where = [_LIVE_PRODUCT]
@@ -169,33 +199,33 @@ class SqlProductRepository:
         if expected_version is not None:
             where.append(products.c.version == expected_version)
         stmt = products.update().where(*where).values(**changes, **_BUMP)
-        return self.conn.execute(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1
+        return self._changed(product_id, self.s.run(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1)
 
     def soft_delete(self, product_id: int, now: datetime) -> bool:
         stmt = products.update().where(_LIVE_PRODUCT, products.c.reserved == 0).values(deleted_at=_P("at"), **_BUMP)
-        return self.conn.execute(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1
+        return self._changed(product_id, self.s.run(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1)
 
-    def take(self, product_id: int, quantity: int, now: datetime) -> bool:
-        return self.conn.execute(_TAKE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount == 1
+    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Ref:
+        self._changed(product_id)
+        stock_after = self.s.must_change_one(
+            _TAKE, {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price}, returning=products.c.stock
+        )
+        assert stock_after is not None
+        return stock_after
 
-    def reserve(self, product_id: int, quantity: int, now: datetime) -> bool:
-        return self.conn.execute(_RESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount == 1
-
-    def for_sale(self, product_id: int, now: datetime) -> tuple[Product | None, bool]:
-        row = self.conn.execute(_FOR_SALE, {"b_id": product_id, "at": to_db(now)}).first()
-        return (_product(row), bool(row.lapsed)) if row else (None, False)
-
-    def has_lapsed_claims(self, product_id: int, now: datetime) -> bool:
-        """A plain read (no locks): does the product have expired active holds or overdue pending orders?"""
-        return bool(self.conn.execute(_HAS_LAPSED, {"b_id": product_id, "at": to_db(now)}).scalar())
+    def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
+        self._changed(product_id)
+        self.s.must_change_one(_RESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)})
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
-        if self.conn.execute(_UNRESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
+        if self.s.run(_UNRESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
             raise RuntimeError(f"product {product_id}: cannot give back {quantity} reserved units")
+        self._changed(product_id)
 
     def settle(self, product_id: int, quantity: int, now: datetime) -> None:
-        if self.conn.execute(_SETTLE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
+        if self.s.run(_SETTLE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
             raise RuntimeError(f"product {product_id}: cannot settle {quantity} reserved units")
+        self._changed(product_id)
 
     def audit(self) -> list[tuple[Product, int]]:
         held = (
@@ -210,35 +240,29 @@ class SqlProductRepository:
         )
         # One statement: one consistent snapshot of the counters and the rows behind them.
         stmt = sa.select(products, (held + pending).label("expected")).order_by(products.c.id)
-        return [(_product(r), int(r.expected)) for r in self.conn.execute(stmt)]
+        return [(_product(r), int(r.expected)) for r in self.s.run(stmt)]
 
 
-class SqlHoldRepository:
+class SqlHoldRepository(_Repository):
     """Holds; transitions are `UPDATE ... WHERE id = :id AND status = 'active'`."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
 
     def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
         at = to_db(now)
-        result = self.conn.execute(
+        hold_id = self.s.insert(
             _INSERT_HOLD,
             {"product_id": product_id, "quantity": quantity, "status": HoldStatus.ACTIVE.value,
              "expires_at": to_db(expires_at), "created_at": at, "updated_at": at},
         )
-        return Hold(result.inserted_primary_key[0], product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now)
+        return Hold(hold_id, product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now)  # type: ignore[arg-type]
 
     def get(self, hold_id: int) -> Hold | None:
-        row = self.conn.execute(_GET_HOLD, {"b_id": hold_id}).first()
+        row = self.s.run(_GET_HOLD, {"b_id": hold_id}).first()
         return _hold(row) if row else None
 
-    def use(self, hold_id: int, order_id: int, now: datetime) -> bool:
-        stmt = (
-            holds.update()
-            .where(holds.c.id == hold_id, holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at > to_db(now))
-            .values(status=HoldStatus.USED.value, order_id=order_id, updated_at=to_db(now))
-        )
-        return self.conn.execute(stmt).rowcount == 1
+    def use(self, hold: Hold, order_id: int | Ref, now: datetime) -> None:
+        # The product's claims change (a hold's expiry becomes an order's payment deadline).
+        self.s.product_changed(hold.product_id)
+        self.s.must_change_one(_USE_HOLD, {"b_id": hold.id, "b_order_id": order_id, "at": to_db(now)})
 
     def end(self, hold_id: int, status: HoldStatus, now: datetime) -> bool:
         stmt = (
@@ -246,7 +270,7 @@ class SqlHoldRepository:
             .where(holds.c.id == hold_id, holds.c.status == HoldStatus.ACTIVE.value)
             .values(status=status.value, updated_at=to_db(now))
         )
-        return self.conn.execute(stmt).rowcount == 1
+        return self.s.run(stmt).rowcount == 1
 
     def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
         stmt = holds.select().where(holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at <= to_db(now))
@@ -254,34 +278,26 @@ class SqlHoldRepository:
             stmt = stmt.where(holds.c.product_id == product_id)
         # A sweep skips rows another sweeper holds; a buyer's reclaim (one product) waits for
         # them instead: skipping would refuse a sale only unswept claims stood in the way of.
-        stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.conn, wait=product_id is not None)
-        return [_hold(r) for r in self.conn.execute(stmt)]
+        stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.s.conn, wait=product_id is not None)
+        return [_hold(r) for r in self.s.run(stmt)]
 
 
-class SqlOrderRepository:
+class SqlOrderRepository(_Repository):
     """Orders; transitions are `UPDATE ... WHERE id = :id AND status = :current`."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
     def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
-            hold_id: int | None = None, payment_due_at: datetime | None = None) -> int:
+            hold_id: int | None = None, payment_due_at: datetime | None = None) -> Ref:
         at = to_db(now)
-        try:
-            result = self.conn.execute(
-                _INSERT_ORDER,
-                {"product_id": product_id, "hold_id": hold_id, "quantity": quantity, "total_price": total_price,
-                 "status": status.value, "payment_due_at": to_db(payment_due_at) if payment_due_at else None,
-                 "created_at": at, "updated_at": at},
-            )
-        except sa.exc.IntegrityError as exc:
-            if hold_id is not None and is_duplicate_key(exc):
-                raise DuplicateHoldOrder(hold_id) from exc
-            raise
-        return result.inserted_primary_key[0]
+        return self.s.insert(
+            _INSERT_ORDER,
+            {"product_id": product_id, "hold_id": hold_id, "quantity": quantity, "total_price": total_price,
+             "status": status.value, "payment_due_at": to_db(payment_due_at) if payment_due_at else None,
+             "created_at": at, "updated_at": at},
+            on_duplicate=DuplicateHoldOrder if hold_id is not None else None,
+        )
 
     def get(self, order_id: int) -> Order | None:
-        row = self.conn.execute(_GET_ORDER, {"b_id": order_id}).first()
+        row = self.s.run(_GET_ORDER, {"b_id": order_id}).first()
         return _order(row) if row else None
 
     def transition(self, order_id: int, current: OrderStatus, new: OrderStatus, now: datetime) -> bool:
@@ -290,7 +306,7 @@ class SqlOrderRepository:
             .where(orders.c.id == order_id, orders.c.status == current.value)
             .values(status=new.value, updated_at=to_db(now))
         )
-        return self.conn.execute(stmt).rowcount == 1
+        return self.s.run(stmt).rowcount == 1
 
     def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
         stmt = orders.select().where(
@@ -300,23 +316,20 @@ class SqlOrderRepository:
             stmt = stmt.where(orders.c.product_id == product_id)
         # A sweep skips rows another sweeper holds; a buyer's reclaim (one product) waits for
         # them instead: skipping would refuse a sale only unswept claims stood in the way of.
-        stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.conn, wait=product_id is not None)
-        return [_order(r) for r in self.conn.execute(stmt)]
+        stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.s.conn, wait=product_id is not None)
+        return [_order(r) for r in self.s.run(stmt)]
 
 
-class SqlPaymentEventRepository:
+class SqlPaymentEventRepository(_Repository):
     """Webhook deliveries, unique by the hash of their idempotency key."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
 
     def add(self, event: PaymentEvent) -> bool:
         try:
-            self.conn.execute(
+            self.s.run(
                 payment_events.insert().values(
                     key_hash=key_hash(event.idempotency_key), idempotency_key=event.idempotency_key,
                     order_id=event.order_id, result=event.result.value, fingerprint=event.fingerprint,
-                    outcome=event.outcome.value, http_status=event.http_status,
+                    outcome=event.outcome.value, first_outcome=event.first_outcome.value,
                     response_status=event.response_status, created_at=to_db(event.created_at),
                 )
             )
@@ -327,14 +340,18 @@ class SqlPaymentEventRepository:
         return True
 
     def get_by_key(self, key: str) -> PaymentEvent | None:
-        row = self.conn.execute(payment_events.select().where(payment_events.c.key_hash == key_hash(key))).first()
+        row = self.s.run(payment_events.select().where(payment_events.c.key_hash == key_hash(key))).first()
         return _payment(row) if row else None
 
-    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, http_status: int, now: datetime) -> None:
-        values: dict[str, Any] = {"outcome": outcome.value, "response_status": response_status, "http_status": http_status}
+    def finish(self, key: str, outcome: WebhookOutcome, response_status: str, now: datetime) -> None:
+        values: dict[str, Any] = {"outcome": outcome.value, "first_outcome": outcome.value,
+                                  "response_status": response_status}
         if outcome is not WebhookOutcome.DEFERRED:
             values["applied_at"] = to_db(now)
-        self.conn.execute(payment_events.update().where(payment_events.c.key_hash == key_hash(key)).values(**values))
+        self.s.run(payment_events.update().where(payment_events.c.key_hash == key_hash(key)).values(**values))
+
+    def has_deferred(self, order_id: int | Ref) -> Ref:
+        return self.s.read_later(_HAS_DEFERRED_PAYMENT, {"b_order_id": order_id})
 
     def deferred(self, limit: int, order_id: int | None = None) -> list[PaymentEvent]:
         stmt = (
@@ -345,7 +362,7 @@ class SqlPaymentEventRepository:
         if order_id is not None:
             stmt = stmt.where(payment_events.c.order_id == order_id)
         stmt = stmt.order_by(payment_events.c.id).limit(limit)
-        return [_payment(r) for r in self.conn.execute(stmt)]
+        return [_payment(r) for r in self.s.run(stmt)]
 
     def resolve_deferred(self, event_id: int, outcome: WebhookOutcome, now: datetime) -> bool:
         stmt = (
@@ -353,88 +370,55 @@ class SqlPaymentEventRepository:
             .where(payment_events.c.id == event_id, payment_events.c.outcome == WebhookOutcome.DEFERRED.value)
             .values(outcome=outcome.value, applied_at=to_db(now))
         )
-        return self.conn.execute(stmt).rowcount == 1
+        return self.s.run(stmt).rowcount == 1
 
 
-class SqlIdempotencyRepository:
+_INSERT_KEY = idempotency_keys.insert()
+_ANSWER_KEY = (
+    idempotency_keys.update()
+    .where(idempotency_keys.c.scope == _P("b_scope"), idempotency_keys.c.key_hash == _P("b_key_hash"))
+    .values(answer=_P("b_answer"))
+)
+
+
+class SqlIdempotencyRepository(_Repository):
     """Idempotency-Key records; the primary key (scope, key hash) decides who claims."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def _where(self, scope: str, key: str) -> list:
-        return [idempotency_keys.c.scope == scope, idempotency_keys.c.key_hash == key_hash(key)]
-
-    def claim(self, scope: str, key: str, fingerprint: str, now: datetime, stale_before: datetime) -> IdempotencyClaim:
-        """Read first, then INSERT a new key or take over a stale one with one conditional UPDATE.
-
-        On InnoDB a duplicate-key INSERT leaves a shared lock on the existing row; asking for
-        an exclusive one afterwards (the takeover UPDATE) deadlocks against any other request
-        doing the same. So a transaction here takes the shared lock (after a duplicate) or
-        the exclusive one (takeover); both only when the winner of the INSERT freed the key
-        at once, and a deadlock then is retried by the caller. The plain SELECT locks nothing.
-        """
-        where = self._where(scope, key)
-        read = idempotency_keys.select().where(*where)
-        takeover = (
-            idempotency_keys.update()
-            .where(*where, idempotency_keys.c.completed_at.is_(None),
-                   idempotency_keys.c.claimed_at < to_db(stale_before))
-            .values(fingerprint=fingerprint, claimed_at=to_db(now))
+    def claim(self, key: RequestKey, now: datetime, answer: dict[str, Any] | None = None) -> None:
+        # On InnoDB a claim of a key another open transaction inserted waits for it to end,
+        # then fails as a duplicate: the second request replays the first one's answer.
+        self.s.insert(
+            _INSERT_KEY,
+            {"scope": key.scope, "key_hash": key_hash(key.key), "fingerprint": key.fingerprint,
+             "answer": Json(answer) if answer is not None else None, "claimed_at": to_db(now)},
+            on_duplicate=IdempotencyKeyTaken,
         )
-        # A few turns: the row can vanish (purged) or be freed (abandoned) between our read
-        # and our write; each turn looks again instead of calling a free key "in flight".
-        for _ in range(3):
-            row = self.conn.execute(read).first()
-            if row is None:
-                try:
-                    self.conn.execute(
-                        idempotency_keys.insert().values(scope=scope, key_hash=key_hash(key),
-                                                         fingerprint=fingerprint, claimed_at=to_db(now))
-                    )
-                    return IdempotencyClaim(fresh=True, token=now)
-                except sa.exc.IntegrityError as exc:
-                    if not is_duplicate_key(exc):
-                        raise
-            elif row.completed_at is None and row.claimed_at < to_db(stale_before):
-                if self.conn.execute(takeover).rowcount == 1:
-                    return IdempotencyClaim(fresh=True, token=now)
-            else:
-                response = StoredResponse(row.status_code, row.body) if row.completed_at is not None else None
-                return IdempotencyClaim(fresh=False, fingerprint=row.fingerprint, response=response)
-        return IdempotencyClaim(fresh=False, fingerprint=fingerprint, response=None)  # contended: in flight
 
-    def _owned(self, scope: str, key: str, token: datetime) -> list:
-        return [*self._where(scope, key), idempotency_keys.c.completed_at.is_(None),
-                idempotency_keys.c.claimed_at == to_db(token)]
-
-    def complete(self, scope: str, key: str, token: datetime, response: StoredResponse, now: datetime) -> bool:
-        stmt = (
-            idempotency_keys.update().where(*self._owned(scope, key, token))
-            .values(status_code=response.status, body=response.body, completed_at=to_db(now))
+    def answer(self, key: RequestKey, answer: dict[str, Any]) -> None:
+        # Its own row, inserted by this transaction: nothing else can hold its lock.
+        self.s.must_change_one(
+            _ANSWER_KEY, {"b_scope": key.scope, "b_key_hash": key_hash(key.key), "b_answer": Json(answer)}
         )
-        return self.conn.execute(stmt).rowcount == 1
 
-    def abandon(self, scope: str, key: str, token: datetime) -> None:
-        # An UPDATE, not a DELETE: the next claimant takes the row over with one exclusive
-        # lock, instead of several inserting over a deleted, not yet purged record (deadlock).
-        self.conn.execute(
-            idempotency_keys.update().where(*self._owned(scope, key, token)).values(claimed_at=_ABANDONED)
-        )
+    def find(self, key: RequestKey) -> KeyRecord | None:
+        row = self.s.run(
+            idempotency_keys.select().where(idempotency_keys.c.scope == key.scope,
+                                            idempotency_keys.c.key_hash == key_hash(key.key))
+        ).first()
+        if row is None or row.answer is None:
+            return None
+        return KeyRecord(row.fingerprint, json.loads(row.answer))
 
     def purge(self, older_than: datetime) -> int:
         stmt = idempotency_keys.delete().where(idempotency_keys.c.claimed_at < to_db(older_than))
-        return self.conn.execute(stmt).rowcount
+        return self.s.run(stmt).rowcount
 
 
-class SqlEventLog:
+class SqlEventLog(_Repository):
     """The business event log behind /api/logs."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
     def record(self, event: str, data: dict[str, Any], now: datetime) -> None:
-        self.conn.execute(_INSERT_EVENT, {"event": event, "data": json.dumps(data, default=str), "created_at": to_db(now)})
+        self.s.insert(_INSERT_EVENT, {"event": event, "data": Json(data), "created_at": to_db(now)})
 
     def list(self, limit: int, event: str | None = None, before_id: int | None = None) -> list[LoggedEvent]:
         stmt = event_log.select()
@@ -443,28 +427,28 @@ class SqlEventLog:
         if before_id is not None:
             stmt = stmt.where(event_log.c.id < before_id)
         stmt = stmt.order_by(event_log.c.id.desc()).limit(limit)
-        return [LoggedEvent(r.id, r.event, json.loads(r.data), from_db(r.created_at)) for r in self.conn.execute(stmt)]
+        return [LoggedEvent(r.id, r.event, json.loads(r.data), from_db(r.created_at)) for r in self.s.run(stmt)]
 
 
-class SqlOutbox:
+class SqlOutbox(_Repository):
     """Task messages written with the change they follow; relayed until completed."""
 
-    def __init__(self, conn: Connection, on_add) -> None:
-        self.conn = conn
+    def __init__(self, session: Session, on_add) -> None:
+        super().__init__(session)
         self._on_add = on_add
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
-        result = self.conn.execute(
+        message_id = self.s.insert(
             _INSERT_OUTBOX,
-            {"task": task, "payload": json.dumps(payload), "created_at": to_db(now), "retry_at": to_db(retry_at),
+            {"task": task, "payload": Json(payload), "created_at": to_db(now), "retry_at": to_db(retry_at),
              "attempts": 0},
         )
-        message = TaskMessage(result.inserted_primary_key[0], task, payload)
+        message = TaskMessage(message_id, task, payload)
         self._on_add(message)
         return message
 
     def complete(self, message_id: int, now: datetime) -> None:
-        self.conn.execute(
+        self.s.run(
             outbox.update().where(outbox.c.id == message_id, outbox.c.completed_at.is_(None))
             .values(completed_at=to_db(now))
         )
@@ -476,12 +460,12 @@ class SqlOutbox:
             .order_by(outbox.c.id)
             .limit(limit)
         )
-        rows = self.conn.execute(_locked(stmt, self.conn))
+        rows = self.s.run(_locked(stmt, self.s.conn))
         return [TaskMessage(r.id, r.task, json.loads(r.payload)) for r in rows]
 
     def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None:
         if message_ids:
-            self.conn.execute(
+            self.s.run(
                 outbox.update().where(outbox.c.id.in_(list(message_ids)))
                 .values(retry_at=to_db(retry_at), attempts=outbox.c.attempts + 1)
             )

@@ -106,7 +106,7 @@ payment_events = sa.Table(
     sa.Column("result", sa.String(16), nullable=False),
     sa.Column("fingerprint", sa.String(128), nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("http_status", sa.Integer, nullable=False),
+    sa.Column("first_outcome", sa.String(16), nullable=False),
     sa.Column("response_status", sa.String(16), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("applied_at", Timestamp, nullable=True),
@@ -120,10 +120,9 @@ idempotency_keys = sa.Table(
     sa.Column("scope", sa.String(64), primary_key=True),
     sa.Column("key_hash", sa.String(64), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
-    sa.Column("status_code", sa.Integer, nullable=True),
-    sa.Column("body", sa.Text, nullable=True),
+    # the domain answer (application/records.py), stored in the transaction of the effect
+    sa.Column("answer", sa.Text, nullable=True),
     sa.Column("claimed_at", Timestamp, nullable=False),
-    sa.Column("completed_at", Timestamp, nullable=True),
     sa.Index("ix_idempotency_keys_claimed", "claimed_at"),
 )
 

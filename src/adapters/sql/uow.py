@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from stockade.adapters.sql.engine import is_sqlite, is_transient
+from stockade.adapters.sql.session import Session
 from stockade.adapters.sql.repositories import (
     SqlEventLog,
     SqlHoldRepository,
@@ -34,13 +35,14 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         if self._sqlite:
             conn.info["stockade_begin"] = "BEGIN" if self.read_only else "BEGIN IMMEDIATE"
         self._conn = conn
-        self.products = SqlProductRepository(conn)
-        self.holds = SqlHoldRepository(conn)
-        self.orders = SqlOrderRepository(conn)
-        self.payments = SqlPaymentEventRepository(conn)
-        self.idempotency = SqlIdempotencyRepository(conn)
-        self.events = SqlEventLog(conn)
-        self.outbox = SqlOutbox(conn, self.message_added)
+        self._session = session = Session(conn, self.product_changed)
+        self.products = SqlProductRepository(session)
+        self.holds = SqlHoldRepository(session)
+        self.orders = SqlOrderRepository(session)
+        self.payments = SqlPaymentEventRepository(session)
+        self.idempotency = SqlIdempotencyRepository(session)
+        self.events = SqlEventLog(session)
+        self.outbox = SqlOutbox(session, self.message_added)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -61,7 +63,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         if self.read_only:
             raise RuntimeError("a read-only unit of work cannot commit")
         try:
-            self._conn.commit()
+            self._session.commit()
         except sa.exc.DBAPIError as exc:
             if is_transient(exc):
                 raise TransientStorageError(str(exc.orig)) from exc

@@ -24,13 +24,12 @@ from stockade.application.commands import (
     Purchase,
     UpdateProduct,
 )
-from stockade.application.idempotency import Replay, run_idempotent
-from stockade.application.ports import StoredResponse
+from stockade.application.idempotency import Answer, answer_once, request_key
+from stockade.application.ports import RequestKey
 from stockade.application.services import Deps
 from stockade.domain import errors as domain
-from stockade.domain.model import PaymentResult
+from stockade.domain.model import PaymentResult, WebhookOutcome
 from stockade.entrypoints.http import representations as rep
-from stockade.entrypoints.http.errors import domain_status, error_body
 from stockade.entrypoints.http.metrics import Metrics
 from stockade.entrypoints.http.validation import (
     _DIGITS,
@@ -56,14 +55,7 @@ def _json(resp: falcon.Response, status: int, body: Any) -> None:
     resp.text = json.dumps(body)
 
 
-def _replayed(resp: falcon.Response, stored: StoredResponse) -> None:
-    resp.status = stored.status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = stored.body
-    resp.set_header("Idempotent-Replayed", "true")
-
-
-def _unknown_reference(field: str, exc: domain.DomainError) -> ValidationFailed:
+def _unknown_reference(field: str) -> ValidationFailed:
     return ValidationFailed({field: [f"does not name an existing {field.removesuffix('_id')}"]})
 
 
@@ -84,55 +76,43 @@ class AdminGuard:
 
 
 class IdempotentPost:
-    """Shared shape of the three POSTs that honour Idempotency-Key."""
+    """Shared shape of the three POSTs that honour Idempotency-Key.
+
+    First answers and replays are the same domain Answer, rendered by the same code.
+    """
 
     scope = ""
+    #: the body field whose id names the thing the use case looks up (unknown: 422)
+    reference = ""
 
     def __init__(self, deps: Deps, metrics: Metrics) -> None:
         self.deps = deps
         self.metrics = metrics
 
-    def run(self, req, resp, fingerprint_source: dict, action: Callable, render: Callable[[Any], tuple[int, Any]],
-            body_field: str | None) -> None:
-        key = idempotency_key(req)
+    def use_case(self, command: Any, key: RequestKey | None) -> Any:
+        raise NotImplementedError
 
-        def as_stored(result: Any) -> StoredResponse:
-            status, body = render(result)
-            return StoredResponse(status, json.dumps(body))
+    def render(self, result: Any) -> Any:
+        raise NotImplementedError
 
-        def refusal(exc: domain.DomainError) -> StoredResponse:
-            if body_field and isinstance(exc, (domain.ProductNotFound, domain.HoldNotFound)):
-                failed = _unknown_reference(body_field, exc)
-                return StoredResponse(422, error_body(422, failed.description, failed.errors))
-            return StoredResponse(domain_status(exc), error_body(domain_status(exc), exc.message))
-
-        try:
-            if key is None:
-                result = action(None)
-            else:
-                fingerprint = hashlib.sha256(json.dumps(fingerprint_source, sort_keys=True).encode()).hexdigest()
-                result = run_idempotent(self.deps, self.scope, key, fingerprint, action, as_stored, refusal)
-                if isinstance(result, Replay):
-                    _replayed(resp, result.response)
-                    return
-        except (domain.ProductNotFound, domain.HoldNotFound) as exc:
-            if body_field:
-                raise _unknown_reference(body_field, exc) from None
-            raise
-        stored = as_stored(result)
-        resp.status = stored.status
-        resp.content_type = falcon.MEDIA_JSON
-        resp.text = stored.body
+    def answer(self, req: falcon.Request, resp: falcon.Response, command: Any) -> Answer:
+        header = idempotency_key(req)
+        key = None if header is None else request_key(self.scope, header, command)
+        answer = answer_once(self.deps, key, lambda k: self.use_case(command, k))
+        if answer.replayed:
+            resp.set_header("Idempotent-Replayed", "true")
+        if answer.refusal is not None:
+            if isinstance(answer.refusal, (domain.ProductNotFound, domain.HoldNotFound)):
+                raise _unknown_reference(self.reference)
+            raise answer.refusal
+        _json(resp, 201, self.render(answer.result))
+        return answer
 
 
 class _TakeUnitsResource(IdempotentPost):
     """POST {product_id, quantity}: the purchase and the hold share everything but the use case."""
 
-    def use_case(self, cmd, before):
-        raise NotImplementedError
-
-    def render(self, result) -> tuple[int, Any]:
-        raise NotImplementedError
+    reference = "product_id"
 
     def counter(self):
         raise NotImplementedError
@@ -143,26 +123,26 @@ class _TakeUnitsResource(IdempotentPost):
         quantity = fields.integer("quantity", 1, self.deps.policy.max_quantity)
         fields.done()
         try:
-            self.run(req, resp, {"product_id": product_id, "quantity": quantity},
-                     lambda before: self.use_case((product_id, quantity), before), self.render, "product_id")
+            answer = self.answer(req, resp, self.command(product_id, quantity))
         except domain.OutOfStock:
-            self.counter().labels("out_of_stock").inc()
+            self.counter().labels("replayed" if resp.get_header("Idempotent-Replayed") else "out_of_stock").inc()
             raise
-        if resp.get_header("Idempotent-Replayed"):
-            outcome = "replayed"  # the first response again: not a second sale or hold
-        else:
-            outcome = "created" if resp.status == 201 else f"http_{resp.status}"
-        self.counter().labels(outcome).inc()
+        except falcon.HTTPError as exc:
+            self.counter().labels(f"http_{exc.status_code}").inc()
+            raise
+        # A replay is the first answer again: not a second sale or hold.
+        self.counter().labels("replayed" if answer.replayed else "created").inc()
 
 
 class PurchaseResource(_TakeUnitsResource):
     scope = "orders.purchase"
+    command = Purchase
 
-    def use_case(self, cmd, before):
-        return purchase_cases.purchase(self.deps, Purchase(*cmd), before)
+    def use_case(self, command: Purchase, key: RequestKey | None):
+        return purchase_cases.purchase(self.deps, command, key)
 
-    def render(self, view) -> tuple[int, Any]:
-        return 201, {"data": rep.order(view)}
+    def render(self, view) -> Any:
+        return {"data": rep.order(view)}
 
     def counter(self):
         return self.metrics.purchases
@@ -170,12 +150,13 @@ class PurchaseResource(_TakeUnitsResource):
 
 class HoldsResource(_TakeUnitsResource):
     scope = "holds"
+    command = PlaceHold
 
-    def use_case(self, cmd, before):
-        return hold_cases.place_hold(self.deps, PlaceHold(*cmd), before)
+    def use_case(self, command: PlaceHold, key: RequestKey | None):
+        return hold_cases.place_hold(self.deps, command, key)
 
-    def render(self, hold) -> tuple[int, Any]:
-        return 201, rep.new_hold(hold)
+    def render(self, hold) -> Any:
+        return rep.new_hold(hold)
 
     def counter(self):
         return self.metrics.holds
@@ -183,15 +164,19 @@ class HoldsResource(_TakeUnitsResource):
 
 class OrdersResource(IdempotentPost):
     scope = "orders"
+    reference = "hold_id"
+
+    def use_case(self, command: OrderFromHold, key: RequestKey | None):
+        return order_cases.order_from_hold(self.deps, command, key)
+
+    def render(self, result) -> Any:
+        return rep.pending_order(result)
 
     def on_post(self, req, resp) -> None:
         fields = Fields(json_object(req))
         hold_id = fields.integer("hold_id", 1, MAX_ID)
         fields.done()
-        cmd = OrderFromHold(hold_id)
-        self.run(req, resp, {"hold_id": hold_id},
-                 lambda before: order_cases.order_from_hold(self.deps, cmd, before),
-                 lambda result: (201, rep.pending_order(result)), "hold_id")
+        self.answer(req, resp, OrderFromHold(hold_id))
 
 
 class OrderResource:
@@ -323,13 +308,11 @@ class WebhookResource:
         if not isinstance(status, str) or status not in self.STATUSES:
             fields.fail("status", "must be one of success, failure")
         fields.done()
-        result, replayed = payment_cases.handle_payment(
-            self.deps, PaymentNotification(key, order_id, self.STATUSES[status])
-        )
-        if replayed:
+        result = payment_cases.handle_payment(self.deps, PaymentNotification(key, order_id, self.STATUSES[status]))
+        if result.replayed:
             resp.set_header("Idempotent-Replayed", "true")
-        self.metrics.webhooks.labels("replayed" if replayed else result.outcome.value).inc()
-        _json(resp, result.http_status, rep.webhook(result))
+        self.metrics.webhooks.labels("replayed" if result.replayed else result.outcome.value).inc()
+        _json(resp, 202 if result.outcome is WebhookOutcome.DEFERRED else 200, rep.webhook(result))
 
 
 class LogsResource:

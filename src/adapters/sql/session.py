@@ -1,0 +1,253 @@
+"""How the SQL repositories send statements within one transaction.
+
+SQLite runs every statement when it is called: a call costs no network round trip. On
+MySQL/MariaDB a round trip is most of a statement's cost, so writes whose results are
+only needed after commit (inserts, the conditional stock UPDATE, a read for the response)
+are held back and sent together, with the COMMIT, as one multi-statement. A purchase is
+then a single round trip, and the stock row's lock is held only while the server runs the
+few statements after its UPDATE, never across a round trip to the client.
+
+What a held statement yields (a new row's id, the row after an UPDATE) is a Ref: the
+value is filled in when the batch has run. A conditional write that matched no row makes
+the statement after it fail (a guard that raises "subquery returns more than 1 row"),
+so the server stops before COMMIT; the session then rolls back and raises ConditionFailed.
+Any statement run at once (a read whose answer is needed now) sends what is held first,
+so statements always reach the server in the order the repositories issued them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import pymysql
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, CursorResult
+
+from stockade.adapters.sql.engine import MYSQL_DUPLICATE, is_duplicate_key, is_transient
+from stockade.application.ports import ConditionFailed, Ref, TransientStorageError, resolved
+
+#: Fails exactly when the statement before it changed no row: it stops the batch before COMMIT.
+_GUARD = "SELECT (SELECT 1 UNION ALL SELECT 1 FROM DUAL WHERE ROW_COUNT() <> 1)"
+_GUARD_FAILED = 1242  # ER_SUBQUERY_NO_1_ROW
+
+
+class Json:
+    """A parameter stored as JSON text; Refs inside it are filled in by the server."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+
+_RETURNING: dict[tuple[int, str], sa.Update] = {}
+
+
+def _returning(stmt: sa.Update, column: sa.Column) -> sa.Update:
+    """`stmt ... RETURNING column`, built once (a prebuilt statement skips SQLAlchemy's compile)."""
+    key = (id(stmt), column.name)
+    if key not in _RETURNING:
+        _RETURNING[key] = stmt.returning(column)
+    return _RETURNING[key]
+
+
+def _json_text(data: Any) -> str:
+    return json.dumps(resolved(data), default=str)
+
+
+@attrs.define
+class _Held:
+    sql: str
+    #: raised instead of a duplicate-key error
+    on_duplicate: type[Exception] | None = None
+    is_guard: bool = False
+
+
+class Session:
+    """The statements of one unit of work on one connection."""
+
+    def __init__(self, conn: Connection, product_changed: Callable[[int], None]) -> None:
+        self.conn = conn
+        self.product_changed = product_changed
+        self.batching = conn.dialect.name in ("mysql", "mariadb")
+        self._held: list[_Held] = []
+        #: Refs of held statements, by the server variable that holds their value
+        self._values: dict[str, Ref] = {}
+
+    # ---------------------------------------------------------------- at once
+
+    def run(self, stmt: sa.Executable, params: Mapping[str, Any] | None = None) -> CursorResult:
+        """Run a statement now (after what is held) and return its result."""
+        self.flush()
+        return self.conn.execute(stmt, resolved(dict(params or {})))
+
+    # ---------------------------------------------------------------- held where it pays
+
+    def insert(self, stmt: sa.Insert, params: Mapping[str, Any], *,
+               on_duplicate: type[Exception] | None = None) -> Ref:
+        """Insert a row; returns a Ref to its id. A duplicate key raises `on_duplicate`
+        (now, or when the batch runs)."""
+        if not self.batching:
+            try:
+                result = self.conn.execute(stmt, self._bind(params))
+            except sa.exc.IntegrityError as exc:
+                if on_duplicate is not None and is_duplicate_key(exc):
+                    raise on_duplicate() from exc
+                raise
+            return Ref(result.inserted_primary_key[0])
+        self._hold(stmt, params, on_duplicate=on_duplicate)
+        return self._held_value("LAST_INSERT_ID()")
+
+    def must_change_one(self, stmt: sa.Update, params: Mapping[str, Any], *,
+                        returning: sa.Column | None = None) -> Ref | None:
+        """A conditional write of the row `params["b_id"]` that must change it, else the
+        transaction is void (ConditionFailed, now or when the batch runs). With `returning`,
+        a Ref to that column's value after the write (UPDATE ... RETURNING on SQLite; on
+        MySQL a read of the row, which this transaction has locked, in the same batch)."""
+        if not self.batching:
+            if returning is None:
+                if self.conn.execute(stmt, self._bind(params)).rowcount != 1:
+                    raise ConditionFailed()
+                return None
+            row = self.conn.execute(_returning(stmt, returning), self._bind(params)).first()
+            if row is None:
+                raise ConditionFailed()
+            return Ref(row[0])
+        self._hold(stmt, params)
+        self._held.append(_Held(_GUARD, is_guard=True))
+        if returning is None:
+            return None
+        return self.read_later(sa.select(returning).where(returning.table.c.id == params["b_id"]), {})
+
+    def read_later(self, stmt: sa.Select, params: Mapping[str, Any]) -> Ref:
+        """A one-value read whose answer is needed only after commit: a Ref to it."""
+        if not self.batching:
+            return Ref(self.conn.execute(stmt, self._bind(params)).scalar())
+        self._hold(stmt, params)
+        read = self._held.pop()
+        return self._held_value(f"({read.sql})")
+
+    # ---------------------------------------------------------------- ending
+
+    def commit(self) -> None:
+        """Make the transaction durable: on MySQL, what is held goes with the COMMIT in one
+        round trip when nothing was run at once before it."""
+        if self._held and not self.conn.in_transaction():
+            self._send(commit=True)
+            return
+        self.flush()
+        self.conn.commit()
+
+    def flush(self) -> None:
+        """Send what is held (no commit)."""
+        if self._held:
+            self._send(commit=False)
+
+    # ---------------------------------------------------------------- internals
+
+    def _bind(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: _json_text(v.data) if isinstance(v, Json) else resolved(v) for k, v in params.items()}
+
+    def _hold(self, stmt: sa.Executable, params: Mapping[str, Any], **held: Any) -> None:
+        """Render `stmt` for MySQL with its parameters inlined (as the driver would), Refs
+        as the server variables that will hold them."""
+        compiled = stmt.compile(dialect=self.conn.dialect, column_keys=sorted(params))
+        sql = compiled.string
+        values: dict[str, Any] = {}
+        for name in compiled.bind_names.values():
+            value = params[name] if name in params else compiled.params[name]
+            marker = f"%({name})s"
+            if isinstance(value, Ref) and value.value is None:
+                sql = sql.replace(marker, self._var(value))
+            elif isinstance(value, Json):
+                template, refs = self._json_template(value.data)
+                values[name] = template
+                if refs:
+                    sets = ", ".join(f"'{path}', {self._var(ref)}" for path, ref in refs)
+                    sql = sql.replace(marker, f"JSON_SET({marker}, {sets})")
+            else:
+                values[name] = resolved(value)
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        try:
+            self._held.append(_Held(cursor.mogrify(sql, values), **held))
+        finally:
+            cursor.close()
+
+    def _held_value(self, expression: str) -> Ref:
+        """A server variable set to `expression` in the batch; its Ref is filled after it ran."""
+        ref = Ref()
+        var = f"@stockade_{len(self._values) + 1}"
+        self._values[var] = ref
+        self._held.append(_Held(f"SET {var} = {expression}"))
+        return ref
+
+    def _var(self, ref: Ref) -> str:
+        for var, known in self._values.items():
+            if known is ref:
+                return var
+        raise ValueError("a Ref in a held statement must come from a statement held before it")
+
+    def _json_template(self, data: Any, path: str = "$") -> tuple[str, list[tuple[str, Ref]]]:
+        refs: list[tuple[str, Ref]] = []
+
+        def walk(value: Any, at: str) -> Any:
+            if isinstance(value, Ref):
+                if value.value is not None:
+                    return value.value
+                refs.append((at, value))
+                return 0
+            if isinstance(value, dict):
+                return {k: walk(v, f'{at}."{k}"') for k, v in value.items()}
+            return value
+
+        return json.dumps(walk(data, path), default=str), refs
+
+    def _send(self, *, commit: bool) -> None:
+        held, self._held = self._held, []
+        values, self._values = self._values, {}
+        statements = [h.sql for h in held]
+        if values:
+            statements.append("SELECT " + ", ".join(values))
+        if commit:
+            statements.append("COMMIT")
+        dbapi = self.conn.connection.dbapi_connection
+        cursor = dbapi.cursor()
+        index = 0
+        try:
+            cursor.execute(";\n".join(statements))
+            while True:
+                if index == len(held) and values:
+                    for ref, value in zip(values.values(), cursor.fetchone(), strict=True):
+                        ref.value = value
+                index += 1
+                if not cursor.nextset():
+                    break
+        except pymysql.err.Error as exc:
+            failed = held[index] if index < len(held) else None
+            if commit:
+                self._rollback_unseen(dbapi)
+            self._raise(exc, failed)
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _rollback_unseen(dbapi) -> None:
+        """The batch opened a transaction SQLAlchemy does not know of: end it here."""
+        try:
+            dbapi.rollback()
+        except pymysql.err.Error:
+            pass  # the connection is broken; the unit of work discards it
+
+    def _raise(self, exc: pymysql.err.Error, failed: _Held | None) -> None:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        if code == _GUARD_FAILED and failed is not None and failed.is_guard:
+            raise ConditionFailed() from exc
+        if code == MYSQL_DUPLICATE and failed is not None and failed.on_duplicate is not None:
+            raise failed.on_duplicate() from exc
+        wrapped = sa.exc.DBAPIError.instance(failed.sql if failed else None, None, exc, pymysql.err.Error)
+        if is_transient(wrapped):
+            raise TransientStorageError(str(exc)) from exc
+        raise wrapped from exc
