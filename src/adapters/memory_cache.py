@@ -40,6 +40,8 @@ class VersionStore(Protocol):
 
 
 _BYPASS = object()
+#: the token of an entry this process outdated itself: it matches no version
+_OUTDATED = object()
 
 
 class VersionedProductCache:
@@ -98,12 +100,18 @@ class VersionedProductCache:
     def invalidate(self, product_ids: Sequence[int]) -> None:
         if not product_ids:
             return
-        # Dropping our own copies first keeps this process current even while the store
-        # cannot hear the bump (it replays it later).
+        # Outdating our own copies first keeps this process current even while the store
+        # cannot hear the bump (it replays it later). They stay as `recent` snapshots.
         with self._lock:
             for product_id in product_ids:
-                self._entries.pop(product_id, None)
+                entry = self._entries.get(product_id)
+                if entry is not None:
+                    self._entries[product_id] = (_OUTDATED, entry[1], entry[2])
         self.versions.bump(product_ids)
+
+    def recent(self, product_id: int) -> ProductSnapshot | None:
+        entry = self._entries.get(product_id)
+        return None if entry is None else entry[2]
 
 
 class LocalVersions:
@@ -206,3 +214,6 @@ class NullProductCache:
 
     def invalidate(self, product_ids: Sequence[int]) -> None:
         pass
+
+    def recent(self, product_id: int) -> ProductSnapshot | None:
+        return None

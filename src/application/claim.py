@@ -39,15 +39,18 @@ def claim_units(
 ) -> T:
     """Take or hold `quantity` units in one short write transaction.
 
-    The product comes from `product_snapshot`; a sold-out request it proves ends there
-    (with memory current, it costs no database round trip at all). Otherwise `write` adds
+    The product comes from memory: a sold-out request a current snapshot proves ends
+    there, with no database round trip at all. A snapshot memory can no longer vouch for
+    (every sale outdates it) is still a basis to try the sale on, because the deciding
+    statement re-checks the price, liveness and availability; otherwise the product is
+    read first (one plain read, no lock). Then `write` adds
     the rows that follow from success and ends with the one conditional statement that
     decides. When that statement does not match (the race was lost, or the price changed
     since the read), the product is read again and the attempt made once more. Expired,
     unswept holds and overdue orders are released before a refusal.
     Raises ProductNotFound or OutOfStock.
     """
-    snapshot = product_snapshot(deps, product_id)
+    snapshot = _write_basis(deps, product_id, quantity)
     for _ in range(2):
         if snapshot.product.available < quantity:
             if snapshot.proves_sold_out(quantity, deps.clock.now()):
@@ -63,3 +66,12 @@ def claim_units(
         except ConditionFailed:
             snapshot = product_snapshot(deps, product_id, from_memory=False)
     raise OutOfStock()
+
+
+def _write_basis(deps: Deps, product_id: int, quantity: int) -> ProductSnapshot:
+    """The snapshot to try the sale on: a recent one that shows enough units (no round trip
+    even to the version store), else a current one (which may prove a refusal), else a read."""
+    recent = deps.cache.recent(product_id)
+    if recent is not None and recent.product.available >= quantity:
+        return recent
+    return product_snapshot(deps, product_id)

@@ -120,6 +120,19 @@ class ProductCache(Protocol):
     def invalidate(self, product_ids: Sequence[int]) -> None:
         """Forget these products everywhere; called after the writing transaction committed."""
 
+    def recent(self, product_id: int) -> ProductSnapshot | None:
+        """The last snapshot this process kept of the product, current or not. Never an
+        answer by itself: only the basis of a write whose own statement re-checks what it
+        relies on (a purchase's UPDATE checks the price, liveness and availability)."""
+
+
+@attrs.frozen
+class Sold:
+    """A product's name and stock right after a sale, read under the sale's own row lock."""
+
+    name: str | Ref
+    stock: int | Ref
+
 
 class ProductRepository(Protocol):
     """Products and their stock levels; every stock change is one conditional statement.
@@ -151,10 +164,11 @@ class ProductRepository(Protocol):
     def soft_delete(self, product_id: int, now: datetime) -> bool:
         """Mark the product deleted if it is live and nothing is reserved. True if done."""
 
-    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Ref:
+    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
         """Sell `quantity` units: stock -= q where the product is live, available >= q and
-        its price is still `price` (what the order was charged). Returns the stock after
-        the sale. Raises ConditionFailed (now or at commit) when the row did not match."""
+        its price is still `price` (what the order was charged). Returns what the product
+        shows after the sale. Raises ConditionFailed (now or at commit) when the row did
+        not match."""
 
     def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
         """Hold `quantity` units: reserved += q where live and available >= q.

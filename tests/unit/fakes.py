@@ -28,6 +28,7 @@ from stockade.application.ports import (
     ProductCache,
     Ref,
     RequestKey,
+    Sold,
     TaskMessage,
     TaskPublisher,
     resolved,
@@ -183,12 +184,12 @@ class InMemoryProductRepository(_Repository):
         self._write(product, now, deleted_at=now)
         return True
 
-    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Ref:
+    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
         product = self._live(product_id)
         if product is None or product.stock - product.reserved < quantity or product.price != price:
             raise ConditionFailed()
         self._write(product, now, stock=product.stock - quantity)
-        return Ref(product.stock - quantity)
+        return Sold(product.name, product.stock - quantity)
 
     def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
         product = self._live(product_id)

@@ -37,7 +37,7 @@ def test_take_sells_only_what_is_available_at_the_price_it_was_read(uow, now):
             uow.products.take(product.id, 4, Decimal("1.00"), now)
         with pytest.raises(ConditionFailed):
             uow.products.take(product.id, 1, Decimal("0.99"), now)
-        assert uow.products.take(product.id, 3, Decimal("1.00"), now).value == 2
+        assert uow.products.take(product.id, 3, Decimal("1.00"), now).stock == 2
         assert (uow.products.get(product.id).stock, uow.products.get(product.id).reserved) == (2, 2)
 
 

@@ -79,3 +79,35 @@ def test_purchase_blocked_by_live_holds_stays_out_of_stock(shop, store, clock, p
     with pytest.raises(OutOfStock):
         shop.purchase(phone.id, 1)
     assert store.hold(hold.id).status.value == "active"
+
+
+def test_a_price_change_after_the_buyers_read_charges_the_new_price(shop, store, phone):
+    shop.get_product(phone.id)  # this process remembers the product at 100.00
+    shop.purchase(phone.id, 1)  # its own sale outdates that memory, which stays the basis to try on
+    shop.update_product(phone.id, price="120.00")
+
+    view = shop.purchase(phone.id, 2)
+
+    assert view.order.total_price == Decimal("240.00") and view.product.price == Decimal("120.00")
+    assert store.order(view.order.id).total_price == Decimal("240.00")
+    assert store.product(phone.id).stock == 7
+
+
+def test_a_purchase_shows_the_name_and_stock_the_sale_left(shop, store, phone):
+    shop.get_product(phone.id)
+    shop.update_product(phone.id, name="Phone 2")  # outdates the remembered "Phone"
+
+    view = shop.purchase(phone.id, 3)
+
+    assert (view.product.name, view.product.stock) == ("Phone 2", 7)
+
+
+def test_a_sold_out_refusal_from_memory_still_lets_lapsed_holds_go(shop, store, clock, phone):
+    shop.hold(phone.id, 10)
+    with pytest.raises(OutOfStock):
+        shop.purchase(phone.id, 1)  # proven from memory: the hold has not expired
+    clock.advance(shop.deps.policy.hold_ttl.total_seconds())
+
+    view = shop.purchase(phone.id, 1)  # the remembered refusal is no proof past the hold's expiry
+
+    assert view.product.stock == 9 and store.product(phone.id).reserved == 0

@@ -21,6 +21,7 @@ from stockade.application.ports import (
     KeyRecord,
     Ref,
     RequestKey,
+    Sold,
     TaskMessage,
 )
 from stockade.domain.model import (
@@ -205,13 +206,13 @@ class SqlProductRepository(_Repository):
         stmt = products.update().where(_LIVE_PRODUCT, products.c.reserved == 0).values(deleted_at=_P("at"), **_BUMP)
         return self._changed(product_id, self.s.run(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1)
 
-    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Ref:
+    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
         self._changed(product_id)
-        stock_after = self.s.must_change_one(
-            _TAKE, {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price}, returning=products.c.stock
+        name, stock = self.s.must_change_one(
+            _TAKE, {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price},
+            returning=(products.c.name, products.c.stock),
         )
-        assert stock_after is not None
-        return stock_after
+        return Sold(name, stock)
 
     def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
         self._changed(product_id)

@@ -29,8 +29,9 @@ from sqlalchemy.engine import Connection, CursorResult
 from stockade.adapters.sql.engine import MYSQL_DUPLICATE, is_duplicate_key, is_transient
 from stockade.application.ports import ConditionFailed, Ref, TransientStorageError, resolved
 
-#: Fails exactly when the statement before it changed no row: it stops the batch before COMMIT.
-_GUARD = "SELECT (SELECT 1 UNION ALL SELECT 1 FROM DUAL WHERE ROW_COUNT() <> 1)"
+#: Fails ("subquery returns more than 1 row") exactly when the statement before it did not
+#: change one row: the server then stops the batch before its COMMIT.
+_GUARD = "SELECT 1 UNION ALL SELECT 1 FROM DUAL WHERE ROW_COUNT() <> 1"
 _GUARD_FAILED = 1242  # ER_SUBQUERY_NO_1_ROW
 
 
@@ -43,15 +44,26 @@ class Json:
         self.data = data
 
 
-_RETURNING: dict[tuple[int, str], sa.Update] = {}
+_RETURNING: dict[tuple[int, tuple[str, ...]], sa.Update] = {}
 
 
-def _returning(stmt: sa.Update, column: sa.Column) -> sa.Update:
-    """`stmt ... RETURNING column`, built once (a prebuilt statement skips SQLAlchemy's compile)."""
-    key = (id(stmt), column.name)
+def _returning(stmt: sa.Update, columns: tuple[sa.Column, ...]) -> sa.Update:
+    """`stmt ... RETURNING columns`, built once (a prebuilt statement skips SQLAlchemy's compile)."""
+    key = (id(stmt), tuple(c.name for c in columns))
     if key not in _RETURNING:
-        _RETURNING[key] = stmt.returning(column)
+        _RETURNING[key] = stmt.returning(*columns)
     return _RETURNING[key]
+
+
+_RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, str, tuple[str, ...], dict[str, Any]]] = {}
+_ROW_VALUES: dict[sa.Column, sa.Select] = {}
+
+
+def _row_value(column: sa.Column) -> sa.Select:
+    """`SELECT column FROM its table WHERE id = :b_id`, built once per column."""
+    if column not in _ROW_VALUES:
+        _ROW_VALUES[column] = sa.select(column).where(column.table.c.id == sa.bindparam("b_id"))
+    return _ROW_VALUES[column]
 
 
 def _json_text(data: Any) -> str:
@@ -102,33 +114,34 @@ class Session:
         return self._held_value("LAST_INSERT_ID()")
 
     def must_change_one(self, stmt: sa.Update, params: Mapping[str, Any], *,
-                        returning: sa.Column | None = None) -> Ref | None:
+                        returning: tuple[sa.Column, ...] = ()) -> tuple[Ref, ...]:
         """A conditional write of the row `params["b_id"]` that must change it, else the
-        transaction is void (ConditionFailed, now or when the batch runs). With `returning`,
-        a Ref to that column's value after the write (UPDATE ... RETURNING on SQLite; on
-        MySQL a read of the row, which this transaction has locked, in the same batch)."""
+        transaction is void (ConditionFailed, now or when the batch runs). Returns Refs to
+        the `returning` columns' values after the write (UPDATE ... RETURNING on SQLite; on
+        MySQL reads of the row, which this transaction has locked, in the same batch)."""
         if not self.batching:
-            if returning is None:
+            if not returning:
                 if self.conn.execute(stmt, self._bind(params)).rowcount != 1:
                     raise ConditionFailed()
-                return None
+                return ()
             row = self.conn.execute(_returning(stmt, returning), self._bind(params)).first()
             if row is None:
                 raise ConditionFailed()
-            return Ref(row[0])
+            return tuple(Ref(value) for value in row)
         self._hold(stmt, params)
-        self._held.append(_Held(_GUARD, is_guard=True))
-        if returning is None:
-            return None
-        return self.read_later(sa.select(returning).where(returning.table.c.id == params["b_id"]), {})
+        # One statement right after the write both reads the row back and fails unless the
+        # write changed exactly one row: the row lock is held for as few statements as can be.
+        refs = tuple(Ref() for _ in returning)
+        reads = [f"{self._variable(ref)} = ({self._render(_row_value(column), {'b_id': params['b_id']})})"
+                 for ref, column in zip(refs, returning, strict=True)]
+        self._held.append(_Held("SET " + ", ".join([*reads, f"@stockade_guard = ({_GUARD})"]), is_guard=True))
+        return refs
 
     def read_later(self, stmt: sa.Select, params: Mapping[str, Any]) -> Ref:
         """A one-value read whose answer is needed only after commit: a Ref to it."""
         if not self.batching:
             return Ref(self.conn.execute(stmt, self._bind(params)).scalar())
-        self._hold(stmt, params)
-        read = self._held.pop()
-        return self._held_value(f"({read.sql})")
+        return self._held_value(f"({self._render(stmt, params)})")
 
     # ---------------------------------------------------------------- ending
 
@@ -152,13 +165,15 @@ class Session:
         return {k: _json_text(v.data) if isinstance(v, Json) else resolved(v) for k, v in params.items()}
 
     def _hold(self, stmt: sa.Executable, params: Mapping[str, Any], **held: Any) -> None:
-        """Render `stmt` for MySQL with its parameters inlined (as the driver would), Refs
-        as the server variables that will hold them."""
-        compiled = stmt.compile(dialect=self.conn.dialect, column_keys=sorted(params))
-        sql = compiled.string
+        self._held.append(_Held(self._render(stmt, params), **held))
+
+    def _render(self, stmt: sa.Executable, params: Mapping[str, Any]) -> str:
+        """`stmt` for MySQL with its parameters inlined (as the driver would), Refs as the
+        server variables that will hold them."""
+        sql, names, literals = self._rendered(stmt, tuple(sorted(params)))
         values: dict[str, Any] = {}
-        for name in compiled.bind_names.values():
-            value = params[name] if name in params else compiled.params[name]
+        for name in names:
+            value = params[name] if name in params else literals[name]
             marker = f"%({name})s"
             if isinstance(value, Ref) and value.value is None:
                 sql = sql.replace(marker, self._var(value))
@@ -172,17 +187,34 @@ class Session:
                 values[name] = resolved(value)
         cursor = self.conn.connection.dbapi_connection.cursor()
         try:
-            self._held.append(_Held(cursor.mogrify(sql, values), **held))
+            return cursor.mogrify(sql, values)
         finally:
             cursor.close()
+
+    def _rendered(self, stmt: sa.Executable, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """The statement's MySQL text, its bind names and the values of its literal binds,
+        compiled once per statement and parameter names (held statements are the
+        repositories' module-level prebuilt ones)."""
+        cache_key = (id(stmt), keys)
+        found = _RENDERED.get(cache_key)
+        if found is None or found[0] is not stmt:
+            compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))
+            names = tuple(dict.fromkeys(compiled.bind_names.values()))
+            literals = {name: value for name, value in compiled.params.items() if name not in keys}
+            found = _RENDERED[cache_key] = (stmt, compiled.string, names, literals)
+        return found[1], found[2], found[3]
 
     def _held_value(self, expression: str) -> Ref:
         """A server variable set to `expression` in the batch; its Ref is filled after it ran."""
         ref = Ref()
+        self._held.append(_Held(f"SET {self._variable(ref)} = {expression}"))
+        return ref
+
+    def _variable(self, ref: Ref) -> str:
+        """A new server variable for `ref`, read back with the batch's last SELECT."""
         var = f"@stockade_{len(self._values) + 1}"
         self._values[var] = ref
-        self._held.append(_Held(f"SET {var} = {expression}"))
-        return ref
+        return var
 
     def _var(self, ref: Ref) -> str:
         for var, known in self._values.items():
