@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from stockade.application.ports import TaskMessage
 
@@ -17,26 +18,33 @@ Handler = Callable[[TaskMessage], None]
 class InProcessTaskRunner:
     """Runs published messages on worker threads; the outbox makes them survive a crash.
 
-    `publish` only queues (never blocks a response). A failing task is logged; its
-    outbox row stays uncompleted, so the relay in the sweeper runs it again later.
+    `publish` only puts messages on a queue: it never waits, which matters under the gevent
+    server, where the threads are greenlets and a pool's internal locks would make a
+    request wait for them. A failing task is logged; its outbox row stays uncompleted, so
+    the relay in the sweeper runs it again later.
     """
 
     def __init__(self, threads: int = 8) -> None:
         self._handlers: dict[str, Handler] = {}
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stockade-task")
+        self._queue: queue.SimpleQueue[TaskMessage | None] = queue.SimpleQueue()
         self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"stockade-task-{n}", daemon=True)
+                         for n in range(threads)]
+        for thread in self._threads:
+            thread.start()
 
     def register(self, task: str, handler: Handler) -> None:
         self._handlers[task] = handler
 
     def publish(self, messages: Sequence[TaskMessage]) -> None:
         if self._closed:
-            return
+            return  # shutting down: the relay picks them up after restart
         for message in messages:
-            try:
-                self._pool.submit(self._run, message)
-            except RuntimeError:  # shutting down: the relay picks it up after restart
-                return
+            self._queue.put(message)
+
+    def _work(self) -> None:
+        while (message := self._queue.get()) is not None:
+            self._run(message)
 
     def _run(self, message: TaskMessage) -> None:
         handler = self._handlers.get(message.task)
@@ -49,8 +57,19 @@ class InProcessTaskRunner:
             log.exception("task %s %s failed; it will be retried from the outbox", message.task, message.payload)
 
     def close(self, wait: bool = True) -> None:
+        """Stop taking messages; queued ones are dropped (the outbox still has them)."""
         self._closed = True
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:  # for tasks already running, within one shared bound (a task may be sleeping)
+            deadline = time.monotonic() + 30
+            for thread in self._threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 class Sweeper:

@@ -1,13 +1,95 @@
-"""Serving a Falcon app under gunicorn; each worker builds its own services after fork."""
+"""Serving a Falcon app under gunicorn's gevent worker; each worker builds its own services after fork.
+
+Why gevent: a client that sends its headers and part of a body, then stalls, holds whatever
+reads that body until it gives up. gthread's 8 threads per worker were all held by 8 such
+clients; a gevent worker parks each on a greenlet and serves everyone else meanwhile.
+
+The worker monkey-patches the standard library in the worker process after fork, before the
+app factory runs, so PyMySQL, redis-py, kombu, time.sleep and the in-process task runner's
+threads (greenlets then) yield to the event loop while they wait. SQLite calls do not: each
+runs to completion on the loop, commit fsync included. The master imports gunicorn (and
+ssl), and for SQLite SQLAlchemy, Alembic and PyMySQL to migrate before forking; none of them
+binds a blocking primitive at import, so patching afterwards is complete. What must not be
+imported in the master is the application (stockade.application binds time.sleep as a
+default): tests/integration/test_slow_clients.py fails if it is.
+"""
 
 from __future__ import annotations
 
+import http
+import json
 import logging
+import resource
 from collections.abc import Callable
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.ggevent import GeventWorker
 
 log = logging.getLogger("stockade")
+
+#: Connections (one greenlet each) a worker serves at once; beyond that it stops accepting and
+#: the kernel backlog holds newcomers for the other workers. Well above the 200 stalled
+#: bodies the service must shrug off, below the open-files limit once the database pools
+#: and log files are counted. Requests beyond the database pool wait for a connection
+#: (cooperatively, up to the pool's timeout, then 503).
+WORKER_CONNECTIONS = 1000
+#: File descriptors a worker needs besides its client connections (pools, logs, metrics files).
+SPARE_FILES = 256
+#: Longest refusal message echoed back (a refused request line can be 8 KiB of anything).
+MAX_MESSAGE = 200
+
+
+class _CapturedError:
+    """Stands in for the client socket while gunicorn writes its HTML refusal: keeps the bytes."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def gettimeout(self) -> float:
+        return 0.0  # "non-blocking already": util.write_nonblock goes straight to sendall
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+    def status(self) -> int | None:
+        """The status code of the captured response ("HTTP/1.1 431 Request Header ...")."""
+        parts = self.data.split(b"\r\n", 1)[0].split()
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def json_refusal(status: int, message: str) -> bytes:
+    """A complete HTTP/1.1 response carrying {"message": ...}; the connection closes after it."""
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    body = json.dumps({"message": message}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+class StockadeWorker(GeventWorker):
+    """gunicorn's gevent worker whose own refusals (bad request line, huge headers...) are JSON.
+
+    gunicorn's handle_error picks the status (400, 414, 431, 501...), logs and writes an HTML
+    page; here it writes that page into a capture, and the client gets the same status with
+    {"message": ...} instead. 500s say only "Internal server error": no exception text.
+    """
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        captured = _CapturedError()
+        super().handle_error(req, captured, addr, exc)
+        status = captured.status() or 500
+        if status >= 500 and status != 501:
+            message = "Internal server error"
+        else:
+            message = str(exc)[:MAX_MESSAGE] or http.HTTPStatus(status).phrase
+        try:
+            util.write_nonblock(client, json_refusal(status, message))
+        except Exception:  # the client is gone: nothing to answer
+            self.log.debug("Failed to send error message.")
 
 
 class StockadeServer(BaseApplication):
@@ -27,18 +109,42 @@ class StockadeServer(BaseApplication):
         return self.factory()
 
 
-def serve(factory: Callable[[], object], host: str, port: int, workers: int, threads: int = 8) -> None:
+def _allow_open_files(needed: int) -> None:
+    """Raise this process's soft open-files limit to `needed` when the hard limit allows it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < needed:
+        log.warning("open-files limit %s is below the %s that %s connections per worker need; "
+                    "raise it (ulimit -n) or expect refused connections under load",
+                    target, needed, needed - SPARE_FILES)
+
+
+def serve(factory: Callable[[], object], host: str, port: int, workers: int,
+          connections: int = WORKER_CONNECTIONS) -> None:
+    _allow_open_files(connections + SPARE_FILES)  # workers inherit it
     StockadeServer(
         factory,
         {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "worker_class": "gthread",
-            "threads": threads,
+            "worker_class": StockadeWorker,
+            "worker_connections": connections,
+            # gevent worker: the longest wait for a request's line and headers (also between
+            # keep-alive requests); a client that dribbles its headers is cut off after it.
             "keepalive": 5,
             "graceful_timeout": 20,
             "timeout": 60,
             "accesslog": None,
+            # Recent gunicorns open a control socket at one path per user ($HOME/.gunicorn/
+            # gunicorn.ctl), served by a thread in the master: a second server (serve-tasks, a
+            # test) would take the path over, and nothing here uses it. Older ones ignore this.
+            "control_socket_disable": True,
             "loglevel": "info",
         },
     ).run()
