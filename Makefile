@@ -10,6 +10,7 @@ SHELL := /bin/bash
 VENV        := .venv
 VENV_PY     := $(VENV)/bin/python
 STAMP       := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 HOST        ?= 127.0.0.1
@@ -28,9 +29,10 @@ help:
 	@echo "  make test             ensure MySQL/Redis answer, then run tests/unit and tests/integration"
 	@echo "  make test-unit        unit tests only (no servers)"
 	@echo "  make run-distributed  MySQL + Redis + Celery deployment (scripts/run-distributed.sh)"
-	@echo "  make bench            benchmarks/run_all.py, then benchmarks/http_bench.py"
-	@echo "  make clean            remove $(VENV), caches and *.db files"
-	@echo "Pass extra pytest options with PYTEST_ARGS='-k webhook -x'."
+	@echo "  make bench            benchmarks/bench.py: Stockade vs baselines under wrk, MariaDB+Redis and SQLite,"
+	@echo "                        a flash sale, PASS/MISS per target, plot in benchmarks/results.png (~7 min)"
+	@echo "  make clean            remove $(VENV), caches, *.db files and benchmarks/results.png"
+	@echo "Pass extra pytest options with PYTEST_ARGS='-k webhook -x'; bench options with BENCH_ARGS=--quick."
 
 venv install: $(STAMP)
 
@@ -77,15 +79,21 @@ run-distributed: $(STAMP)
 	@echo "==> scripts/run-distributed.sh"
 	exec bash scripts/run-distributed.sh
 
-bench: $(STAMP)
-	@echo "==> benchmarks/run_all.py $(BENCH_ARGS) (in-process server-side cost)"
-	$(VENV_PY) benchmarks/run_all.py $(BENCH_ARGS)
-	@echo "==> benchmarks/http_bench.py (over sockets, then a flash sale)"
-	$(VENV_PY) benchmarks/http_bench.py
+# The bench extra (matplotlib) on top of the test install; its own stamp, redone after $(STAMP).
+$(BENCH_STAMP): $(STAMP)
+	@echo "==> pip install -e '.[test,bench]'"
+	@$(VENV_PY) -m pip install --quiet -e '.[test,bench]'
+	@touch "$@"
+
+# Needs wrk, a MySQL-compatible server and Redis (see benchmarks/bench.py --help).
+bench: $(BENCH_STAMP)
+	@echo "==> benchmarks/bench.py $(BENCH_ARGS)"
+	$(VENV_PY) benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
-	@echo "==> removing $(VENV), caches, build output and *.db files"
+	@echo "==> removing $(VENV), caches, build output and *.db files (with their -versions cache files)"
 	rm -rf "$(VENV)" .pytest_cache .hypothesis build dist .prometheus-multiproc
+	rm -f benchmarks/results.png
 	find . -path ./.git -prune -o -name '__pycache__' -type d -prune -exec rm -rf {} +
 	find . -path ./.git -prune -o -name '*.egg-info' -type d -prune -exec rm -rf {} +
-	find . -path ./.git -prune -o -type f \( -name '*.db' -o -name '*.db-shm' -o -name '*.db-wal' \) -exec rm -f {} +
+	find . -path ./.git -prune -o -type f \( -name '*.db' -o -name '*.db-shm' -o -name '*.db-wal' -o -name '*.db-versions' \) -exec rm -f {} +
