@@ -78,6 +78,24 @@ def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> N
         engine.dispose()
 
 
+def test_migration_0003_keeps_each_webhooks_first_outcome_and_forgets_old_key_records(mysql_url: str) -> None:
+    migrate(mysql_url, "0002")
+    engine = sa.create_engine(mysql_url)
+    try:
+        for key, outcome, status in (("early", "applied", 202), ("on-time", "applied", 200), ("late", "ignored", 200)):
+            execute(engine, "INSERT INTO payment_events (key_hash, idempotency_key, order_id, result, fingerprint, "
+                            "outcome, http_status, response_status, created_at) VALUES "
+                            "(:k, :k, 1, 'success', 'f', :o, :s, 'paid', NOW(6))", k=key, o=outcome, s=status)
+        execute(engine, "INSERT INTO idempotency_keys (scope, key_hash, fingerprint, status_code, body, claimed_at) "
+                        "VALUES ('orders', 'h', 'f', 201, '{}', NOW(6))")
+        migrate(mysql_url)
+        assert dict(rows(engine, "SELECT idempotency_key, first_outcome FROM payment_events")) == {
+            "early": "deferred", "on-time": "applied", "late": "ignored"}
+        assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys") == 0
+    finally:
+        engine.dispose()
+
+
 def test_the_schema_declares_the_three_stock_check_constraints(engine: sa.Engine) -> None:
     ddl = rows(engine, "SHOW CREATE TABLE products")[0][1]
     for name in ("ck_products_stock_nonnegative", "ck_products_reserved_nonnegative",
