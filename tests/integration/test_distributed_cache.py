@@ -277,3 +277,27 @@ def test_with_redis_hanging_reads_succeed_and_the_breaker_stops_retrying_it(data
 
         # The first timeout opens the breaker; without it each of the 20 reads would dial Redis again.
         assert 1 <= len(hanging_redis.accepted) <= 10, len(hanging_redis.accepted)
+
+
+def test_more_concurrent_readers_than_redis_connections_wait_for_one_instead_of_bypassing(redis_url, caplog):
+    """A gevent worker serves hundreds of requests at once: beyond the pool's connections a
+    version check waits briefly for one, rather than failing and opening the breaker."""
+    versions = RedisVersions.from_url(redis_url, max_connections=2, socket_timeout_seconds=5)
+    tokens: list[object] = []
+    barrier = threading.Barrier(16)
+
+    def reader() -> None:
+        barrier.wait()
+        for _ in range(20):
+            tokens.append(versions.current(7))
+
+    with caplog.at_level(logging.WARNING, logger="stockade.cache"):
+        threads = [threading.Thread(target=reader) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    versions.close()
+
+    assert len(tokens) == 320 and None not in tokens  # None: the breaker was open, memory bypassed
+    assert "unavailable" not in caplog.text
