@@ -51,8 +51,9 @@ def answer_once(deps: Deps, key: RequestKey | None, action: Callable[[RequestKey
     except DomainError as refusal:
         if key is None:
             return Answer(refusal=refusal)
+        record = encode_refusal(refusal)
         try:
-            transaction(deps, lambda uow, now: uow.idempotency.claim(key, now, encode_refusal(refusal)))
+            transaction(deps, lambda uow, now: uow.idempotency.claim(key, now, record))
         except IdempotencyKeyTaken:
             return _replay(deps, key)
         return Answer(refusal=refusal)

@@ -5,11 +5,12 @@ import inspect
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,47 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
         pass
+
+
+#: Starting gunicorn, migrating SQLite and importing the app, on a loaded machine.
+SERVE_START_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def stockade_servers(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen, int, Path]]]:
+    """Yields `start(env, workers, ready)`: runs `stockade serve --workers N` on a free port of
+    127.0.0.1 and returns (process, port, log path) once `ready(process, port)` holds (an
+    OSError from it means "not yet"). Every server started is stopped on exit."""
+    procs: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str], workers: int,
+              ready: Callable[[subprocess.Popen, int], bool]) -> tuple[subprocess.Popen, int, Path]:
+        port = free_port()
+        log_path = tmp_path / f"serve-{len(procs)}.log"
+        proc = spawn_stockade(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+                              env, log_path)
+        procs.append(proc)
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                log = log_path.read_text(errors="replace")
+                raise AssertionError(f"stockade serve exited with {proc.returncode}:\n{log}")
+            try:
+                return ready(proc, port)
+            except OSError:
+                return False
+
+        wait_for(up, f"stockade serve --workers {workers} answering", timeout=SERVE_START_SECONDS)
+        return proc, port, log_path
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            stop_process_group(proc)

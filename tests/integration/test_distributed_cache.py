@@ -97,22 +97,18 @@ def test_a_write_through_one_process_outdates_every_other_processes_memory(datab
         assert (after["name"], after["stock"], after["available"]) == ("Renamed", 6, 6)
 
 
-class SwitchableProxy:
-    """A TCP proxy to Redis that can be cut (every connection dropped, new ones closed at
-    once, as a partition looks to a client) and restored."""
+class LocalRedisStandIn:
+    """A TCP server on 127.0.0.1 that a Redis client can be pointed at; subclasses say what
+    it does with each connection it accepts (`accepted`)."""
 
-    def __init__(self, target_url: str) -> None:
-        target = urlsplit(target_url)
-        self.target = (target.hostname or "127.0.0.1", target.port or 6379)
-        self.db = target.path or "/0"
+    db = "/0"
+
+    def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
-        self.up = True
-        self._open: list[socket.socket] = []
-        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="redis-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._accept, name=type(self).__name__, daemon=True)
 
     @property
     def url(self) -> str:
@@ -124,14 +120,47 @@ class SwitchableProxy:
                 conn, _ = self.listener.accept()
             except OSError:  # the 0.1 s accept timeout, or the listener closed
                 continue
-            if not self.up:
-                conn.close()
-                continue
-            upstream = socket.create_connection(self.target, timeout=10)
-            with self._lock:
-                self._open += [conn, upstream]
-            for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            self.accepted(conn)
+
+    def accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close_connections(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+        self.close_connections()
+
+
+class SwitchableProxy(LocalRedisStandIn):
+    """A TCP proxy to Redis that can be cut (every connection dropped, new ones closed at
+    once, as a partition looks to a client) and restored."""
+
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        self.target = (target.hostname or "127.0.0.1", target.port or 6379)
+        self.db = target.path or "/0"
+        self.up = True
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def accepted(self, conn: socket.socket) -> None:
+        if not self.up:
+            conn.close()
+            return
+        upstream = socket.create_connection(self.target, timeout=10)
+        with self._lock:
+            self._open += [conn, upstream]
+        for src, dst in ((conn, upstream), (upstream, conn)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -160,14 +189,7 @@ class SwitchableProxy:
     def restore(self) -> None:
         self.up = True
 
-    def __enter__(self) -> SwitchableProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.listener.close()
+    def close_connections(self) -> None:
         self.cut()
 
 
@@ -221,40 +243,18 @@ def test_with_redis_down_reads_and_writes_work_and_readyz_names_redis(database, 
     assert any("Redis cache unavailable" in r.getMessage() for r in caplog.records), caplog.text
 
 
-class HangingServer:
+class HangingServer(LocalRedisStandIn):
     """A TCP server that accepts connections and never answers; counts the connections."""
 
     def __init__(self) -> None:
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hanging-redis", daemon=True)
+        self.accepted_connections: list[socket.socket] = []
+        super().__init__()
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    def accepted(self, conn: socket.socket) -> None:
+        self.accepted_connections.append(conn)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:  # the 0.1 s accept timeout, or the listener closed
-                continue
-            self.accepted.append(conn)
-
-    def __enter__(self) -> HangingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.listener.close()
-        for conn in self.accepted:
+    def close_connections(self) -> None:
+        for conn in self.accepted_connections:
             conn.close()
 
 
@@ -276,7 +276,7 @@ def test_with_redis_hanging_reads_succeed_and_the_breaker_stops_retrying_it(data
             assert (data["name"], data["stock"], data["price"]) == ("Kettle", 4, "30.00")
 
         # The first timeout opens the breaker; without it each of the 20 reads would dial Redis again.
-        assert 1 <= len(hanging_redis.accepted) <= 10, len(hanging_redis.accepted)
+        assert 1 <= len(hanging_redis.accepted_connections) <= 10, len(hanging_redis.accepted_connections)
 
 
 def test_more_concurrent_readers_than_redis_connections_wait_for_one_instead_of_bypassing(redis_url, caplog):

@@ -24,10 +24,8 @@ import pytest
 from tests.integration.distributed_helpers import (
     REPO_ROOT,
     STOCKADE_BIN,
-    spawn_stockade,
     stockade_env,
-    stop_process_group,
-    wait_for,
+    stockade_servers,
 )
 
 HOST = "127.0.0.1"
@@ -36,16 +34,8 @@ READS_PER_WORKER = 20
 #: Connections tried before concluding that some worker never accepts one.
 MAX_CONNECTIONS = 200
 REQUEST_TIMEOUT_SECONDS = 10.0
-#: Starting gunicorn, migrating SQLite and importing the app, on a loaded machine.
-START_SECONDS = 60.0
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc to tell workers apart")
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def call(conn: http.client.HTTPConnection, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -158,34 +148,19 @@ def env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def start_server(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[[int], Server]]:
-    procs: list[subprocess.Popen] = []
+    with stockade_servers(tmp_path) as serve:
 
-    def start(workers: int) -> Server:
-        port = free_port()
-        log_path = tmp_path / f"serve-{len(procs)}.log"
-        proc = spawn_stockade(["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)],
-                              env, log_path)
-        procs.append(proc)
-        server = Server(proc, port, workers, log_path)
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"stockade serve exited with {proc.returncode}:\n{server.log()}")
-            try:
+        def start(workers: int) -> Server:
+            def ready(proc: subprocess.Popen, port: int) -> bool:
+                server = Server(proc, port, workers, Path())
                 with closing(server.connect()) as conn:
                     healthy = call(conn, "GET", "/healthz")[0] == 200
-            except OSError:
-                return False
-            return healthy and len(server.worker_pids()) == workers
+                return healthy and len(server.worker_pids()) == workers
 
-        wait_for(ready, f"stockade serve --workers {workers} answering /healthz", timeout=START_SECONDS)
-        return server
+            proc, port, log_path = serve(env, workers, ready)
+            return Server(proc, port, workers, log_path)
 
-    try:
         yield start
-    finally:
-        for proc in procs:
-            stop_process_group(proc)
 
 
 def rename_behind_the_caches_back(database_url: str, product_id: int, name: str) -> None:

@@ -15,7 +15,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +25,8 @@ from stockade.adapters.sql import migrate
 from tests.integration.distributed_helpers import (  # noqa: F401 - broker_url is a fixture
     broker_url,
     queue_length,
-    spawn_stockade,
     stockade_env,
-    stop_process_group,
+    stockade_servers,
     wait_for,
 )
 
@@ -42,14 +41,6 @@ PROBES_DEADLINE_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 #: process_order's simulated work: longer than the probes may take, so they run during it.
 PROCESSING_SECONDS = PROBES_DEADLINE_SECONDS + 2
-#: Starting gunicorn, migrating SQLite and importing the app, on a loaded machine.
-START_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -79,37 +70,22 @@ class Server:
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Starts `stockade serve --workers N` (on a fresh SQLite file by default); stops every one started."""
-    procs = []
+    with stockade_servers(tmp_path) as serve:
+        started = 0
 
-    def start(workers: int, **variables: str) -> Server:
-        port = free_port()
-        n = len(procs)
-        env = stockade_env(
-            STOCKADE_DATABASE_URL=f"sqlite:///{tmp_path / f'stockade-{n}.db'}",  # unless `variables` name one
-            STOCKADE_ENV="development",
-        )
-        env.update(variables)
-        server = Server(port, tmp_path / f"serve-{n}.log")
-        proc = spawn_stockade(["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)],
-                              env, server.log_path)
-        procs.append(proc)
+        def start(workers: int, **variables: str) -> Server:
+            nonlocal started
+            env = stockade_env(
+                STOCKADE_DATABASE_URL=f"sqlite:///{tmp_path / f'stockade-{started}.db'}",  # unless `variables` name one
+                STOCKADE_ENV="development",
+            )
+            env.update(variables)
+            started += 1
+            _, port, log_path = serve(
+                env, workers, lambda proc, port: Server(port, Path()).request("GET", "/healthz", timeout=2)[0] == 200)
+            return Server(port, log_path)
 
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"stockade serve exited with {proc.returncode}:\n{server.log()}")
-            try:
-                return server.request("GET", "/healthz", timeout=2)[0] == 200
-            except OSError:
-                return False
-
-        wait_for(healthy, f"stockade serve --workers {workers} answering /healthz", timeout=START_SECONDS)
-        return server
-
-    try:
         yield start
-    finally:
-        for proc in procs:
-            stop_process_group(proc)
 
 
 def stall(port: int, stack: ExitStack) -> socket.socket:
