@@ -7,12 +7,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from stockade.application.expiry import reclaim_expired
-from stockade.application.ports import ConditionFailed, RequestKey, UnitOfWork
+from stockade.application.ports import ConditionFailed, RequestKey, TransientStorageError, UnitOfWork
 from stockade.application.services import Deps, transaction
 from stockade.domain.errors import OutOfStock, ProductNotFound
 from stockade.domain.model import Product, ProductSnapshot
 
 T = TypeVar("T")
+
+#: Tries of the deciding statement before giving up; each lost one re-reads the product, and
+#: a refusal needs a read that proves it.
+ATTEMPTS = 5
 
 
 def product_snapshot(deps: Deps, product_id: int, *, from_memory: bool = True) -> ProductSnapshot:
@@ -46,26 +50,27 @@ def claim_units(
     read first (one plain read, no lock). Then `write` adds
     the rows that follow from success and ends with the one conditional statement that
     decides. When that statement does not match (the race was lost, or the price changed
-    since the read), the product is read again and the attempt made once more. Expired,
-    unswept holds and overdue orders are released before a refusal.
-    Raises ProductNotFound or OutOfStock.
+    since the read), the product is read again and the attempt made again. Expired,
+    unswept holds and overdue orders are released before a refusal, and a refusal is only
+    given when a read proves it. Raises ProductNotFound or OutOfStock, and
+    TransientStorageError when every attempt lost its race without such a proof.
     """
     snapshot = _write_basis(deps, product_id, quantity)
-    for _ in range(2):
+    for _ in range(ATTEMPTS):
         if snapshot.product.available < quantity:
             if snapshot.proves_sold_out(quantity, deps.clock.now()):
                 raise OutOfStock()
             # Lapsed claims stand in the way: give them back now, before the sweep does.
             transaction(deps, lambda uow, now: reclaim_expired(uow, deps.policy, product_id, now))
             snapshot = product_snapshot(deps, product_id, from_memory=False)
-            if snapshot.product.available < quantity:
-                raise OutOfStock()
+            continue
         product = snapshot.product
         try:
             return transaction(deps, lambda uow, now: write(uow, now, product), key=key, encode=encode)
         except ConditionFailed:
             snapshot = product_snapshot(deps, product_id, from_memory=False)
-    raise OutOfStock()
+    # Never a refusal without proof: an Idempotency-Key would record it. The client retries.
+    raise TransientStorageError(f"lost the race for product {product_id} {ATTEMPTS} times; retry")
 
 
 def _write_basis(deps: Deps, product_id: int, quantity: int) -> ProductSnapshot:

@@ -15,7 +15,7 @@ from stockade.application.commands import PaymentNotification
 from stockade.application.payments import handle_payment
 from stockade.application.commands import Purchase
 from stockade.application.idempotency import request_key
-from stockade.application.ports import IdempotencyKeyTaken, KeyRecord
+from stockade.application.ports import ConditionFailed, IdempotencyKeyTaken, KeyRecord
 from stockade.application.records import decode, encode_refusal
 from stockade.domain.errors import HoldExpired, OutOfStock, ProductNotFound
 from stockade.domain.model import HoldStatus, OrderStatus, PaymentResult, WebhookOutcome
@@ -581,3 +581,19 @@ def test_keys_are_purged_after_their_retention(shop, clock) -> None:
         uow.commit()
     with shop.deps.read() as uow:
         assert uow.idempotency.find(_key("old")) is None
+
+
+def test_a_held_write_that_fails_when_sent_early_leaves_nothing_for_the_next_transaction(shop, engine) -> None:
+    """Held statements go out before a statement run at once. If one of them fails there,
+    what ran before it must be rolled back, not left in an open transaction on a pooled
+    connection for the next unit of work to commit."""
+    gone = shop.create_product("Gone", "1.00", 0)
+    with pytest.raises(ConditionFailed):
+        with shop.deps.uow() as uow:
+            now = shop.deps.clock.now()
+            uow.events.record("stray_event", {"product_id": gone.id}, now)  # held
+            uow.products.reserve(gone.id, 1, now)  # held; its guard fails when sent
+            uow.products.get(gone.id)  # run at once: sends the held statements first
+    for _ in range(3):  # whichever pooled connection the next units of work get
+        shop.create_product("Next", "1.00", 1)
+    assert scalar(engine, "SELECT COUNT(*) FROM event_log WHERE event = 'stray_event'") == 0

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import attrs
 import pytest
 
+from stockade.application.claim import ATTEMPTS
+from stockade.application.commands import Purchase
+from stockade.application.idempotency import answer_once, request_key
+from stockade.application.ports import ConditionFailed, TransientStorageError
+from stockade.application.purchase import purchase
 from stockade.application.services import PROCESS_ORDER
 from stockade.domain.errors import OutOfStock, ProductNotFound
 from stockade.domain.model import OrderStatus
@@ -111,3 +117,43 @@ def test_a_sold_out_refusal_from_memory_still_lets_lapsed_holds_go(shop, store, 
     view = shop.purchase(phone.id, 1)  # the remembered refusal is no proof past the hold's expiry
 
     assert view.product.stock == 9 and store.product(phone.id).reserved == 0
+
+
+class _RacesLost:
+    """A unit of work whose first `losses` conditional sales lose their race (as if another
+    buyer's statement matched first each time), though the units are there."""
+
+    def __init__(self, make_uow, losses: int) -> None:
+        self.make_uow, self.losses = make_uow, losses
+
+    def __call__(self):
+        uow = self.make_uow()
+        take = uow.products.take
+
+        def losing_take(*args, **kwargs):
+            if self.losses > 0:
+                self.losses -= 1
+                raise ConditionFailed()
+            return take(*args, **kwargs)
+
+        uow.products.take = losing_take
+        return uow
+
+
+def test_a_purchase_that_loses_races_tries_again_while_units_are_there(shop, store, phone):
+    races = _RacesLost(shop.deps.uow, losses=ATTEMPTS - 1)
+    deps = attrs.evolve(shop.deps, uow=races)
+
+    view = purchase(deps, Purchase(phone.id, 1))
+
+    assert races.losses == 0 and view.product.stock == 9 and store.product(phone.id).stock == 9
+
+
+def test_a_purchase_that_loses_every_race_is_never_refused_without_proof(shop, store, phone):
+    deps = attrs.evolve(shop.deps, uow=_RacesLost(shop.deps.uow, losses=10 * ATTEMPTS))
+    command = Purchase(phone.id, 1)
+
+    with pytest.raises(TransientStorageError):  # 503, retry: the units were there all along
+        answer_once(deps, request_key("orders.purchase", "k", command), lambda k: purchase(deps, command, k))
+
+    assert store.tables.idempotency == {} and store.product(phone.id).stock == 10

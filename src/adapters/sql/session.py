@@ -44,15 +44,16 @@ class Json:
         self.data = data
 
 
-_RETURNING: dict[tuple[int, tuple[str, ...]], sa.Update] = {}
+_RETURNING: dict[tuple[int, tuple[str, ...]], tuple[sa.Update, sa.Update]] = {}
 
 
 def _returning(stmt: sa.Update, columns: tuple[sa.Column, ...]) -> sa.Update:
     """`stmt ... RETURNING columns`, built once (a prebuilt statement skips SQLAlchemy's compile)."""
     key = (id(stmt), tuple(c.name for c in columns))
-    if key not in _RETURNING:
-        _RETURNING[key] = stmt.returning(*columns)
-    return _RETURNING[key]
+    found = _RETURNING.get(key)
+    if found is None or found[0] is not stmt:
+        found = _RETURNING[key] = (stmt, stmt.returning(*columns))
+    return found[1]
 
 
 _RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, str, tuple[str, ...], dict[str, Any]]] = {}
@@ -245,6 +246,9 @@ class Session:
             statements.append("SELECT " + ", ".join(values))
         if commit:
             statements.append("COMMIT")
+        # A transaction SQLAlchemy does not know of: the batch opens it (and, with `commit`,
+        # ends it), so on an error this session must end it itself.
+        unseen = commit or not self.conn.in_transaction()
         dbapi = self.conn.connection.dbapi_connection
         cursor = dbapi.cursor()
         index = 0
@@ -259,19 +263,22 @@ class Session:
                     break
         except pymysql.err.Error as exc:
             failed = held[index] if index < len(held) else None
-            if commit:
+            if unseen:
                 self._rollback_unseen(dbapi)
             self._raise(exc, failed)
+        except BaseException:
+            # Interrupted mid-protocol (a timeout, a cancelled greenlet): its state, and
+            # whether the COMMIT ran, are unknown. The connection must not be reused.
+            self.conn.invalidate()
+            raise
         finally:
             cursor.close()
 
-    @staticmethod
-    def _rollback_unseen(dbapi) -> None:
-        """The batch opened a transaction SQLAlchemy does not know of: end it here."""
+    def _rollback_unseen(self, dbapi) -> None:
         try:
             dbapi.rollback()
         except pymysql.err.Error:
-            pass  # the connection is broken; the unit of work discards it
+            self.conn.invalidate()  # broken: closing it makes the server roll back
 
     def _raise(self, exc: pymysql.err.Error, failed: _Held | None) -> None:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
