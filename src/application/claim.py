@@ -47,9 +47,8 @@ def claim_units(
     there, with no database round trip at all. A snapshot memory can no longer vouch for
     (every sale outdates it) is still a basis to try the sale on, because the deciding
     statement re-checks the price, liveness and availability; otherwise the product is
-    read first (one plain read, no lock). Then `write` adds
-    the rows that follow from success and ends with the one conditional statement that
-    decides. When that statement does not match (the race was lost, or the price changed
+    read first (one plain read, no lock). Then `write` adds the rows that follow from
+    success and ends with the one conditional statement that decides. When that statement does not match (the race was lost, or the price changed
     since the read), the product is read again and the attempt made again. Expired,
     unswept holds and overdue orders are released before a refusal, and a refusal is only
     given when a read proves it. Raises ProductNotFound or OutOfStock, and

@@ -22,8 +22,8 @@ def order_from_hold(deps: Deps, cmd: OrderFromHold, key: RequestKey | None = Non
     Raises HoldNotFound, HoldAlreadyUsed, HoldReleased, HoldExpired.
 
     The hold and its product (from memory when current) are read first, without locks; the
-    transaction then inserts
-    the order and ends with the conditional `active -> used` of the hold, which decides.
+    transaction then inserts the order and ends with the conditional `active -> used` of
+    the hold, which decides.
     A webhook that arrived before the order existed is queued right after the commit (and
     applied by the periodic sweep, should this process stop first).
     """
