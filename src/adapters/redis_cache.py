@@ -1,17 +1,30 @@
 """Product versions on Redis: the version store that every process on every host bumps.
 
 The snapshots themselves stay in each process's memory (VersionedProductCache); Redis holds
-one generation counter per product, read with one GET per cache lookup and INCRed by every
-committed write. Redis failing or hanging costs one short timeout, then the cache is
-bypassed for a few seconds (a breaker); bumps that could not be sent are kept and sent as
-soon as Redis answers again.
+one generation counter per product, read by every cache lookup and INCRed by every
+committed write.
+
+A process talks to Redis through one sender (`RoundTrips`): the reads and bumps asked for
+while a round trip is out wait for the next one and go together, as one script call. Under
+load a round trip thus serves every request that arrived during the previous one, and a
+version check costs a request a share of a round trip instead of a whole one. Joining only
+the *next* round trip, never the one already out, is what keeps the rule "a write is seen
+by every read that starts after its response": a read's answer comes from a round trip sent
+after the read began, so after the bump of every write that had answered by then.
+
+Redis failing or hanging costs one short timeout, then the cache is bypassed for a few
+seconds (a breaker); bumps that could not be sent are kept and go with the first round trip
+that succeeds, ahead of its reads.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 
 import redis
@@ -22,103 +35,188 @@ log = logging.getLogger("stockade.cache")
 #: again restarts at 1, a value only an entry older than the cache's TTL could hold.
 GENERATION_EXPIRY_MS = 7 * 86_400_000
 
+#: Bumps first (so the reads of the same round trip see them), then the reads.
+#: KEYS: the keys to bump, then the keys to read; ARGV: the number of keys to bump, the expiry.
+_ROUND_TRIP_SCRIPT = """
+local bumps = tonumber(ARGV[1])
+for i = 1, bumps do
+  redis.call('INCR', KEYS[i])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+if #KEYS > bumps then
+  return redis.call('MGET', unpack(KEYS, bumps + 1))
+end
+return {}
+"""
 
-#: Connections per process: about as many requests as a gevent worker serves at once can
-#: each hold one while the worker's CPU is busy with the others.
-MAX_CONNECTIONS = 512
+
+class RoundTripFailed(Exception):
+    """The round trip a call joined failed or did not come back in time."""
+
+
+class _Trip:
+    """What one round trip carries and what it brought back."""
+
+    __slots__ = ("bumps", "reads", "done", "answers", "error")
+
+    def __init__(self) -> None:
+        self.bumps: set[str] = set()
+        self.reads: set[str] = set()
+        self.done = threading.Event()
+        self.answers: dict[str, bytes | None] = {}
+        self.error: BaseException | None = None
+
+
+class RoundTrips:
+    """One sender per process that carries every caller's reads and bumps to Redis.
+
+    A caller adds its keys to the open trip and waits for it; the sender closes the open
+    trip only when it sends it, so whatever a caller added goes in a round trip that
+    started after the call did. The sender is a daemon thread (a greenlet under a gevent
+    worker), started on first use, and again in a forked child (a prefork worker), which
+    inherits neither the thread nor a trip it had out.
+    """
+
+    def __init__(self, client: redis.Redis, *, wait_seconds: float) -> None:
+        self._script = client.register_script(_ROUND_TRIP_SCRIPT)
+        self._wait_seconds = wait_seconds
+        self._closed = False
+        self._start_over()
+        os.register_at_fork(after_in_child=functools.partial(_start_over_if_alive, weakref.ref(self)))
+
+    def _start_over(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._open = _Trip()
+        self._sending = False
+
+    def call(self, *, bumps: Sequence[str] = (), reads: Sequence[str] = ()) -> dict[str, bytes | None]:
+        """Send these bumps and reads in the next round trip; the values read, by key.
+        Raises RoundTripFailed when that trip fails or takes longer than allowed."""
+        with self._lock:
+            if not self._sending:
+                self._sending = True
+                threading.Thread(target=self._send_forever, name="stockade-redis-round-trips", daemon=True).start()
+            trip = self._open
+            trip.bumps.update(bumps)
+            trip.reads.update(reads)
+        self._wake.set()
+        if not trip.done.wait(self._wait_seconds):
+            raise RoundTripFailed(f"no answer from Redis within {self._wait_seconds}s")
+        if trip.error is not None:
+            raise RoundTripFailed(str(trip.error)) from trip.error
+        return trip.answers
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    def _send_forever(self) -> None:
+        wake, lock = self._wake, self._lock  # a fork replaces them; this thread ends with its process
+        while True:
+            wake.wait()
+            with lock:
+                # Cleared before the swap: a caller that adds to the new open trip sets it again.
+                wake.clear()
+                if self._closed:
+                    return
+                trip, self._open = self._open, _Trip()
+            if trip.bumps or trip.reads:
+                self._send(trip)
+
+    def _send(self, trip: _Trip) -> None:
+        bumps, reads = sorted(trip.bumps), sorted(trip.reads)
+        try:
+            values = self._script(keys=[*bumps, *reads], args=[len(bumps), GENERATION_EXPIRY_MS])
+            trip.answers = dict(zip(reads, values, strict=True))
+        except BaseException as exc:  # handed to every caller of this trip
+            trip.error = exc
+        finally:
+            trip.done.set()
+
+
+def _start_over_if_alive(ref: weakref.ref[RoundTrips]) -> None:
+    trips = ref()
+    if trips is not None:
+        trips._start_over()
 
 
 class RedisVersions:
     """VersionStore on Redis; answers None (cache bypassed) while Redis misbehaves."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "stockade:product:", breaker_seconds: float = 2.0) -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str = "stockade:product:", breaker_seconds: float = 2.0,
+                 wait_seconds: float = 1.0) -> None:
         self.client = client
         self.prefix = prefix
         self.breaker_seconds = breaker_seconds
+        self._trips = RoundTrips(client, wait_seconds=wait_seconds)
         self._open_until = 0.0
         self._healthy = True
         self._lock = threading.Lock()
-        self._missed_bumps: set[int] = set()
+        self._missed_bumps: set[str] = set()
 
     @classmethod
-    def from_url(cls, url: str, *, socket_timeout_seconds: float = 0.25, max_connections: int = MAX_CONNECTIONS,
-                 **kwargs) -> RedisVersions:
-        """Versions on the Redis at `url`; a call waits at most `socket_timeout_seconds`
+    def from_url(cls, url: str, *, socket_timeout_seconds: float = 0.25, **kwargs) -> RedisVersions:
+        """Versions on the Redis at `url`; a round trip waits at most `socket_timeout_seconds`
         (short: a hanging Redis must cost a request little before the breaker opens)."""
-        # A blocking pool: beyond its connections a request waits (at most the same short
-        # timeout) for one to come back. The default pool raised "Too many connections" under
-        # a gevent worker's hundreds of concurrent requests, which opened the breaker and sent
-        # every read of the process to the database at once (a flash sale's p99 was 6 s).
+        # One sender, so one connection in use at a time; two spare for ping (readiness)
+        # and a reconnect.
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=socket_timeout_seconds, socket_timeout=socket_timeout_seconds,
+            url, max_connections=3, timeout=socket_timeout_seconds, socket_timeout=socket_timeout_seconds,
             socket_connect_timeout=socket_timeout_seconds, retry_on_timeout=False, health_check_interval=0,
         )
+        # A caller waits for the round trip out before its own, each bounded by the timeout.
+        kwargs.setdefault("wait_seconds", 2 * socket_timeout_seconds + 0.5)
         return cls(redis.Redis(connection_pool=pool, retry=None), **kwargs)
 
     def _key(self, product_id: int) -> str:
         return f"{self.prefix}{product_id}:gen"
 
-    def _available(self) -> bool:
-        return time.monotonic() >= self._open_until
-
-    def _failed(self, action: str, exc: Exception) -> None:
-        with self._lock:
-            self._open_until = time.monotonic() + self.breaker_seconds
-            first, self._healthy = self._healthy, False
-        if first:
-            log.warning("Redis cache unavailable during %s (%s); serving from the database, retrying every %ss",
-                        action, exc, self.breaker_seconds)
-
-    def _answered(self) -> None:
-        if not self._healthy:
-            self._healthy = True
-            log.info("Redis cache answers again")
-
     def current(self, product_id: int) -> bytes | None:
-        if not self._available():
+        if time.monotonic() < self._open_until:
             return None
+        key = self._key(product_id)
         try:
-            if self._missed_bumps:
-                # Until they are sent, other processes may trust entries our writes outdated;
-                # our own answers must not, so they wait for the flush.
-                self._send_bumps(())
-            generation = self.client.get(self._key(product_id))
-        except (redis.RedisError, OSError) as exc:
-            self._failed("get", exc)
+            # Until missed bumps are sent, other processes may trust entries our writes
+            # outdated; our own answers must not, so they go first, in the same trip.
+            generation = self._round_trip("get", reads=(key,))[key]
+        except RoundTripFailed:
             return None
-        self._answered()
         return b"" if generation is None else generation
 
     def bump(self, product_ids: Sequence[int]) -> None:
         if not product_ids:
             return
-        if not self._available():
+        keys = [self._key(product_id) for product_id in product_ids]
+        if time.monotonic() < self._open_until:
             with self._lock:
-                self._missed_bumps.update(product_ids)
+                self._missed_bumps.update(keys)
             return
         try:
-            self._send_bumps(product_ids)
-        except (redis.RedisError, OSError) as exc:
-            self._failed("invalidate", exc)
-            return
-        self._answered()
+            self._round_trip("invalidate", bumps=keys)
+        except RoundTripFailed:
+            pass  # kept as missed by _round_trip
 
-    def _send_bumps(self, product_ids: Sequence[int]) -> None:
-        """INCR the given and every missed product in one pipeline; on failure all of them
-        are kept as missed and the error propagates."""
-        with self._lock:
-            pending, self._missed_bumps = self._missed_bumps | set(product_ids), set()
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for product_id in sorted(pending):
-                key = self._key(product_id)
-                pipe.incr(key)
-                pipe.pexpire(key, GENERATION_EXPIRY_MS)
-            pipe.execute()
-        except BaseException:
+    def _round_trip(self, action: str, *, bumps: Sequence[str] = (), reads: Sequence[str] = ()) -> dict:
+        missed: set[str] = set()
+        if self._missed_bumps:
             with self._lock:
-                self._missed_bumps |= pending
+                missed, self._missed_bumps = self._missed_bumps, set()
+        try:
+            answers = self._trips.call(bumps=[*missed, *bumps], reads=reads)
+        except RoundTripFailed as exc:
+            with self._lock:
+                self._missed_bumps.update(missed, bumps)
+                self._open_until = time.monotonic() + self.breaker_seconds
+                first, self._healthy = self._healthy, False
+            if first:
+                log.warning("Redis cache unavailable during %s (%s); serving from the database, retrying every %ss",
+                            action, exc, self.breaker_seconds)
             raise
+        if not self._healthy:
+            self._healthy = True
+            log.info("Redis cache answers again")
+        return answers
 
     def ping(self) -> str | None:
         try:
@@ -128,4 +226,5 @@ class RedisVersions:
             return type(exc).__name__
 
     def close(self) -> None:
+        self._trips.close()
         self.client.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -14,7 +16,7 @@ import redis
 from falcon import testing
 
 from stockade.adapters.memory_cache import VersionedProductCache
-from stockade.adapters.redis_cache import RedisVersions
+from stockade.adapters.redis_cache import RedisVersions, RoundTrips
 from stockade.adapters.sql import migrate
 from stockade.entrypoints import bootstrap
 from stockade.entrypoints.bootstrap import Services
@@ -279,25 +281,99 @@ def test_with_redis_hanging_reads_succeed_and_the_breaker_stops_retrying_it(data
         assert 1 <= len(hanging_redis.accepted_connections) <= 10, len(hanging_redis.accepted_connections)
 
 
-def test_more_concurrent_readers_than_redis_connections_wait_for_one_instead_of_bypassing(redis_url, caplog):
-    """A gevent worker serves hundreds of requests at once: beyond the pool's connections a
-    version check waits briefly for one, rather than failing and opening the breaker."""
-    versions = RedisVersions.from_url(redis_url, max_connections=2, socket_timeout_seconds=5)
-    tokens: list[object] = []
-    barrier = threading.Barrier(16)
+def counted_trips(monkeypatch: pytest.MonkeyPatch, before_answer=None) -> list[tuple[list[str], list[str]]]:
+    """Records every round trip RoundTrips sends (its bumps and reads); `before_answer(n)`,
+    if given, runs after the n-th trip reached Redis and before its callers see the answer."""
+    trips: list[tuple[list[str], list[str]]] = []
+    send = RoundTrips._send
 
-    def reader() -> None:
-        barrier.wait()
-        for _ in range(20):
-            tokens.append(versions.current(7))
+    def recording_send(self: RoundTrips, trip) -> None:
+        trips.append((sorted(trip.bumps), sorted(trip.reads)))
+        if before_answer is None:
+            send(self, trip)
+            return
+        done, trip.done = trip.done, threading.Event()  # hold the answer back
+        send(self, trip)
+        before_answer(len(trips))
+        done.set()
 
-    with caplog.at_level(logging.WARNING, logger="stockade.cache"):
-        threads = [threading.Thread(target=reader) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    monkeypatch.setattr(RoundTrips, "_send", recording_send)
+    return trips
+
+
+def test_version_checks_asked_while_a_round_trip_is_out_share_the_next_one(redis_url, monkeypatch):
+    """16 concurrent version checks: the first goes at once, the 15 asked while it is out
+    all go in the one round trip after it."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    versions.bump([100 + n for n in range(16)])
+    expected = {n: versions.current(100 + n) for n in range(16)}
+    held = threading.Event()
+
+    def first_trip_waits_for_the_others(trip_no: int) -> None:
+        if trip_no == 1:
+            held.set()
+            waited = time.monotonic() + 10
+            while len(versions._trips._open.reads) < 15 and time.monotonic() < waited:
+                time.sleep(0.001)
+
+    trips = counted_trips(monkeypatch, first_trip_waits_for_the_others)
+    tokens: dict[int, object] = {}
+
+    def reader(n: int) -> None:
+        tokens[n] = versions.current(100 + n)
+
+    first = threading.Thread(target=reader, args=(0,))
+    first.start()
+    assert held.wait(10)
+    others = [threading.Thread(target=reader, args=(n,)) for n in range(1, 16)]
+    for t in others:
+        t.start()
+    for t in [first, *others]:
+        t.join(10)
     versions.close()
 
-    assert len(tokens) == 320 and None not in tokens  # None: the breaker was open, memory bypassed
-    assert "unavailable" not in caplog.text
+    assert tokens == expected
+    assert [len(reads) for _, reads in trips] == [1, 15]
+
+
+def test_a_check_asked_while_a_round_trip_is_out_sees_a_write_that_answered_meanwhile(redis_url, monkeypatch):
+    """Reader A's round trip reaches Redis; a writer in another process then bumps the product
+    and answers; reader B asks while A's trip is still coming back. B must see the bump:
+    it may not take the answer of a round trip that started before it did."""
+    reader_side = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    writer_side = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    before = reader_side.current(7)
+    tokens: dict[str, object] = {}
+    b_asked = threading.Event()
+
+    def between_send_and_answer(trip_no: int) -> None:
+        if trip_no == 1:
+            writer_side.bump([7])  # the write answers after this
+            threading.Thread(target=lambda: (b_asked.set(), tokens.setdefault("b", reader_side.current(7)))).start()
+            assert b_asked.wait(10)
+            time.sleep(0.05)  # B has joined the open trip by now
+
+    counted_trips(monkeypatch, between_send_and_answer)
+    tokens["a"] = reader_side.current(7)
+    deadline = time.monotonic() + 10
+    while "b" not in tokens and time.monotonic() < deadline:
+        time.sleep(0.01)
+    after = generation(redis_url, 7)
+    reader_side.close()
+    writer_side.close()
+
+    assert tokens["a"] == before  # A's trip ran before the bump
+    assert tokens["b"] == after != before
+
+
+def test_a_forked_process_gets_its_own_sender(redis_url):
+    """A process forked after the parent used Redis (a prefork worker) still gets answers."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    versions.bump([9])
+    token = versions.current(9)
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its own check answers the same token
+        os._exit(0 if versions.current(9) == token else 1)
+    _, status = os.waitpid(pid, 0)
+    versions.close()
+    assert os.waitstatus_to_exitcode(status) == 0
