@@ -8,9 +8,11 @@ from decimal import Decimal
 import attrs
 import pytest
 import sqlalchemy as sa
+from falcon import testing
 
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
+from stockade.entrypoints.http.app import create_app
 from stockade.application.commands import PaymentNotification
 from stockade.application.payments import handle_payment
 from stockade.application.commands import Purchase
@@ -504,8 +506,28 @@ def test_a_purchase_sends_its_rows_first_and_the_stock_update_last_before_commit
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pymysql.connections.Connection, "_execute_command", recording)
         shop.purchase(plenty.id, 1)
-    writes = [s for s in statements if s in ("INSERT", "UPDATE", "COMMIT")]
-    assert writes == ["INSERT", "INSERT", "INSERT", "UPDATE", "COMMIT"]
+    # Ids are kept only where later statements or the caller need them (not the event's),
+    # and the guard of the UPDATE is part of the SELECT that reads the values back.
+    assert statements == ["INSERT", "SET", "INSERT", "SET", "INSERT", "UPDATE", "SELECT", "COMMIT"]
+
+
+def test_a_guard_followed_by_more_statements_still_stops_the_batch(cached_shop, engine) -> None:
+    """With an Idempotency-Key the stock UPDATE's guard is not last (the key's answer follows):
+    a lost condition still voids everything, the key included."""
+    shop = cached_shop
+    scarce = shop.create_product("Scarce", "2.50", 1)
+    shop.get_product(scarce.id)
+    execute(engine, "UPDATE products SET stock = 0 WHERE id = :id", id=scarce.id)  # behind memory's back
+
+    client = testing.TestClient(create_app(shop.deps))
+    refused = client.simulate_post("/api/orders/purchase", json={"product_id": scarce.id, "quantity": 1},
+                                   headers={"Idempotency-Key": "guarded-1"})
+
+    assert refused.status_code == 409, refused.text
+    assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :id", id=scarce.id) == 0
+    # The refusal is proven by a fresh read and recorded as the key's answer, in a transaction
+    # of its own: the voided one left no claim without an answer.
+    assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys WHERE answer IS NULL") == 0
 
 
 # ---------------------------------------------------------------- check

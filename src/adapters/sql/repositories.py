@@ -249,7 +249,7 @@ class SqlHoldRepository(_Repository):
 
     def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
         at = to_db(now)
-        hold_id = self.s.insert(
+        hold_id = self.s.insert_with_id(
             _INSERT_HOLD,
             {"product_id": product_id, "quantity": quantity, "status": HoldStatus.ACTIVE.value,
              "expires_at": to_db(expires_at), "created_at": at, "updated_at": at},
@@ -289,7 +289,7 @@ class SqlOrderRepository(_Repository):
     def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
             hold_id: int | None = None, payment_due_at: datetime | None = None) -> Ref:
         at = to_db(now)
-        return self.s.insert(
+        return self.s.insert_with_id(
             _INSERT_ORDER,
             {"product_id": product_id, "hold_id": hold_id, "quantity": quantity, "total_price": total_price,
              "status": status.value, "payment_due_at": to_db(payment_due_at) if payment_due_at else None,
@@ -439,7 +439,7 @@ class SqlOutbox(_Repository):
         self._on_add = on_add
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
-        message_id = self.s.insert(
+        message_id = self.s.insert_with_id(
             _INSERT_OUTBOX,
             {"task": task, "payload": Json(payload), "created_at": to_db(now), "retry_at": to_db(retry_at),
              "attempts": 0},

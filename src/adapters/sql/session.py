@@ -8,9 +8,11 @@ then a single round trip, and the stock row's lock is held only while the server
 few statements after its UPDATE, never across a round trip to the client.
 
 What a held statement yields (a new row's id, the row after an UPDATE) is a Ref: the
-value is filled in when the batch has run. A conditional write that matched no row makes
-the statement after it fail (a guard that raises "subquery returns more than 1 row"),
-so the server stops before COMMIT; the session then rolls back and raises ConditionFailed.
+value is filled in when the batch has run, from the batch's one SELECT. A conditional
+write that matched no row makes the statement after it fail (a guard that raises
+"subquery returns more than 1 row"), so the server stops before COMMIT; the session then
+rolls back and raises ConditionFailed. The guard of the batch's last write is part of
+that SELECT, so the row lock is held for the SELECT and the COMMIT only.
 Any statement run at once (a read whose answer is needed now) sends what is held first,
 so statements always reach the server in the order the repositories issued them.
 """
@@ -76,7 +78,10 @@ class _Held:
     sql: str
     #: raised instead of a duplicate-key error
     on_duplicate: type[Exception] | None = None
+    #: the guard after a conditional write, with the reads of the row that go with it; its
+    #: `sql` is written only once it is known whether it ends the batch (see _send)
     is_guard: bool = False
+    reads: list[tuple[Ref, str]] = attrs.Factory(list)
 
 
 class Session:
@@ -100,9 +105,18 @@ class Session:
     # ---------------------------------------------------------------- held where it pays
 
     def insert(self, stmt: sa.Insert, params: Mapping[str, Any], *,
-               on_duplicate: type[Exception] | None = None) -> Ref:
-        """Insert a row; returns a Ref to its id. A duplicate key raises `on_duplicate`
-        (now, or when the batch runs)."""
+               on_duplicate: type[Exception] | None = None) -> None:
+        """Insert a row whose id nobody needs. A duplicate key raises `on_duplicate` (now,
+        or when the batch runs)."""
+        self._insert(stmt, params, on_duplicate)
+
+    def insert_with_id(self, stmt: sa.Insert, params: Mapping[str, Any], *,
+                       on_duplicate: type[Exception] | None = None) -> Ref:
+        """Insert a row, as `insert` does; returns a Ref to its new id."""
+        return self._insert(stmt, params, on_duplicate, with_id=True)
+
+    def _insert(self, stmt: sa.Insert, params: Mapping[str, Any], on_duplicate: type[Exception] | None, *,
+                with_id: bool = False) -> Ref | None:
         if not self.batching:
             try:
                 result = self.conn.execute(stmt, self._bind(params))
@@ -110,9 +124,9 @@ class Session:
                 if on_duplicate is not None and is_duplicate_key(exc):
                     raise on_duplicate() from exc
                 raise
-            return Ref(result.inserted_primary_key[0])
+            return Ref(result.inserted_primary_key[0]) if with_id else None
         self._hold(stmt, params, on_duplicate=on_duplicate)
-        return self._held_value("LAST_INSERT_ID()")
+        return self._held_value("LAST_INSERT_ID()") if with_id else None
 
     def must_change_one(self, stmt: sa.Update, params: Mapping[str, Any], *,
                         returning: tuple[sa.Column, ...] = ()) -> tuple[Ref, ...]:
@@ -133,9 +147,9 @@ class Session:
         # One statement right after the write both reads the row back and fails unless the
         # write changed exactly one row: the row lock is held for as few statements as can be.
         refs = tuple(Ref() for _ in returning)
-        reads = [f"{self._variable(ref)} = ({self._render(_row_value(column), {'b_id': params['b_id']})})"
+        reads = [(ref, f"({self._render(_row_value(column), {'b_id': params['b_id']})})")
                  for ref, column in zip(refs, returning, strict=True)]
-        self._held.append(_Held("SET " + ", ".join([*reads, f"@stockade_guard = ({_GUARD})"]), is_guard=True))
+        self._held.append(_Held("", is_guard=True, reads=reads))
         return refs
 
     def read_later(self, stmt: sa.Select, params: Mapping[str, Any]) -> Ref:
@@ -166,7 +180,16 @@ class Session:
         return {k: _json_text(v.data) if isinstance(v, Json) else resolved(v) for k, v in params.items()}
 
     def _hold(self, stmt: sa.Executable, params: Mapping[str, Any], **held: Any) -> None:
+        self._seal_guard()
         self._held.append(_Held(self._render(stmt, params), **held))
+
+    def _seal_guard(self) -> None:
+        """A guard followed by more statements is a `SET` of its own: its reads go to server
+        variables (which later statements may use) and are read back with the batch."""
+        last = self._held[-1] if self._held else None
+        if last is not None and last.is_guard and not last.sql:
+            sets = [f"{self._variable(ref)} = {expression}" for ref, expression in last.reads]
+            last.sql = "SET " + ", ".join([*sets, f"@stockade_guard = ({_GUARD})"])
 
     def _render(self, stmt: sa.Executable, params: Mapping[str, Any]) -> str:
         """`stmt` for MySQL with its parameters inlined (as the driver would), Refs as the
@@ -207,6 +230,7 @@ class Session:
 
     def _held_value(self, expression: str) -> Ref:
         """A server variable set to `expression` in the batch; its Ref is filled after it ran."""
+        self._seal_guard()
         ref = Ref()
         self._held.append(_Held(f"SET {self._variable(ref)} = {expression}"))
         return ref
@@ -241,9 +265,18 @@ class Session:
     def _send(self, *, commit: bool) -> None:
         held, self._held = self._held, []
         values, self._values = self._values, {}
-        statements = [h.sql for h in held]
-        if values:
-            statements.append("SELECT " + ", ".join(values))
+        # A guard that ends the batch joins the SELECT that reads the values back: one
+        # statement fewer, and one fewer while the row lock is held.
+        last = held[-1] if held and held[-1].is_guard and not held[-1].sql else None
+        statements = [h.sql for h in (held[:-1] if last else held)]
+        columns = list(values)
+        refs = list(values.values())
+        if last is not None:
+            columns += [expression for _, expression in last.reads] + [f"({_GUARD})"]
+            refs += [ref for ref, _ in last.reads]
+        select_at = len(statements) if columns else -1
+        if columns:
+            statements.append("SELECT " + ", ".join(columns))
         if commit:
             statements.append("COMMIT")
         # A transaction SQLAlchemy does not know of: the batch opens it (and, with `commit`,
@@ -255,8 +288,8 @@ class Session:
         try:
             cursor.execute(";\n".join(statements))
             while True:
-                if index == len(held) and values:
-                    for ref, value in zip(values.values(), cursor.fetchone(), strict=True):
+                if index == select_at:
+                    for ref, value in zip(refs, cursor.fetchone(), strict=False):
                         ref.value = value
                 index += 1
                 if not cursor.nextset():
