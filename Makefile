@@ -91,9 +91,9 @@ bench: $(BENCH_STAMP)
 	$(VENV_PY) benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
-	@echo "==> removing $(VENV), caches, build output and *.db files (with their -versions cache files)"
+	@echo "==> removing $(VENV), caches, build output and *.db files (with their -versions and -writers files)"
 	rm -rf "$(VENV)" .pytest_cache .hypothesis build dist .prometheus-multiproc
 	rm -f benchmarks/results.png
 	find . -path ./.git -prune -o -name '__pycache__' -type d -prune -exec rm -rf {} +
 	find . -path ./.git -prune -o -name '*.egg-info' -type d -prune -exec rm -rf {} +
-	find . -path ./.git -prune -o -type f \( -name '*.db' -o -name '*.db-shm' -o -name '*.db-wal' -o -name '*.db-versions' \) -exec rm -f {} +
+	find . -path ./.git -prune -o -type f \( -name '*.db' -o -name '*.db-shm' -o -name '*.db-wal' -o -name '*.db-versions' -o -name '*.db-writers' \) -exec rm -f {} +

@@ -19,15 +19,14 @@ that succeeds, ahead of its reads.
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 
 import redis
+
+from stockade.adapters.forks import call_in_forked_children
 
 log = logging.getLogger("stockade.cache")
 
@@ -82,7 +81,7 @@ class RoundTrips:
         self._wait_seconds = wait_seconds
         self._closed = False
         self._start_over()
-        os.register_at_fork(after_in_child=functools.partial(_start_over_if_alive, weakref.ref(self)))
+        call_in_forked_children(self._start_over)
 
     def _start_over(self) -> None:
         self._lock = threading.Lock()
@@ -133,12 +132,6 @@ class RoundTrips:
             trip.error = exc
         finally:
             trip.done.set()
-
-
-def _start_over_if_alive(ref: weakref.ref[RoundTrips]) -> None:
-    trips = ref()
-    if trips is not None:
-        trips._start_over()
 
 
 class RedisVersions:

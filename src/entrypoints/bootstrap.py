@@ -16,6 +16,7 @@ from stockade.adapters.inprocess_tasks import InProcessTaskRunner, Sweeper
 from stockade.adapters.memory_cache import LocalVersions, NullProductCache, SharedFileVersions, VersionedProductCache
 from stockade.adapters.sql import make_engine, make_read_engine, migrate
 from stockade.adapters.sql.uow import sql_uow_factory
+from stockade.adapters.sql.writer_lock import WriterLock
 from stockade.application.facade import Shop
 from stockade.application.ports import Clock, ProductCache, TaskMessage, TaskPublisher
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER, Deps, Policy
@@ -157,8 +158,12 @@ def build_services(
         publisher = runner
 
     deps_kwargs = {} if sleep is None else {"sleep": sleep}
+    writer_lock = None
+    if settings.is_sqlite:
+        path = _sqlite_file(settings.database_url)
+        writer_lock = WriterLock(None if path is None else f"{path}-writers")
     deps = Deps(
-        uow=sql_uow_factory(engine, publisher, cache),
+        uow=sql_uow_factory(engine, publisher, cache, writer_lock=writer_lock),
         read=sql_uow_factory(read_engine, publisher, cache, read_only=True),
         clock=clock or SystemClock(),
         cache=cache,
@@ -174,5 +179,7 @@ def build_services(
     if read_engine is not engine:
         closers.append(read_engine.dispose)
     if close_cache is not None:
-        closers.append(close_cache)  # last: the runner's last tasks still invalidate
+        closers.append(close_cache)  # late: the runner's last tasks still invalidate
+    if writer_lock is not None:
+        closers.append(writer_lock.close)
     return Services(settings, shop, engine, cache, publisher, closers)

@@ -28,6 +28,7 @@ import pymysql
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
+from stockade.adapters.off_the_loop import off_the_loop
 from stockade.adapters.sql.engine import MYSQL_DUPLICATE, is_duplicate_key, is_transient
 from stockade.application.ports import ConditionFailed, Ref, TransientStorageError, resolved
 
@@ -167,7 +168,10 @@ class Session:
             self._send(commit=True)
             return
         self.flush()
-        self.conn.commit()
+        if self.batching:
+            self.conn.commit()
+        else:  # SQLite: the COMMIT's fsync blocks in C
+            off_the_loop(self.conn.commit)
 
     def flush(self) -> None:
         """Send what is held (no commit)."""

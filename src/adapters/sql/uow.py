@@ -7,6 +7,7 @@ from sqlalchemy.engine import Engine
 
 from stockade.adapters.sql.engine import is_sqlite, is_transient
 from stockade.adapters.sql.session import Session
+from stockade.adapters.sql.writer_lock import WriterLock
 from stockade.adapters.sql.repositories import (
     SqlEventLog,
     SqlHoldRepository,
@@ -21,19 +22,30 @@ from stockade.application.unit_of_work import AbstractUnitOfWork
 
 
 class SqlUnitOfWork(AbstractUnitOfWork):
-    """A transaction on `engine`; `read_only` ones never take SQLite's write lock."""
+    """A transaction on `engine`; `read_only` ones never take SQLite's write lock. On SQLite
+    a writing one first queues on `writer_lock` (writer_lock.py), released at its end."""
 
-    def __init__(self, engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False) -> None:
+    def __init__(self, engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False,
+                 writer_lock: WriterLock | None = None) -> None:
         super().__init__(publisher, cache)
         self.engine = engine
         self.read_only = read_only
         self._sqlite = is_sqlite(engine)
+        self._writer_lock = None if read_only else writer_lock
+        self._writing = False
         self._conn = None
 
     def _begin(self) -> None:
         conn = self.engine.connect()
         if self._sqlite:
             conn.info["stockade_begin"] = "BEGIN" if self.read_only else "BEGIN IMMEDIATE"
+        if self._writer_lock is not None:
+            try:
+                self._writer_lock.acquire()
+            except BaseException:
+                conn.close()
+                raise
+            self._writing = True
         self._conn = conn
         self._session = session = Session(conn, self.product_changed)
         self.products = SqlProductRepository(session)
@@ -48,6 +60,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
+            self._done_writing()
             if self._conn is not None:
                 if isinstance(exc, sa.exc.DBAPIError) and not is_transient(exc):
                     # A driver error of unknown kind can leave the connection mid-protocol or
@@ -69,12 +82,21 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                 raise TransientStorageError(str(exc.orig)) from exc
             self._discard()  # did it commit? unknown: never reuse this connection
             raise
+        finally:
+            self._done_writing()  # before the cache bumps and task publishing that follow
 
     def _rollback(self) -> None:
         try:
             self._conn.rollback()
         except sa.exc.DBAPIError:
             self._discard()  # closing the socket makes the server roll the transaction back
+        finally:
+            self._done_writing()
+
+    def _done_writing(self) -> None:
+        if self._writing:
+            self._writing = False
+            self._writer_lock.release()
 
     def _discard(self) -> None:
         """Drop the DBAPI connection instead of returning it to the pool."""
@@ -84,5 +106,6 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             pass
 
 
-def sql_uow_factory(engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False):
-    return lambda: SqlUnitOfWork(engine, publisher, cache, read_only=read_only)
+def sql_uow_factory(engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False,
+                    writer_lock: WriterLock | None = None):
+    return lambda: SqlUnitOfWork(engine, publisher, cache, read_only=read_only, writer_lock=writer_lock)
