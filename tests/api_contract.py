@@ -209,7 +209,7 @@ class Api:
     def pending_tasks(self) -> list:
         """Outbox messages not completed yet, whatever their retry time."""
         with self.shop.deps.read() as uow:
-            return uow.outbox.due(self.clock.now() + timedelta(days=1), 1000)
+            return [due.message for due in uow.outbox.due(self.clock.now() + timedelta(days=1), 1000)]
 
     def run_tasks(self) -> int:
         """Run every uncompleted outbox message once, as a worker would; returns how many."""

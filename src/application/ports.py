@@ -304,20 +304,49 @@ class EventLog(Protocol):
         """Newest first."""
 
 
+@attrs.frozen
+class DueMessage:
+    """An uncompleted outbox message whose retry time passed, as the relay sees it."""
+
+    message: TaskMessage
+    #: when a task last started it (its lease ran out since); None: no task ever started it
+    started_at: datetime | None
+    #: when it was last sent: at creation, or by the relay since
+    sent_at: datetime
+
+
+@attrs.frozen
+class LatestStart:
+    """The outbox message a task started most recently: how far the queue has moved."""
+
+    started_at: datetime
+    #: when that message was last sent; a queue is first in, first out
+    sent_at: datetime
+
+
 class Outbox(Protocol):
     """Durable task messages written in the same transaction as the change they follow."""
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
-        """The relay republishes the message from `retry_at` on until it is completed.
+        """The relay considers the message from `retry_at` on until it is completed.
         The message's id may be a Ref until commit."""
+
+    def start(self, message_id: int, now: datetime, lease_until: datetime) -> None:
+        """A task starts the message: record the start (and count the delivery), and keep
+        the relay away from it until `lease_until`."""
 
     def complete(self, message_id: int, now: datetime) -> None: ...
 
-    def due(self, now: datetime, limit: int) -> list[TaskMessage]:
-        """Uncompleted messages whose retry time passed; rows other relays hold locked are
-        skipped (SKIP LOCKED)."""
+    def due(self, now: datetime, limit: int) -> list[DueMessage]:
+        """Uncompleted messages whose retry time passed, oldest first; rows other relays
+        hold locked are skipped (SKIP LOCKED)."""
 
-    def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None: ...
+    def latest_start(self) -> LatestStart | None:
+        """The message started most recently, None when no task ever started one."""
+
+    def postpone(self, message_ids: Sequence[int], retry_at: datetime, *, resent_at: datetime | None) -> None:
+        """Look at these messages again from `retry_at` on; with `resent_at`, the relay sent
+        them again at that moment (counted in `attempts`)."""
 
 
 class UnitOfWork(Protocol):

@@ -22,9 +22,11 @@ from stockade.adapters.memory_cache import LocalVersions, VersionedProductCache
 from stockade.application.facade import Shop
 from stockade.application.ports import (
     ConditionFailed,
+    DueMessage,
     DuplicateHoldOrder,
     IdempotencyKeyTaken,
     KeyRecord,
+    LatestStart,
     ProductCache,
     Ref,
     RequestKey,
@@ -66,6 +68,9 @@ class OutboxRow:
     retry_at: datetime
     attempts: int = 0
     completed_at: datetime | None = None
+    started_at: datetime | None = None
+    deliveries: int = 0
+    resent_at: datetime | None = None
 
 
 @attrs.define
@@ -373,20 +378,33 @@ class InMemoryOutbox(_Repository):
         self._on_add(message)
         return message
 
+    def start(self, message_id: int, now: datetime, lease_until: datetime) -> None:
+        row = self.t.outbox[message_id]
+        row.started_at, row.retry_at, row.deliveries = now, lease_until, row.deliveries + 1
+
     def complete(self, message_id: int, now: datetime) -> None:
         row = self.t.outbox.get(message_id)
         if row is not None and row.completed_at is None:
             row.completed_at = now
 
-    def due(self, now: datetime, limit: int) -> list[TaskMessage]:
+    def due(self, now: datetime, limit: int) -> list[DueMessage]:
         rows = sorted((r for r in self.t.outbox.values() if r.completed_at is None and r.retry_at <= now),
                       key=lambda r: r.message.id)
-        return [r.message for r in rows[:limit]]
+        return [DueMessage(r.message, r.started_at, r.resent_at or r.created_at) for r in rows[:limit]]
 
-    def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None:
+    def latest_start(self) -> LatestStart | None:
+        started = [r for r in self.t.outbox.values() if r.started_at is not None]
+        if not started:
+            return None
+        latest = max(started, key=lambda r: r.started_at)
+        return LatestStart(latest.started_at, latest.resent_at or latest.created_at)
+
+    def postpone(self, message_ids: Sequence[int], retry_at: datetime, *, resent_at: datetime | None) -> None:
         for message_id in message_ids:
             row = self.t.outbox[message_id]
-            row.retry_at, row.attempts = retry_at, row.attempts + 1
+            row.retry_at = retry_at
+            if resent_at is not None:
+                row.resent_at, row.attempts = resent_at, row.attempts + 1
 
 
 class InMemoryUnitOfWork(AbstractUnitOfWork):
