@@ -89,6 +89,9 @@ class Shop:
     def relay_outbox(self) -> int:
         return background.relay_outbox(self.deps)
 
+    def purge_idempotency_keys(self) -> int:
+        return background.purge_idempotency_keys(self.deps)
+
     def check(self) -> CheckReport:
         return audit.check_invariants(self.deps)
 
