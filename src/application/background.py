@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from stockade.application.commands import SweepReport
+from stockade.application.commands import Backlog, SweepReport
 from stockade.application.expiry import cancel_overdue_orders, release_expired_holds
 from stockade.application.payments import apply_deferred_payments
 from stockade.application.ports import DueMessage, LatestStart, TaskMessage, UnitOfWork
@@ -74,6 +74,21 @@ def relay_outbox(deps: Deps) -> int:
 def purge_idempotency_keys(deps: Deps) -> int:
     """Forget Idempotency-Key records older than the retention (at least 24 hours)."""
     return transaction(deps, lambda uow, now: uow.idempotency.purge(now - deps.policy.idempotency_ttl))
+
+
+def backlog(deps: Deps) -> Backlog:
+    """The backlog of background work: outbox, holds, pending orders, deferred webhooks."""
+    with deps.read() as uow:
+        outbox = uow.outbox.backlog()
+        active_holds, pending_orders = uow.holds.count_active(), uow.orders.count_pending()
+        deferred = uow.payments.count_deferred()
+    now = deps.clock.now()
+
+    def age(since: datetime | None) -> float:
+        return max(0.0, (now - since).total_seconds()) if since else 0.0
+
+    return Backlog(outbox.pending, age(outbox.oldest_pending_at), active_holds, pending_orders, deferred,
+                   age(outbox.oldest_unstarted_at))
 
 
 def sweep(deps: Deps) -> SweepReport:

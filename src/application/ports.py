@@ -204,6 +204,9 @@ class HoldRepository(Protocol):
         """Active holds past their TTL, locked. Rows another transaction holds locked are
         skipped in a sweep (no product_id) and waited for in a buyer's reclaim (product_id)."""
 
+    def count_active(self) -> int:
+        """Holds in status active (expired ones the sweep has not reached included)."""
+
 
 class OrderRepository(Protocol):
     """Orders; every status change is conditional on the current status."""
@@ -232,6 +235,8 @@ class OrderRepository(Protocol):
         """Pending orders whose payment is due, locked; skipped or waited for as in
         HoldRepository.expired."""
 
+    def count_pending(self) -> int: ...
+
 
 class DuplicateHoldOrder(Exception):
     """An order for this hold already exists (a racing request won)."""
@@ -257,6 +262,9 @@ class PaymentEventRepository(Protocol):
 
     def resolve_deferred(self, event_id: int, outcome: WebhookOutcome, now: datetime) -> bool:
         """deferred -> outcome. True if this call made the change (exactly-once guard)."""
+
+    def count_deferred(self) -> int:
+        """Deliveries still waiting for their order."""
 
 
 @attrs.frozen
@@ -324,6 +332,17 @@ class LatestStart:
     sent_at: datetime
 
 
+@attrs.frozen
+class OutboxBacklog:
+    """What waits in the outbox, for the gauges."""
+
+    pending: int
+    #: created_at of the oldest uncompleted message, None when there is none
+    oldest_pending_at: datetime | None
+    #: created_at of the oldest message no task has started yet, None when there is none
+    oldest_unstarted_at: datetime | None
+
+
 class Outbox(Protocol):
     """Durable task messages written in the same transaction as the change they follow."""
 
@@ -347,6 +366,8 @@ class Outbox(Protocol):
     def postpone(self, message_ids: Sequence[int], retry_at: datetime, *, resent_at: datetime | None) -> None:
         """Look at these messages again from `retry_at` on; with `resent_at`, the relay sent
         them again at that moment (counted in `attempts`)."""
+
+    def backlog(self) -> OutboxBacklog: ...
 
 
 class UnitOfWork(Protocol):

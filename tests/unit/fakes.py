@@ -27,6 +27,7 @@ from stockade.application.ports import (
     IdempotencyKeyTaken,
     KeyRecord,
     LatestStart,
+    OutboxBacklog,
     ProductCache,
     Ref,
     RequestKey,
@@ -258,6 +259,9 @@ class InMemoryHoldRepository(_Repository):
                and (product_id is None or h.product_id == product_id)]
         return sorted(due, key=lambda h: h.id)[:limit]
 
+    def count_active(self) -> int:
+        return sum(1 for h in self.t.holds.values() if h.status is HoldStatus.ACTIVE)
+
 
 class InMemoryOrderRepository(_Repository):
     def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
@@ -288,6 +292,9 @@ class InMemoryOrderRepository(_Repository):
                if o.status is OrderStatus.PENDING and o.payment_due_at is not None and o.payment_due_at <= now
                and (product_id is None or o.product_id == product_id)]
         return sorted(due, key=lambda o: o.id)[:limit]
+
+    def count_pending(self) -> int:
+        return sum(1 for o in self.t.orders.values() if o.status is OrderStatus.PENDING)
 
 
 class InMemoryPaymentEventRepository(_Repository):
@@ -330,6 +337,9 @@ class InMemoryPaymentEventRepository(_Repository):
             return False
         self.t.payments[event_id] = attrs.evolve(event, outcome=outcome, applied_at=now)
         return True
+
+    def count_deferred(self) -> int:
+        return sum(1 for e in self.t.payments.values() if e.outcome is WebhookOutcome.DEFERRED)
 
 
 class InMemoryIdempotencyRepository(_Repository):
@@ -405,6 +415,12 @@ class InMemoryOutbox(_Repository):
             row.retry_at = retry_at
             if resent_at is not None:
                 row.resent_at, row.attempts = resent_at, row.attempts + 1
+
+    def backlog(self) -> OutboxBacklog:
+        pending = [r for r in self.t.outbox.values() if r.completed_at is None]
+        unstarted = [r.created_at for r in pending if r.started_at is None]
+        return OutboxBacklog(len(pending), min((r.created_at for r in pending), default=None),
+                             min(unstarted, default=None))
 
 
 class InMemoryUnitOfWork(AbstractUnitOfWork):

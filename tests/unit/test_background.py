@@ -225,3 +225,15 @@ def test_every_start_of_a_task_counts_as_a_delivery_and_the_second_has_no_effect
     assert row.deliveries == 2 and row.completed_at is not None
     assert len(store.events("order_processed")) == 1
 
+
+def test_backlog_counts_what_background_work_has_still_to_do(shop, clock, phone):
+    shop.hold(phone.id, 1)
+    shop.order_from_hold(shop.hold(phone.id, 1).id)
+    shop.purchase(phone.id, 1)
+    shop.payment("early", 99, "success")
+    clock.advance(12)
+
+    backlog = shop.backlog()
+
+    assert (backlog.outbox_pending, backlog.outbox_oldest_seconds, backlog.task_lag_seconds) == (1, 12.0, 12.0)
+    assert (backlog.active_holds, backlog.pending_orders, backlog.deferred_webhooks) == (1, 1, 1)

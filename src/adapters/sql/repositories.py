@@ -21,6 +21,7 @@ from stockade.application.ports import (
     IdempotencyKeyTaken,
     KeyRecord,
     LatestStart,
+    OutboxBacklog,
     Ref,
     RequestKey,
     Sold,
@@ -156,6 +157,10 @@ def _locked(stmt: sa.Select, conn: Connection, *, wait: bool = False) -> sa.Sele
     return stmt.with_for_update(skip_locked=not wait)
 
 
+def _count(session: Session, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
+    return session.run(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
+
+
 class _Repository:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -284,6 +289,9 @@ class SqlHoldRepository(_Repository):
         stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.s.conn, wait=product_id is not None)
         return [_hold(r) for r in self.s.run(stmt)]
 
+    def count_active(self) -> int:
+        return _count(self.s, holds, holds.c.status == HoldStatus.ACTIVE.value)
+
 
 class SqlOrderRepository(_Repository):
     """Orders; transitions are `UPDATE ... WHERE id = :id AND status = :current`."""
@@ -321,6 +329,9 @@ class SqlOrderRepository(_Repository):
         # them instead: skipping would refuse a sale only unswept claims stood in the way of.
         stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.s.conn, wait=product_id is not None)
         return [_order(r) for r in self.s.run(stmt)]
+
+    def count_pending(self) -> int:
+        return _count(self.s, orders, orders.c.status == OrderStatus.PENDING.value)
 
 
 class SqlPaymentEventRepository(_Repository):
@@ -374,6 +385,9 @@ class SqlPaymentEventRepository(_Repository):
             .values(outcome=outcome.value, applied_at=to_db(now))
         )
         return self.s.run(stmt).rowcount == 1
+
+    def count_deferred(self) -> int:
+        return _count(self.s, payment_events, payment_events.c.outcome == WebhookOutcome.DEFERRED.value)
 
 
 _INSERT_KEY = idempotency_keys.insert()
@@ -488,3 +502,11 @@ class SqlOutbox(_Repository):
             values.update(resent_at=to_db(resent_at), attempts=outbox.c.attempts + 1)
         self.s.run(outbox.update().where(outbox.c.id.in_(list(message_ids))).values(**values))
 
+    def backlog(self) -> OutboxBacklog:
+        pending = outbox.c.completed_at.is_(None)
+        row = self.s.run(
+            sa.select(sa.func.count(), sa.func.min(outbox.c.created_at),
+                      sa.func.min(sa.case((outbox.c.started_at.is_(None), outbox.c.created_at))))
+            .where(pending)
+        ).one()
+        return OutboxBacklog(row[0], from_db(row[1]), from_db(row[2]))
