@@ -117,7 +117,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
         return 2
     from stockade.entrypoints.worker import run_beat
 
-    return run_beat(settings)
+    return run_beat(_services(settings, migrate_schema=False))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

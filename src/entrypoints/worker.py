@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from celery.signals import worker_shutdown
@@ -14,6 +15,9 @@ from stockade.adapters.celery_tasks import QUEUE, make_celery
 from stockade.application.ports import TransientStorageError
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER
 from stockade.entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from stockade.entrypoints.bootstrap import Services
 
 log = logging.getLogger("stockade.worker")
 
@@ -86,20 +90,18 @@ def run_worker(settings: Settings, concurrency: int) -> int:
     return 0
 
 
-def run_beat(settings: Settings) -> int:
+def run_beat(services: Services) -> int:
     """Run the expiry sweeps, the outbox relay and the deferred payments in this process,
-    each on its own thread, until SIGTERM or SIGINT. Not through the task queue: periodic
-    work never waits behind orders. Any number of beats may run (the sweeps skip locked
-    rows and every release is a conditional update)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    from stockade.entrypoints.bootstrap import build_services
-
+    each on its own thread, until SIGTERM or SIGINT; then close `services`. Not through the
+    task queue: periodic work never waits behind orders. Any number of beats may run (the
+    sweeps skip locked rows and every release is a conditional update)."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    with build_services(settings, migrate_schema=False) as services:
+    with services:
         services.start_periodic()
-        log.info("beat: expiry sweeps, outbox relay and deferred payments every %ss", settings.sweep_interval_seconds)
+        log.info("beat: expiry sweeps, outbox relay and deferred payments every %ss",
+                 services.settings.sweep_interval_seconds)
         stopping.wait()
     log.info("beat: stopped")
     return 0
