@@ -73,13 +73,12 @@ class Services:
         if self.settings.embedded:
             self.start_periodic()
 
-    def start_periodic(self) -> PeriodicRunner:
-        """Run the periodic work in this process (once; `stop` it through `close`)."""
+    def start_periodic(self) -> None:
+        """Run the periodic work in this process, once; `close()` stops it."""
         if self.periodic is None:
             self.periodic = PeriodicRunner(periodic_jobs(self.shop, self.settings.sweep_interval_seconds))
             self.periodic.start()
             self.closers.insert(0, self.periodic.stop)
-        return self.periodic
 
     def readiness(self) -> dict[str, str | None]:
         """Component -> None when it answers, else why not."""
