@@ -92,7 +92,8 @@ def backlog(deps: Deps) -> Backlog:
 
 
 def sweep(deps: Deps) -> SweepReport:
-    """Everything periodic, once; what the embedded sweeper and `holds release-expired` run."""
+    """Everything periodic, once, one after the other (beat and the embedded server run each
+    job on a thread of its own instead, see entrypoints.bootstrap.periodic_jobs)."""
     holds, orders = release_expired(deps)
     payments = apply_deferred_payments(deps)
     relayed = relay_outbox(deps)
