@@ -30,7 +30,8 @@ help:
 	@echo "  make test-unit        unit tests only (no servers)"
 	@echo "  make run-distributed  MySQL + Redis + Celery deployment (scripts/run-distributed.sh)"
 	@echo "  make bench            benchmarks/bench.py: Stockade vs baselines under wrk, MariaDB+Redis and SQLite,"
-	@echo "                        a flash sale, PASS/MISS per target, plot in benchmarks/results.png (~7 min)"
+	@echo "                        a flash sale, PASS/MISS per target, plot in benchmarks/results.png (~7 min);"
+	@echo "                        then benchmarks/drain.py: 1000 orders drained by a real worker and embedded (~2 min)"
 	@echo "  make clean            remove $(VENV), caches, *.db files and benchmarks/results.png"
 	@echo "Pass extra pytest options with PYTEST_ARGS='-k webhook -x'; bench options with BENCH_ARGS=--quick."
 
@@ -85,10 +86,12 @@ $(BENCH_STAMP): $(STAMP)
 	@$(VENV_PY) -m pip install --quiet -e '.[test,bench]'
 	@touch "$@"
 
-# Needs wrk, a MySQL-compatible server and Redis (see benchmarks/bench.py --help).
+# Needs wrk, a MySQL-compatible server and Redis (see benchmarks/bench.py --help and drain.py --help).
 bench: $(BENCH_STAMP)
 	@echo "==> benchmarks/bench.py $(BENCH_ARGS)"
 	$(VENV_PY) benchmarks/bench.py $(BENCH_ARGS)
+	@echo "==> benchmarks/drain.py"
+	$(VENV_PY) benchmarks/drain.py
 
 clean:
 	@echo "==> removing $(VENV), caches, build output and *.db files (with their -versions and -writers files)"

@@ -148,10 +148,11 @@ class ServerFailed(Exception):
 class Server:
     """An HTTP server (`stockade serve`, or the baselines) in a subprocess, on a free port."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], health: str, logdir: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], health: str, logdir: Path,
+                 workers: int = WORKERS) -> None:
         self.name = name
         self.port = free_port()
-        self.argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(WORKERS)]
+        self.argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
         self.env = {**os.environ, **env}
         self.health = health
         self.log_path = logdir / f"{name.replace(' ', '-')}.log"

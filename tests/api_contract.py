@@ -209,7 +209,7 @@ class Api:
     def pending_tasks(self) -> list:
         """Outbox messages not completed yet, whatever their retry time."""
         with self.shop.deps.read() as uow:
-            return uow.outbox.due(self.clock.now() + timedelta(days=1), 1000)
+            return [due.message for due in uow.outbox.due(self.clock.now() + timedelta(days=1), 1000)]
 
     def run_tasks(self) -> int:
         """Run every uncompleted outbox message once, as a worker would; returns how many."""
@@ -1455,6 +1455,43 @@ def test_metrics_count_requests_and_purchases(api):
     assert 'stockade_purchases_total{outcome="out_of_stock"} 1.0' in text
     assert 'stockade_holds_total{outcome="created"} 2.0' in text
     assert 'stockade_webhooks_total{outcome="applied"} 1.0' in text
+
+
+def gauges(api: Api) -> dict[str, float]:
+    """The backlog gauges of /metrics, by name."""
+    r = api.client.simulate_get("/metrics")
+    assert r.status_code == 200, r.text
+    found = {}
+    for line in r.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("stockade_outbox_pending_messages", "stockade_outbox_oldest_pending_age_seconds",
+                    "stockade_holds_active", "stockade_orders_pending", "stockade_webhooks_deferred",
+                    "stockade_task_lag_seconds"):
+            found[name] = float(value)
+    return found
+
+
+def test_metrics_show_the_backlog_of_background_work_and_its_age(api):
+    pid = api.new_product()
+    api.hold(pid, 1)
+    order_id = api.pending_order(pid, 2)
+    api.purchase(pid, 1)
+    assert api.webhook(order_id + 100, key="early").status_code == 202  # deferred: no such order yet
+    api.clock.advance(30)
+
+    assert gauges(api) == {
+        "stockade_outbox_pending_messages": 1.0,  # process_order of the purchase, not run yet
+        "stockade_outbox_oldest_pending_age_seconds": 30.0,
+        "stockade_holds_active": 1.0,  # the other hold became the order
+        "stockade_orders_pending": 1.0,
+        "stockade_webhooks_deferred": 1.0,
+        "stockade_task_lag_seconds": 30.0,
+    }
+    assert api.run_tasks() == 1
+    after = gauges(api)
+    assert after["stockade_outbox_pending_messages"] == 0.0
+    assert after["stockade_outbox_oldest_pending_age_seconds"] == 0.0
+    assert after["stockade_task_lag_seconds"] == 0.0
 
 
 @pytest.mark.parametrize("method, path", [

@@ -1,4 +1,4 @@
-"""The embedded task runner: a thread pool for tasks and a sweeper thread, in the API process."""
+"""In-process background work: the embedded task runner, and the periodic runner of sweeps and the relay."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import attrs
+
 from stockade.application.ports import TaskMessage
 
 log = logging.getLogger("stockade.tasks")
@@ -16,22 +18,25 @@ Handler = Callable[[TaskMessage], None]
 
 
 class InProcessTaskRunner:
-    """Runs published messages on worker threads; the outbox makes them survive a crash.
+    """Runs published messages on up to `threads` worker threads; the outbox makes them
+    survive a crash.
 
-    `publish` only puts messages on a queue: it never waits, which matters under the gevent
-    server, where the threads are greenlets and a pool's internal locks would make a
-    request wait for them. A failing task is logged; its outbox row stays uncompleted, so
-    the relay in the sweeper runs it again later.
+    A task mostly waits (order processing stands for calls to other systems), so the pool
+    is large and each thread costs only its stack; threads are started as messages wait
+    for one, never more than `threads`. `publish` only puts messages on a queue: it never
+    waits, which matters under the gevent server, where the threads are greenlets and a
+    pool's internal locks would make a request wait for them. A failing task is logged;
+    its outbox row stays uncompleted, so the relay runs it again later.
     """
 
-    def __init__(self, threads: int = 8) -> None:
+    def __init__(self, threads: int) -> None:
         self._handlers: dict[str, Handler] = {}
         self._queue: queue.SimpleQueue[TaskMessage | None] = queue.SimpleQueue()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"stockade-task-{n}", daemon=True)
-                         for n in range(threads)]
-        for thread in self._threads:
-            thread.start()
+        self._size = threads
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()  # held for a few instructions only, never while waiting
 
     def register(self, task: str, handler: Handler) -> None:
         self._handlers[task] = handler
@@ -40,11 +45,23 @@ class InProcessTaskRunner:
         if self._closed:
             return  # shutting down: the relay picks them up after restart
         for message in messages:
+            with self._lock:  # each message takes an idle thread, or a new one while the pool is not full
+                if self._idle:
+                    self._idle -= 1
+                elif len(self._threads) < self._size:
+                    thread = threading.Thread(target=self._work, name=f"stockade-task-{len(self._threads)}",
+                                              daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
             self._queue.put(message)
 
     def _work(self) -> None:
-        while (message := self._queue.get()) is not None:
+        message = self._queue.get()
+        while message is not None:
             self._run(message)
+            with self._lock:
+                self._idle += 1
+            message = self._queue.get()
 
     def _run(self, message: TaskMessage) -> None:
         handler = self._handlers.get(message.task)
@@ -64,35 +81,54 @@ class InProcessTaskRunner:
                 self._queue.get_nowait()
             except queue.Empty:
                 break
-        for _ in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
             self._queue.put(None)
         if wait:  # for tasks already running, within one shared bound (a task may be sleeping)
             deadline = time.monotonic() + 30
-            for thread in self._threads:
+            for thread in threads:
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
-class Sweeper:
-    """Calls `sweep` every `interval` seconds on a daemon thread until stopped."""
+@attrs.frozen
+class PeriodicJob:
+    """Work to run every `interval` seconds."""
 
-    def __init__(self, sweep: Callable[[], object], interval: float) -> None:
-        self._sweep = sweep
-        self._interval = interval
+    name: str
+    run: Callable[[], object]
+    interval: float
+
+
+class PeriodicRunner:
+    """Runs each periodic job on a daemon thread of its own until stopped.
+
+    A job starts every `interval` seconds, counted from the start of its previous run (at
+    once again when a run took longer), so a slow job (a long relay after a broker outage)
+    never delays another (the expiry sweep), and a run's own length does not add to the
+    interval. Threads only wait: nothing here competes with the task runner's pool.
+    """
+
+    def __init__(self, jobs: Sequence[PeriodicJob]) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="stockade-sweeper", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, args=(job,), name=f"stockade-{job.name}", daemon=True)
+                         for job in jobs]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, job: PeriodicJob) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
-                self._sweep()
+                job.run()
             except Exception:
-                log.exception("sweep failed; trying again in %ss", self._interval)
-            self._stop.wait(self._interval)
+                log.exception("%s failed; trying again in %ss", job.name, job.interval)
+            self._stop.wait(max(0.0, started + job.interval - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=10)

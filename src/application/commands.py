@@ -101,6 +101,20 @@ class SweepReport:
 
 
 @attrs.frozen
+class Backlog:
+    """What background work has still to do, read at one moment (the /metrics gauges)."""
+
+    outbox_pending: int
+    #: age of the oldest uncompleted outbox message; 0 when there is none
+    outbox_oldest_seconds: float
+    active_holds: int
+    pending_orders: int
+    deferred_webhooks: int
+    #: how long the oldest message no task has started yet has waited; 0 when there is none
+    task_lag_seconds: float
+
+
+@attrs.frozen
 class Drift:
     product_id: int
     name: str

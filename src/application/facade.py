@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from stockade.application import audit, background, holds, orders, payments, products, purchase
 from stockade.application.commands import (
+    Backlog,
     CheckReport,
     CreateProduct,
     HoldView,
@@ -88,6 +89,12 @@ class Shop:
 
     def relay_outbox(self) -> int:
         return background.relay_outbox(self.deps)
+
+    def purge_idempotency_keys(self) -> int:
+        return background.purge_idempotency_keys(self.deps)
+
+    def backlog(self) -> Backlog:
+        return background.backlog(self.deps)
 
     def check(self) -> CheckReport:
         return audit.check_invariants(self.deps)

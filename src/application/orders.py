@@ -10,7 +10,14 @@ from stockade.application.commands import OrderFromHold, OrderView, PendingOrder
 from stockade.application.payments import apply_deferred_payments
 from stockade.application.ports import ConditionFailed, DuplicateHoldOrder, RequestKey, UnitOfWork
 from stockade.application.records import encode_result
-from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER, Deps, complete_message, transaction
+from stockade.application.services import (
+    APPLY_DEFERRED_PAYMENTS,
+    PROCESS_ORDER,
+    Deps,
+    complete_message,
+    start_message,
+    transaction,
+)
 from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound, OrderNotFound
 from stockade.domain.model import PROCESSABLE, Hold, Order, OrderStatus, ensure_hold_usable, money
 
@@ -96,6 +103,7 @@ def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> P
     Safe to run any number of times: the conditional transition lets one run win. A
     missing order is logged and the task ends (no retry loop).
     """
+    start_message(deps, message_id)
     # A webhook can arrive before its order exists (a client may guess the next id). An
     # order from a hold applies it on creation; a direct purchase's order is never pending,
     # so its early delivery is resolved (ignored) here rather than by the next sweep.

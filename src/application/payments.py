@@ -8,7 +8,7 @@ import attrs
 
 from stockade.application.commands import PaymentNotification, WebhookResult
 from stockade.application.ports import UnitOfWork
-from stockade.application.services import PROCESS_ORDER, Deps, Policy, complete_message, transaction
+from stockade.application.services import PROCESS_ORDER, Deps, Policy, complete_message, start_message, transaction
 from stockade.domain.errors import IdempotencyKeyReused
 from stockade.domain.model import (
     OrderStatus,
@@ -88,6 +88,7 @@ def handle_payment(deps: Deps, note: PaymentNotification) -> WebhookResult:
 
 def apply_deferred_payments(deps: Deps, order_id: int | None = None, message_id: int | None = None) -> int:
     """Apply deferred deliveries whose order now exists, oldest first; each exactly once."""
+    start_message(deps, message_id)
     applied = 0
     while True:
         with deps.read() as uow:

@@ -204,6 +204,9 @@ class HoldRepository(Protocol):
         """Active holds past their TTL, locked. Rows another transaction holds locked are
         skipped in a sweep (no product_id) and waited for in a buyer's reclaim (product_id)."""
 
+    def count_active(self) -> int:
+        """Holds in status active (expired ones the sweep has not reached included)."""
+
 
 class OrderRepository(Protocol):
     """Orders; every status change is conditional on the current status."""
@@ -232,6 +235,8 @@ class OrderRepository(Protocol):
         """Pending orders whose payment is due, locked; skipped or waited for as in
         HoldRepository.expired."""
 
+    def count_pending(self) -> int: ...
+
 
 class DuplicateHoldOrder(Exception):
     """An order for this hold already exists (a racing request won)."""
@@ -257,6 +262,9 @@ class PaymentEventRepository(Protocol):
 
     def resolve_deferred(self, event_id: int, outcome: WebhookOutcome, now: datetime) -> bool:
         """deferred -> outcome. True if this call made the change (exactly-once guard)."""
+
+    def count_deferred(self) -> int:
+        """Deliveries still waiting for their order."""
 
 
 @attrs.frozen
@@ -304,20 +312,62 @@ class EventLog(Protocol):
         """Newest first."""
 
 
+@attrs.frozen
+class DueMessage:
+    """An uncompleted outbox message whose retry time passed, as the relay sees it."""
+
+    message: TaskMessage
+    #: when a task last started it (its lease ran out since); None: no task ever started it
+    started_at: datetime | None
+    #: when it was last sent: at creation, or by the relay since
+    sent_at: datetime
+
+
+@attrs.frozen
+class LatestStart:
+    """The outbox message a task started most recently: how far the queue has moved."""
+
+    started_at: datetime
+    #: when that message was last sent; a queue is first in, first out
+    sent_at: datetime
+
+
+@attrs.frozen
+class OutboxBacklog:
+    """What waits in the outbox, for the gauges."""
+
+    pending: int
+    #: created_at of the oldest uncompleted message, None when there is none
+    oldest_pending_at: datetime | None
+    #: created_at of the oldest message no task has started yet, None when there is none
+    oldest_unstarted_at: datetime | None
+
+
 class Outbox(Protocol):
     """Durable task messages written in the same transaction as the change they follow."""
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
-        """The relay republishes the message from `retry_at` on until it is completed.
+        """The relay considers the message from `retry_at` on until it is completed.
         The message's id may be a Ref until commit."""
+
+    def start(self, message_id: int, now: datetime, lease_until: datetime) -> None:
+        """A task starts the message: record the start (and count the delivery), and keep
+        the relay away from it until `lease_until`."""
 
     def complete(self, message_id: int, now: datetime) -> None: ...
 
-    def due(self, now: datetime, limit: int) -> list[TaskMessage]:
-        """Uncompleted messages whose retry time passed; rows other relays hold locked are
-        skipped (SKIP LOCKED)."""
+    def due(self, now: datetime, limit: int) -> list[DueMessage]:
+        """Uncompleted messages whose retry time passed, oldest first; rows other relays
+        hold locked are skipped (SKIP LOCKED)."""
 
-    def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None: ...
+    def latest_start(self) -> LatestStart | None:
+        """The message started most recently, None when no task ever started one."""
+
+    def postpone(self, message_ids: Sequence[int], retry_at: datetime, *, resent_at: datetime | None) -> None:
+        """Look at these messages again from `retry_at` on; with `resent_at`, the relay sent
+        them again at that moment (counted in `attempts`)."""
+
+    def backlog(self) -> OutboxBacklog: ...
 
 
 class UnitOfWork(Protocol):

@@ -26,9 +26,15 @@ class Policy:
     max_quantity: int = 100
     processing_seconds: float = 5.0
     sweep_batch: int = 500
-    #: a published task not completed by then is published again (tasks are idempotent)
+    #: a published task not started by then is in doubt, and sent again if the queue has
+    #: moved past it or stood still meanwhile (tasks are idempotent)
     outbox_retry: timedelta = timedelta(seconds=60)
     idempotency_ttl: timedelta = timedelta(hours=48)
+
+    @property
+    def task_lease(self) -> timedelta:
+        """How long a started task may run before the relay takes its worker for dead."""
+        return timedelta(seconds=self.processing_seconds) + self.outbox_retry
 
 
 @attrs.frozen
@@ -76,6 +82,13 @@ def transaction(
                 raise
             time.sleep(0.005 * attempt)
     raise AssertionError("unreachable")
+
+
+def start_message(deps: Deps, message_id: int | None) -> None:
+    """Take the lease of an outbox message as its task starts: the relay leaves it alone
+    while the task may still be running, and counts the delivery."""
+    if message_id is not None:
+        transaction(deps, lambda uow, now: uow.outbox.start(message_id, now, now + deps.policy.task_lease))
 
 
 def complete_message(deps: Deps, message_id: int | None) -> None:

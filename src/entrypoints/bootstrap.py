@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from stockade.adapters.clock import SystemClock
-from stockade.adapters.inprocess_tasks import InProcessTaskRunner, Sweeper
+from stockade.adapters.inprocess_tasks import InProcessTaskRunner, PeriodicJob, PeriodicRunner
 from stockade.adapters.memory_cache import LocalVersions, NullProductCache, SharedFileVersions, VersionedProductCache
 from stockade.adapters.sql import make_engine, make_read_engine, migrate
 from stockade.adapters.sql.uow import sql_uow_factory
@@ -43,6 +43,20 @@ def task_handlers(shop: Shop) -> dict[str, Callable[[TaskMessage], object]]:
     }
 
 
+#: Idempotency-Key records are purged this often (they are kept 48 hours).
+KEY_PURGE_SECONDS = 3600.0
+
+
+def periodic_jobs(shop: Shop, sweep_interval: float) -> list[PeriodicJob]:
+    """What `stockade beat` and the embedded server run periodically, each on its own thread."""
+    return [
+        PeriodicJob("release-expired", shop.release_expired, sweep_interval),
+        PeriodicJob("deferred-payments", shop.apply_deferred_payments, sweep_interval),
+        PeriodicJob("outbox-relay", shop.relay_outbox, sweep_interval),
+        PeriodicJob("purge-keys", shop.purge_idempotency_keys, KEY_PURGE_SECONDS),
+    ]
+
+
 @attrs.define
 class Services:
     """A ready Shop and what it holds open; `close()` releases all of it."""
@@ -53,14 +67,19 @@ class Services:
     cache: ProductCache
     publisher: TaskPublisher
     closers: list[Callable[[], None]] = attrs.field(factory=list)
-    sweeper: Sweeper | None = None
+    periodic: PeriodicRunner | None = None
 
     def start_background(self) -> None:
         """Embedded mode: sweep expiries, relay the outbox, apply deferred webhooks."""
-        if self.settings.embedded and self.sweeper is None:
-            self.sweeper = Sweeper(self.shop.sweep, self.settings.sweep_interval_seconds)
-            self.sweeper.start()
-            self.closers.insert(0, self.sweeper.stop)
+        if self.settings.embedded:
+            self.start_periodic()
+
+    def start_periodic(self) -> None:
+        """Run the periodic work in this process, once; `close()` stops it."""
+        if self.periodic is None:
+            self.periodic = PeriodicRunner(periodic_jobs(self.shop, self.settings.sweep_interval_seconds))
+            self.periodic.start()
+            self.closers.insert(0, self.periodic.stop)
 
     def readiness(self) -> dict[str, str | None]:
         """Component -> None when it answers, else why not."""
@@ -154,7 +173,7 @@ def build_services(
         publisher = CeleryTaskPublisher.from_url(settings.broker_url, settings.task_visibility_timeout_seconds)
         closers.append(publisher.close)
     else:
-        runner = InProcessTaskRunner()
+        runner = InProcessTaskRunner(settings.task_concurrency)
         publisher = runner
 
     deps_kwargs = {} if sleep is None else {"sleep": sleep}

@@ -106,7 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     from stockade.entrypoints.worker import run_worker
 
-    return run_worker(settings, args.concurrency)
+    return run_worker(settings, args.concurrency or settings.task_concurrency)
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
@@ -117,7 +117,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
         return 2
     from stockade.entrypoints.worker import run_beat
 
-    return run_beat(settings)
+    return run_beat(_services(settings, migrate_schema=False))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -171,6 +171,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of at least 1")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stockade", description="Stockade order and flash-sale checkout service")
     sub = p.add_subparsers(dest="command", required=True)
@@ -187,7 +197,12 @@ def parser() -> argparse.ArgumentParser:
     tasks.set_defaults(func=cmd_serve_tasks)
 
     worker = sub.add_parser("worker", help="the background worker (Celery)")
-    worker.add_argument("--concurrency", type=int, default=4)
+    worker.add_argument(
+        "--concurrency", type=_positive, default=None, metavar="N",
+        help="tasks run at once, one thread each (default: STOCKADE_TASK_CONCURRENCY, else 200). Order processing "
+             "mostly waits on other systems, so a thread per order costs little: 200 drain a 1000-order sale in "
+             "about 25 s at the default 5 s processing time; memory stays bounded, as the worker takes at most "
+             "N tasks from the broker at a time")
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("beat", help="the periodic scheduler").set_defaults(func=cmd_beat)
     sub.add_parser("migrate", help="bring the database schema to the latest version").set_defaults(func=cmd_migrate)

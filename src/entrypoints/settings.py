@@ -60,6 +60,9 @@ class Settings:
     outbox_retry_seconds: int = 60
     #: Redis broker: an unacknowledged task goes back to the queue after this long
     task_visibility_timeout_seconds: int = 3600
+    #: tasks one process runs at once (`stockade worker`, the embedded runner): they mostly
+    #: wait, so a thread each, and enough of them to drain a 1000-order sale in about 25 s
+    task_concurrency: int = 200
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +81,7 @@ class Settings:
             env=(env.get("STOCKADE_ENV") or "development").strip().lower(),
             outbox_retry_seconds=_int(env, "STOCKADE_OUTBOX_RETRY_SECONDS", 60, 1, 86400),
             task_visibility_timeout_seconds=_int(env, "STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS", 3600, 1, 86400 * 7),
+            task_concurrency=_int(env, "STOCKADE_TASK_CONCURRENCY", 200, 1, 2000),
         )
         settings.validate()
         return settings

@@ -1,25 +1,30 @@
-"""The Celery worker and beat: tasks are a few lines that call a use case."""
+"""The Celery worker (tasks are a few lines that call a use case) and beat (the periodic work)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import signal
+import threading
+from typing import TYPE_CHECKING
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_shutdown
 
 from stockade.adapters.celery_tasks import QUEUE, make_celery
-from stockade.application.background import purge_idempotency_keys as purge_keys
 from stockade.application.ports import TransientStorageError
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER
 from stockade.entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from stockade.entrypoints.bootstrap import Services
 
 log = logging.getLogger("stockade.worker")
 
 
 class _ServicesHolder:
-    """Services of one worker app, built lazily in the process that runs its tasks.
+    """Services of one worker app, built lazily in the process that runs its tasks, once
+    for all its threads.
 
     Keyed by pid: a forked child never reuses its parent's connections.
     """
@@ -28,14 +33,16 @@ class _ServicesHolder:
         self.settings = settings
         self.services = None
         self.pid: int | None = None
+        self._building = threading.Lock()
 
     def shop(self):
-        if self.services is None or self.pid != os.getpid():
-            from stockade.entrypoints.bootstrap import build_services
+        with self._building:
+            if self.services is None or self.pid != os.getpid():
+                from stockade.entrypoints.bootstrap import build_services
 
-            self.services = build_services(self.settings, migrate_schema=False)
-            self.pid = os.getpid()
-        return self.services.shop
+                self.services = build_services(self.settings, migrate_schema=False)
+                self.pid = os.getpid()
+            return self.services.shop
 
     def close(self) -> None:
         if self.services is not None and self.pid == os.getpid():
@@ -63,33 +70,10 @@ def create_worker_app(settings: Settings) -> Celery:
     def apply_deferred_payments(order_id: int | None = None, message_id: int | None = None) -> None:
         holder.shop().apply_deferred_payments(order_id, message_id)
 
-    @app.task(name="stockade.release_expired", **opts)
-    def release_expired() -> None:
-        holder.shop().release_expired()
-
-    @app.task(name="stockade.relay_outbox", **opts)
-    def relay_outbox() -> None:
-        holder.shop().relay_outbox()
-
-    @app.task(name="stockade.sweep_deferred_payments", **opts)
-    def sweep_deferred_payments() -> None:
-        holder.shop().apply_deferred_payments()
-
-    @app.task(name="stockade.purge_idempotency_keys", **opts)
-    def purge_idempotency_keys() -> None:
-        purge_keys(holder.shop().deps)
-
-    interval = settings.sweep_interval_seconds
-    # Each periodic run expires after one interval: a backlog never piles up while no worker runs.
-    app.conf.beat_schedule = {
-        name: {"task": f"stockade.{name}", "schedule": every, "options": {"expires": every, "queue": QUEUE}}
-        for name, every in (("release_expired", interval), ("relay_outbox", interval),
-                            ("sweep_deferred_payments", interval), ("purge_idempotency_keys", 3600.0))
-    }
     return app
 
 
-@worker_process_shutdown.connect
+@worker_shutdown.connect
 def _close(**_kwargs) -> None:
     for holder in _holders:
         holder.close()
@@ -99,15 +83,25 @@ def run_worker(settings: Settings, concurrency: int) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     app = create_worker_app(settings)
     app.set_current()
-    app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", QUEUE,
+    # Threads: a task mostly waits, so one thread each. Prefetch (one per thread) bounds
+    # what the worker holds; the rest stays in the broker.
+    app.worker_main(["worker", "--loglevel=INFO", "--pool=threads", f"--concurrency={concurrency}", "-Q", QUEUE,
                      "--without-gossip", "--without-mingle"])
     return 0
 
 
-def run_beat(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    app = create_worker_app(settings)
-    app.set_current()
-    schedule = os.path.join(tempfile.gettempdir(), f"stockade-beat-{os.getpid()}")
-    app.Beat(loglevel="INFO", schedule=schedule).run()
+def run_beat(services: Services) -> int:
+    """Run the expiry sweeps, the outbox relay and the deferred payments in this process,
+    each on its own thread, until SIGTERM or SIGINT; then close `services`. Not through the
+    task queue: periodic work never waits behind orders. Any number of beats may run (the
+    sweeps skip locked rows and every release is a conditional update)."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with services:
+        services.start_periodic()
+        log.info("beat: expiry sweeps, outbox relay and deferred payments every %ss",
+                 services.settings.sweep_interval_seconds)
+        stopping.wait()
+    log.info("beat: stopped")
     return 0

@@ -186,6 +186,23 @@ def spawn_stockade(args: list[str], env: dict[str, str], log_path: Path) -> subp
         log.close()
 
 
+def read_log(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+#: Starting a worker process imports Celery and the app; slow on a loaded machine.
+WORKER_START_SECONDS = 120.0
+
+
+def spawn_ready_worker(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """`stockade worker ARGS`, once it says it is ready to take tasks."""
+    proc = spawn_stockade(["worker", *args], env, log_path)
+    wait_for(lambda: "ready" in read_log(log_path) or proc.poll() is not None, "the worker ready",
+             timeout=WORKER_START_SECONDS)
+    assert proc.poll() is None, read_log(log_path)
+    return proc
+
+
 def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
     if proc.poll() is None:

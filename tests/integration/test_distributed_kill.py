@@ -12,6 +12,8 @@ from tests.integration.distributed_helpers import (  # noqa: F401 - broker_url i
     open_services,
     order_status,
     process_order_rows,
+    read_log,
+    spawn_ready_worker,
     spawn_stockade,
     stockade_env,
     stop_process_group,
@@ -25,14 +27,9 @@ PROCESSING_SECONDS = 20
 VISIBILITY_TIMEOUT = 40
 #: The relay, not the visibility timeout, is what hands the killed task to the second worker quickly.
 OUTBOX_RETRY = 4
-#: Starting a worker process imports Celery and the app; slow on a loaded machine.
-WORKER_START_SECONDS = 120
-#: Relay after OUTBOX_RETRY, then PROCESSING_SECONDS of processing, with room for a slow machine.
+#: Relay once the killed task's lease (PROCESSING_SECONDS + OUTBOX_RETRY) ran out, then
+#: PROCESSING_SECONDS of processing, with room for a slow machine.
 PROCESSED_SECONDS = 180
-
-
-def read(path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def test_a_worker_killed_mid_task_leaves_the_order_to_be_processed_once_by_another(
@@ -54,21 +51,18 @@ def test_a_worker_killed_mid_task_leaves_the_order_to_be_processed_once_by_anoth
                        outbox_retry_seconds=OUTBOX_RETRY) as services:
         engine, shop = services.engine, services.shop
         try:
-            first = spawn_stockade(["worker", "--concurrency", "1"], env, first_log)
+            first = spawn_ready_worker(["--concurrency", "1"], env, first_log)
             procs.append(first)
-            wait_for(lambda: "ready" in read(first_log) or first.poll() is not None, "the first worker ready",
-                     timeout=WORKER_START_SECONDS)
-            assert first.poll() is None, read(first_log)
 
             product = shop.create_product("Sprocket", "4.00", 5)
             order_id = shop.purchase(product.id, 1).order.id
-            wait_for(lambda: "stockade.process_order" in read(first_log) and "received" in read(first_log),
-                     f"the first worker receiving process_order for order #{order_id}\n{read(first_log)}")
+            wait_for(lambda: "stockade.process_order" in read_log(first_log) and "received" in read_log(first_log),
+                     f"the first worker receiving process_order for order #{order_id}\n{read_log(first_log)}")
             time.sleep(0.5)  # inside the simulated processing, well before its PROCESSING_SECONDS are up
 
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(30)
-            assert order_status(engine, order_id) == "created", read(first_log)
+            assert order_status(engine, order_id) == "created", read_log(first_log)
             assert count_events(engine, "order_processed", order_id) == 0
 
             second = spawn_stockade(["worker", "--concurrency", "1"], env, second_log)
@@ -78,10 +72,10 @@ def test_a_worker_killed_mid_task_leaves_the_order_to_be_processed_once_by_anoth
                 shop.relay_outbox()  # what beat would run; Redis may also redeliver after the visibility timeout
                 return order_status(engine, order_id) == "processed"
 
-            wait_for(relayed_and_processed, f"order #{order_id} processed by the second worker\n{read(second_log)}",
+            wait_for(relayed_and_processed, f"order #{order_id} processed by the second worker\n{read_log(second_log)}",
                      timeout=PROCESSED_SECONDS)
             # The line is logged just after the commit that made the order processed.
-            wait_for(lambda: "Order #%d Processed." % order_id in read(second_log),
+            wait_for(lambda: "Order #%d Processed." % order_id in read_log(second_log),
                      "the second worker logged the processing")
             wait_for(lambda: all(r.completed_at is not None for r in process_order_rows(engine, order_id)),
                      "the process_order outbox row completed")

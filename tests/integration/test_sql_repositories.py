@@ -68,7 +68,7 @@ def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> N
     engine = sa.create_engine(mysql_url)
     try:
         before = _schema(engine)
-        assert before["alembic_version"] == "0003"
+        assert before["alembic_version"] == "0004"
         execute(engine, "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
                         "VALUES ('kept', 1.50, 3, 0, 1, NOW(6), NOW(6))")
         migrate(mysql_url)
@@ -94,6 +94,20 @@ def test_migration_0003_keeps_each_webhooks_first_outcome_and_forgets_old_key_re
         assert dict(rows(engine, "SELECT idempotency_key, first_outcome FROM payment_events")) == {
             "early": "deferred", "on-time": "applied", "late": "ignored"}
         assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys") == 0
+    finally:
+        engine.dispose()
+
+
+def test_migration_0004_keeps_outbox_messages_and_reads_them_as_never_started(mysql_url: str) -> None:
+    migrate(mysql_url, "0003")
+    engine = sa.create_engine(mysql_url)
+    try:
+        execute(engine, "INSERT INTO outbox (task, payload, created_at, retry_at, attempts) "
+                        "VALUES ('stockade.process_order', '{\"order_id\": 1}', NOW(6), NOW(6), 2)")
+        migrate(mysql_url)
+        assert [tuple(r) for r in rows(engine, "SELECT attempts, started_at, deliveries, resent_at FROM outbox")] == [
+            (2, None, 0, None)]
+        assert "KEY `ix_outbox_started` (`started_at`)" in rows(engine, "SHOW CREATE TABLE outbox")[0][1]
     finally:
         engine.dispose()
 

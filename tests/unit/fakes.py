@@ -22,9 +22,12 @@ from stockade.adapters.memory_cache import LocalVersions, VersionedProductCache
 from stockade.application.facade import Shop
 from stockade.application.ports import (
     ConditionFailed,
+    DueMessage,
     DuplicateHoldOrder,
     IdempotencyKeyTaken,
     KeyRecord,
+    LatestStart,
+    OutboxBacklog,
     ProductCache,
     Ref,
     RequestKey,
@@ -66,6 +69,9 @@ class OutboxRow:
     retry_at: datetime
     attempts: int = 0
     completed_at: datetime | None = None
+    started_at: datetime | None = None
+    deliveries: int = 0
+    resent_at: datetime | None = None
 
 
 @attrs.define
@@ -253,6 +259,9 @@ class InMemoryHoldRepository(_Repository):
                and (product_id is None or h.product_id == product_id)]
         return sorted(due, key=lambda h: h.id)[:limit]
 
+    def count_active(self) -> int:
+        return sum(1 for h in self.t.holds.values() if h.status is HoldStatus.ACTIVE)
+
 
 class InMemoryOrderRepository(_Repository):
     def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
@@ -283,6 +292,9 @@ class InMemoryOrderRepository(_Repository):
                if o.status is OrderStatus.PENDING and o.payment_due_at is not None and o.payment_due_at <= now
                and (product_id is None or o.product_id == product_id)]
         return sorted(due, key=lambda o: o.id)[:limit]
+
+    def count_pending(self) -> int:
+        return sum(1 for o in self.t.orders.values() if o.status is OrderStatus.PENDING)
 
 
 class InMemoryPaymentEventRepository(_Repository):
@@ -325,6 +337,9 @@ class InMemoryPaymentEventRepository(_Repository):
             return False
         self.t.payments[event_id] = attrs.evolve(event, outcome=outcome, applied_at=now)
         return True
+
+    def count_deferred(self) -> int:
+        return sum(1 for e in self.t.payments.values() if e.outcome is WebhookOutcome.DEFERRED)
 
 
 class InMemoryIdempotencyRepository(_Repository):
@@ -373,20 +388,39 @@ class InMemoryOutbox(_Repository):
         self._on_add(message)
         return message
 
+    def start(self, message_id: int, now: datetime, lease_until: datetime) -> None:
+        row = self.t.outbox[message_id]
+        row.started_at, row.retry_at, row.deliveries = now, lease_until, row.deliveries + 1
+
     def complete(self, message_id: int, now: datetime) -> None:
         row = self.t.outbox.get(message_id)
         if row is not None and row.completed_at is None:
             row.completed_at = now
 
-    def due(self, now: datetime, limit: int) -> list[TaskMessage]:
+    def due(self, now: datetime, limit: int) -> list[DueMessage]:
         rows = sorted((r for r in self.t.outbox.values() if r.completed_at is None and r.retry_at <= now),
                       key=lambda r: r.message.id)
-        return [r.message for r in rows[:limit]]
+        return [DueMessage(r.message, r.started_at, r.resent_at or r.created_at) for r in rows[:limit]]
 
-    def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None:
+    def latest_start(self) -> LatestStart | None:
+        started = [r for r in self.t.outbox.values() if r.started_at is not None]
+        if not started:
+            return None
+        latest = max(started, key=lambda r: r.started_at)
+        return LatestStart(latest.started_at, latest.resent_at or latest.created_at)
+
+    def postpone(self, message_ids: Sequence[int], retry_at: datetime, *, resent_at: datetime | None) -> None:
         for message_id in message_ids:
             row = self.t.outbox[message_id]
-            row.retry_at, row.attempts = retry_at, row.attempts + 1
+            row.retry_at = retry_at
+            if resent_at is not None:
+                row.resent_at, row.attempts = resent_at, row.attempts + 1
+
+    def backlog(self) -> OutboxBacklog:
+        pending = [r for r in self.t.outbox.values() if r.completed_at is None]
+        unstarted = [r.created_at for r in pending if r.started_at is None]
+        return OutboxBacklog(len(pending), min((r.created_at for r in pending), default=None),
+                             min(unstarted, default=None))
 
 
 class InMemoryUnitOfWork(AbstractUnitOfWork):

@@ -152,3 +152,88 @@ def test_sweeper_does_not_cancel_an_order_that_was_paid_meanwhile(shop, store, c
         uow.commit()
     assert store.product(phone.id).reserved == 4
     assert store.events("order_cancelled") == []
+
+
+def test_relay_leaves_a_started_message_alone_until_its_lease_runs_out():
+    """Started: the relay waits processing time + retry period, then takes the worker for dead."""
+    shop, store, publisher, clock = make_shop(processing_seconds=5)
+    product = shop.create_product("Pen", 1, 10)
+    shop.purchase(product.id, 1)
+    [message] = publisher.published
+    with shop.deps.uow() as uow:  # a worker starts the task, then dies
+        uow.outbox.start(message.id, clock.now(), clock.now() + shop.deps.policy.task_lease)
+        uow.commit()
+    publisher.published.clear()
+    clock.advance(64)
+    assert shop.relay_outbox() == 0
+    clock.advance(1)
+    assert shop.relay_outbox() == 1
+    assert publisher.published == [message]
+
+
+def test_relay_does_not_send_again_messages_waiting_their_turn_behind_a_busy_queue(shop, store, publisher, clock):
+    """Workers keep starting older messages: the newer ones are only queued, not lost."""
+    product = shop.create_product("Pen", 1, 100)
+    first, *queued = [shop.purchase(product.id, 1).order.id for _ in range(5)]
+    messages = {m.payload["order_id"]: m for m in publisher.published}
+    publisher.published.clear()
+    clock.advance(59)
+    shop.process_order(first, messages[first].id)  # the queue reached the first message only
+    clock.advance(10)
+
+    assert shop.relay_outbox() == 0
+    assert publisher.published == []
+    assert [r.attempts for r in store.messages()[1:]] == [0, 0, 0, 0]
+
+
+def test_relay_sends_again_a_message_the_queue_has_moved_past():
+    """A message sent after it has started: the earlier one was lost on the way."""
+    shop, store, publisher, clock = make_shop()
+    product = shop.create_product("Pen", 1, 100)
+    lost, later = [shop.purchase(product.id, 1).order.id for _ in range(2)]
+    messages = {m.payload["order_id"]: m for m in publisher.published}
+    publisher.published.clear()
+    clock.advance(1)
+    shop.process_order(later, messages[later].id)
+    clock.advance(60)
+
+    assert shop.relay_outbox() == 1
+    assert publisher.published == [messages[lost]]
+    assert [(r.attempts, r.deliveries) for r in store.messages()] == [(1, 0), (0, 1)]
+
+
+def test_relay_sends_again_what_is_due_when_no_task_started_anything_for_a_retry_period(shop, store, publisher, clock):
+    """Nothing drains the queue (no worker, or the broker lost it): due messages go out again."""
+    product = shop.create_product("Pen", 1, 100)
+    done, waiting = [shop.purchase(product.id, 1).order.id for _ in range(2)]
+    messages = {m.payload["order_id"]: m for m in publisher.published}
+    shop.process_order(done, messages[done].id)
+    publisher.published.clear()
+    clock.advance(59)
+    assert shop.relay_outbox() == 0
+    clock.advance(1)
+    assert shop.relay_outbox() == 1
+    assert publisher.published == [messages[waiting]]
+
+
+def test_every_start_of_a_task_counts_as_a_delivery_and_the_second_has_no_effect(shop, store, publisher, phone):
+    view = shop.purchase(phone.id, 1)
+    [message] = publisher.published
+    assert shop.process_order(view.order.id, message.id).processed
+    assert not shop.process_order(view.order.id, message.id).processed
+    [row] = store.messages()
+    assert row.deliveries == 2 and row.completed_at is not None
+    assert len(store.events("order_processed")) == 1
+
+
+def test_backlog_counts_what_background_work_has_still_to_do(shop, clock, phone):
+    shop.hold(phone.id, 1)
+    shop.order_from_hold(shop.hold(phone.id, 1).id)
+    shop.purchase(phone.id, 1)
+    shop.payment("early", 99, "success")
+    clock.advance(12)
+
+    backlog = shop.backlog()
+
+    assert (backlog.outbox_pending, backlog.outbox_oldest_seconds, backlog.task_lag_seconds) == (1, 12.0, 12.0)
+    assert (backlog.active_holds, backlog.pending_orders, backlog.deferred_webhooks) == (1, 1, 1)

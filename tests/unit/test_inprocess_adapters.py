@@ -9,7 +9,7 @@ from decimal import Decimal
 import attrs
 import pytest
 
-from stockade.adapters.inprocess_tasks import InProcessTaskRunner
+from stockade.adapters.inprocess_tasks import InProcessTaskRunner, PeriodicJob, PeriodicRunner
 from stockade.adapters.memory_cache import LocalVersions, NullProductCache, VersionedProductCache
 from stockade.application.ports import TaskMessage
 from stockade.domain.model import Product, ProductSnapshot
@@ -225,3 +225,36 @@ def test_publishing_to_a_closed_runner_does_not_raise():
     runner.register("t.ok", lambda m: None)
     runner.close()
     runner.publish([TaskMessage(1, "t.ok", {})])
+
+
+def test_runner_starts_threads_as_messages_wait_up_to_its_size_and_runs_them_at_once():
+    """Tasks that wait run side by side: 5 waiting tasks on a runner of 5 are all running together."""
+    runner = InProcessTaskRunner(threads=5)
+    started, release = threading.Barrier(6), threading.Event()
+    runner.register("t.wait", lambda m: (started.wait(30), release.wait(30)))
+    try:
+        runner.publish([TaskMessage(n, "t.wait", {}) for n in range(5)])
+        started.wait(30)  # raises BrokenBarrierError unless all five run at once
+    finally:
+        release.set()
+        runner.close()
+
+
+def test_periodic_runner_runs_each_job_on_its_own_thread_so_a_slow_one_delays_no_other():
+    slow_started, stop_slow, fast_ran_thrice = threading.Event(), threading.Event(), threading.Event()
+    fast_runs = []
+
+    def fast() -> None:
+        fast_runs.append(slow_started.is_set())
+        if fast_runs.count(True) >= 3:
+            fast_ran_thrice.set()
+
+    runner = PeriodicRunner([PeriodicJob("slow", lambda: (slow_started.set(), stop_slow.wait(30)), 0.01),
+                             PeriodicJob("fast", fast, 0.01)])
+    runner.start()
+    try:
+        assert fast_ran_thrice.wait(30)  # three runs while the slow job was still inside its first
+        assert not stop_slow.is_set()
+    finally:
+        stop_slow.set()
+        runner.stop()

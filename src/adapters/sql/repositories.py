@@ -16,9 +16,12 @@ from stockade.adapters.sql.engine import is_duplicate_key
 from stockade.adapters.sql.session import Json, Session
 from stockade.adapters.sql.tables import event_log, holds, idempotency_keys, orders, outbox, payment_events, products
 from stockade.application.ports import (
+    DueMessage,
     DuplicateHoldOrder,
     IdempotencyKeyTaken,
     KeyRecord,
+    LatestStart,
+    OutboxBacklog,
     Ref,
     RequestKey,
     Sold,
@@ -154,6 +157,10 @@ def _locked(stmt: sa.Select, conn: Connection, *, wait: bool = False) -> sa.Sele
     return stmt.with_for_update(skip_locked=not wait)
 
 
+def _count(session: Session, table: sa.Table, where: sa.ColumnElement[bool]) -> int:
+    return session.run(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
+
+
 class _Repository:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -282,6 +289,9 @@ class SqlHoldRepository(_Repository):
         stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.s.conn, wait=product_id is not None)
         return [_hold(r) for r in self.s.run(stmt)]
 
+    def count_active(self) -> int:
+        return _count(self.s, holds, holds.c.status == HoldStatus.ACTIVE.value)
+
 
 class SqlOrderRepository(_Repository):
     """Orders; transitions are `UPDATE ... WHERE id = :id AND status = :current`."""
@@ -319,6 +329,9 @@ class SqlOrderRepository(_Repository):
         # them instead: skipping would refuse a sale only unswept claims stood in the way of.
         stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.s.conn, wait=product_id is not None)
         return [_order(r) for r in self.s.run(stmt)]
+
+    def count_pending(self) -> int:
+        return _count(self.s, orders, orders.c.status == OrderStatus.PENDING.value)
 
 
 class SqlPaymentEventRepository(_Repository):
@@ -372,6 +385,9 @@ class SqlPaymentEventRepository(_Repository):
             .values(outcome=outcome.value, applied_at=to_db(now))
         )
         return self.s.run(stmt).rowcount == 1
+
+    def count_deferred(self) -> int:
+        return _count(self.s, payment_events, payment_events.c.outcome == WebhookOutcome.DEFERRED.value)
 
 
 _INSERT_KEY = idempotency_keys.insert()
@@ -448,13 +464,19 @@ class SqlOutbox(_Repository):
         self._on_add(message)
         return message
 
+    def start(self, message_id: int, now: datetime, lease_until: datetime) -> None:
+        self.s.run(
+            outbox.update().where(outbox.c.id == message_id)
+            .values(started_at=to_db(now), retry_at=to_db(lease_until), deliveries=outbox.c.deliveries + 1)
+        )
+
     def complete(self, message_id: int, now: datetime) -> None:
         self.s.run(
             outbox.update().where(outbox.c.id == message_id, outbox.c.completed_at.is_(None))
             .values(completed_at=to_db(now))
         )
 
-    def due(self, now: datetime, limit: int) -> list[TaskMessage]:
+    def due(self, now: datetime, limit: int) -> list[DueMessage]:
         stmt = (
             outbox.select()
             .where(outbox.c.completed_at.is_(None), outbox.c.retry_at <= to_db(now))
@@ -462,11 +484,29 @@ class SqlOutbox(_Repository):
             .limit(limit)
         )
         rows = self.s.run(_locked(stmt, self.s.conn))
-        return [TaskMessage(r.id, r.task, json.loads(r.payload)) for r in rows]
+        return [DueMessage(TaskMessage(r.id, r.task, json.loads(r.payload)), from_db(r.started_at),
+                           from_db(r.resent_at or r.created_at)) for r in rows]
 
-    def postpone(self, message_ids: Sequence[int], retry_at: datetime) -> None:
-        if message_ids:
-            self.s.run(
-                outbox.update().where(outbox.c.id.in_(list(message_ids)))
-                .values(retry_at=to_db(retry_at), attempts=outbox.c.attempts + 1)
-            )
+    def latest_start(self) -> LatestStart | None:
+        # ix_outbox_started: one index dive. NULLs sort last in DESC on both engines.
+        stmt = (sa.select(outbox.c.started_at, sa.func.coalesce(outbox.c.resent_at, outbox.c.created_at))
+                .where(outbox.c.started_at.is_not(None)).order_by(outbox.c.started_at.desc()).limit(1))
+        row = self.s.run(stmt).first()
+        return LatestStart(from_db(row[0]), from_db(row[1])) if row else None
+
+    def postpone(self, message_ids: Sequence[int], retry_at: datetime, *, resent_at: datetime | None) -> None:
+        if not message_ids:
+            return
+        values: dict[str, Any] = {"retry_at": to_db(retry_at)}
+        if resent_at is not None:
+            values.update(resent_at=to_db(resent_at), attempts=outbox.c.attempts + 1)
+        self.s.run(outbox.update().where(outbox.c.id.in_(list(message_ids))).values(**values))
+
+    def backlog(self) -> OutboxBacklog:
+        pending = outbox.c.completed_at.is_(None)
+        row = self.s.run(
+            sa.select(sa.func.count(), sa.func.min(outbox.c.created_at),
+                      sa.func.min(sa.case((outbox.c.started_at.is_(None), outbox.c.created_at))))
+            .where(pending)
+        ).one()
+        return OutboxBacklog(row[0], from_db(row[1]), from_db(row[2]))

@@ -146,5 +146,11 @@ outbox = sa.Table(
     sa.Column("retry_at", Timestamp, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("completed_at", Timestamp, nullable=True),
+    # the lease (migration 0004): when a task last started the message, and how often one did
+    sa.Column("started_at", Timestamp, nullable=True),
+    sa.Column("deliveries", sa.Integer, nullable=False, server_default="0"),
+    # null: sent once, when it was created
+    sa.Column("resent_at", Timestamp, nullable=True),
     sa.Index("ix_outbox_pending", "completed_at", "retry_at"),
+    sa.Index("ix_outbox_started", "started_at"),
 )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import falcon
 
+from stockade.application import background
 from stockade.application.services import Deps
 from stockade.domain.errors import DomainError
 from stockade.entrypoints.http import resources as r
@@ -22,7 +23,7 @@ def create_app(
     readiness: Callable[[], dict[str, str | None]] | None = None,
     metrics: Metrics | None = None,
 ) -> falcon.App:
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(backlog=lambda: background.backlog(deps))
     app = falcon.App(middleware=[MetricsMiddleware(metrics)])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(serialize_http_error)

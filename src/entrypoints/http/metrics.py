@@ -1,19 +1,63 @@
-"""Prometheus metrics: request counts and latency, purchases, holds and webhooks by outcome."""
+"""Prometheus metrics: request counts and latency, purchases, holds and webhooks by outcome,
+and gauges of the background work's backlog."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 
 import falcon
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from stockade.application.commands import Backlog
+
+log = logging.getLogger("stockade.metrics")
+
+#: gauge name, help, the Backlog field it shows
+BACKLOG_GAUGES = (
+    ("stockade_outbox_pending_messages", "Outbox messages not completed yet", "outbox_pending"),
+    ("stockade_outbox_oldest_pending_age_seconds", "Age of the oldest uncompleted outbox message (0: none)",
+     "outbox_oldest_seconds"),
+    ("stockade_holds_active", "Holds in status active (expired ones not swept yet included)", "active_holds"),
+    ("stockade_orders_pending", "Orders made from a hold and not paid yet", "pending_orders"),
+    ("stockade_webhooks_deferred", "Webhook deliveries waiting for their order", "deferred_webhooks"),
+    ("stockade_task_lag_seconds", "How long the oldest task no worker has started yet has waited (0: none)",
+     "task_lag_seconds"),
+)
+
+
+class BacklogCollector:
+    """The backlog gauges, read from the database at each scrape: every process shows the
+    same figures, whichever one runs the work."""
+
+    def __init__(self, read: Callable[[], Backlog]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            backlog = self.read()
+        except Exception as exc:  # noqa: BLE001 - the counters are still worth serving
+            log.warning("backlog gauges left out of /metrics: the database did not answer (%s); "
+                        "they come back once it does (see /readyz)", exc)
+            return
+        for name, doc, field in BACKLOG_GAUGES:
+            yield GaugeMetricFamily(name, doc, value=getattr(backlog, field))
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # read at scrape time only, never while registering
 
 
 class Metrics:
     """One registry per app; multi-process gunicorn aggregates through PROMETHEUS_MULTIPROC_DIR."""
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: Callable[[], Backlog] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.backlog = BacklogCollector(backlog) if backlog else None
+        if self.backlog:
+            self.registry.register(self.backlog)
         self.requests = Counter("stockade_http_requests_total", "HTTP requests", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram(
@@ -32,6 +76,8 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+            if self.backlog:
+                registry.register(self.backlog)
             return generate_latest(registry)
         return generate_latest(self.registry)
 
