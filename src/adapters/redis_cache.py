@@ -53,7 +53,7 @@ class RedisVersions:
             url, max_connections=max_connections, timeout=socket_timeout_seconds, socket_timeout=socket_timeout_seconds,
             socket_connect_timeout=socket_timeout_seconds, retry_on_timeout=False, health_check_interval=0,
         )
-        return cls(redis.Redis(connection_pool=pool, retry=None), **kwargs)
+        return cls(redis.Redis(connection_pool=pool, retry=None), **kwargs)  # type: ignore[arg-type]  # None: no retries
 
     def _key(self, product_id: int) -> str:
         return f"{self.prefix}{product_id}:gen"
@@ -87,7 +87,7 @@ class RedisVersions:
             self._failed("get", exc)
             return None
         self._answered()
-        return b"" if generation is None else generation
+        return b"" if generation is None else generation  # type: ignore[return-value]  # bytes: no decoding
 
     def bump(self, product_ids: Sequence[int]) -> None:
         if not product_ids:

@@ -11,10 +11,9 @@ import sqlalchemy as sa
 
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
-from stockade.application.commands import PaymentNotification
-from stockade.application.payments import handle_payment
-from stockade.application.commands import Purchase
+from stockade.application.commands import PaymentNotification, Purchase
 from stockade.application.idempotency import request_key
+from stockade.application.payments import handle_payment
 from stockade.application.ports import ConditionFailed, IdempotencyKeyTaken, KeyRecord
 from stockade.application.records import decode, encode_refusal
 from stockade.domain.errors import HoldExpired, OutOfStock, ProductNotFound

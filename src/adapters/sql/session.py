@@ -110,7 +110,7 @@ class Session:
                 if on_duplicate is not None and is_duplicate_key(exc):
                     raise on_duplicate() from exc
                 raise
-            return Ref(result.inserted_primary_key[0])
+            return Ref(result.inserted_primary_key[0])  # type: ignore[index]  # an insert has a key
         self._hold(stmt, params, on_duplicate=on_duplicate)
         return self._held_value("LAST_INSERT_ID()")
 
@@ -186,7 +186,7 @@ class Session:
                     sql = sql.replace(marker, f"JSON_SET({marker}, {sets})")
             else:
                 values[name] = resolved(value)
-        cursor = self.conn.connection.dbapi_connection.cursor()
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # checked out
         try:
             return cursor.mogrify(sql, values)
         finally:
@@ -199,7 +199,7 @@ class Session:
         cache_key = (id(stmt), keys)
         found = _RENDERED.get(cache_key)
         if found is None or found[0] is not stmt:
-            compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))
+            compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
             names = tuple(dict.fromkeys(compiled.bind_names.values()))
             literals = {name: value for name, value in compiled.params.items() if name not in keys}
             found = _RENDERED[cache_key] = (stmt, compiled.string, names, literals)
@@ -250,13 +250,13 @@ class Session:
         # ends it), so on an error this session must end it itself.
         unseen = commit or not self.conn.in_transaction()
         dbapi = self.conn.connection.dbapi_connection
-        cursor = dbapi.cursor()
+        cursor = dbapi.cursor()  # type: ignore[union-attr]  # checked out
         index = 0
         try:
             cursor.execute(";\n".join(statements))
             while True:
                 if index == len(held) and values:
-                    for ref, value in zip(values.values(), cursor.fetchone(), strict=True):
+                    for ref, value in zip(values.values(), cursor.fetchone(), strict=True):  # type: ignore[arg-type]
                         ref.value = value
                 index += 1
                 if not cursor.nextset():

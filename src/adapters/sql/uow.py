@@ -6,7 +6,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from stockade.adapters.sql.engine import is_sqlite, is_transient
-from stockade.adapters.sql.session import Session
 from stockade.adapters.sql.repositories import (
     SqlEventLog,
     SqlHoldRepository,
@@ -16,6 +15,7 @@ from stockade.adapters.sql.repositories import (
     SqlPaymentEventRepository,
     SqlProductRepository,
 )
+from stockade.adapters.sql.session import Session
 from stockade.application.ports import ProductCache, TaskPublisher, TransientStorageError
 from stockade.application.unit_of_work import AbstractUnitOfWork
 
@@ -28,7 +28,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.engine = engine
         self.read_only = read_only
         self._sqlite = is_sqlite(engine)
-        self._conn = None
+        self._conn: sa.Connection | None = None
 
     def _begin(self) -> None:
         conn = self.engine.connect()
@@ -71,6 +71,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             raise
 
     def _rollback(self) -> None:
+        assert self._conn is not None, "rolled back outside the unit of work"
         try:
             self._conn.rollback()
         except sa.exc.DBAPIError:
@@ -78,6 +79,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
 
     def _discard(self) -> None:
         """Drop the DBAPI connection instead of returning it to the pool."""
+        assert self._conn is not None, "discarded outside the unit of work"
         try:
             self._conn.invalidate()
         except sa.exc.SQLAlchemyError:
