@@ -12,7 +12,7 @@ from stockade.application.ports import TaskMessage
 
 log = logging.getLogger("stockade.tasks")
 
-Handler = Callable[[TaskMessage], None]
+Handler = Callable[[TaskMessage], object]
 
 
 class InProcessTaskRunner:
@@ -73,11 +73,16 @@ class InProcessTaskRunner:
 
 
 class Sweeper:
-    """Calls `sweep` every `interval` seconds on a daemon thread until stopped."""
+    """Calls `sweep` every `interval` seconds on a daemon thread until stopped.
 
-    def __init__(self, sweep: Callable[[], object], interval: float) -> None:
+    `explain` gives one line for an expected failure (the database is down), logged without
+    a traceback; anything it does not explain is logged with one."""
+
+    def __init__(self, sweep: Callable[[], object], interval: float,
+                 explain: Callable[[Exception], str | None] = lambda exc: None) -> None:
         self._sweep = sweep
         self._interval = interval
+        self._explain = explain
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="stockade-sweeper", daemon=True)
 
@@ -88,8 +93,12 @@ class Sweeper:
         while not self._stop.is_set():
             try:
                 self._sweep()
-            except Exception:
-                log.exception("sweep failed; trying again in %ss", self._interval)
+            except Exception as exc:
+                reason = self._explain(exc)
+                if reason is None:
+                    log.exception("sweep failed; trying again in %ss", self._interval)
+                else:
+                    log.warning("sweep failed: %s; trying again in %ss", reason, self._interval)
             self._stop.wait(self._interval)
 
     def stop(self) -> None:

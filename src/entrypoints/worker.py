@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from celery.signals import worker_process_shutdown
@@ -14,6 +14,9 @@ from stockade.application.background import purge_idempotency_keys as purge_keys
 from stockade.application.ports import TransientStorageError
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER
 from stockade.entrypoints.settings import Settings
+
+if TYPE_CHECKING:
+    from stockade.entrypoints.bootstrap import Services
 
 log = logging.getLogger("stockade.worker")
 
@@ -26,7 +29,7 @@ class _ServicesHolder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services = None
+        self.services: Services | None = None
         self.pid: int | None = None
 
     def shop(self):
@@ -47,6 +50,8 @@ _holders: list[_ServicesHolder] = []
 
 
 def create_worker_app(settings: Settings) -> Celery:
+    if settings.broker_url is None:
+        raise ValueError("the worker and beat need STOCKADE_BROKER_URL")
     app = make_celery(settings.broker_url, settings.task_visibility_timeout_seconds)
     holder = _ServicesHolder(settings)
     _holders.append(holder)
@@ -104,10 +109,10 @@ def run_worker(settings: Settings, concurrency: int) -> int:
     return 0
 
 
-def run_beat(settings: Settings) -> int:
+def run_beat(settings: Settings, schedule: str) -> int:
+    """Run beat; `schedule` is the file of each periodic task's last run, kept across restarts."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
     app = create_worker_app(settings)
     app.set_current()
-    schedule = os.path.join(tempfile.gettempdir(), f"stockade-beat-{os.getpid()}")
     app.Beat(loglevel="INFO", schedule=schedule).run()
     return 0
