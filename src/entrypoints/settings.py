@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from sqlalchemy.engine import make_url
@@ -147,12 +148,21 @@ def _database_url(variable: str, raw: str) -> str:
 
 
 def _redis_url(variable: str, raw: str) -> str:
-    from redis.connection import parse_url
-
-    try:
-        parse_url(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{variable} is not a Redis URL ({exc}); use e.g. redis://host:6379/0") from None
+    # Checked by hand: importing redis here would import ssl into the gunicorn master before
+    # its workers monkey-patch it (gunicorn_app.py).
+    parts = urlsplit(raw)
+    problem = None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        problem = "it must start with redis://, rediss:// or unix://"
+    else:
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        except ValueError:
+            problem = "its port is not a number"
+        if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+            problem = "its path must be a database number, as in /0"
+    if problem:
+        raise SettingsError(f"{variable} is not a Redis URL ({problem}); use e.g. redis://host:6379/0")
     return raw
 
 

@@ -26,7 +26,7 @@ DEAD_MYSQL_URL = "mysql+pymysql://stockade:hunter2-secret@127.0.0.1:1/stockade"
 #: Seconds a one-shot command may take beyond its startup timeout (interpreter start, imports).
 SLACK_SECONDS = 20
 #: Concurrent processes in the migration races.
-RACERS = 5
+RACERS = 8
 
 
 def run(args: list[str], cwd: Path, timeout: float = 60, **variables: str) -> subprocess.CompletedProcess:
@@ -59,10 +59,12 @@ def sqlite_url(tmp_path: Path) -> str:
 
 # ---------------------------------------------------------------- exit codes and one-line failures
 
-@pytest.mark.parametrize("command", [["seed"], ["holds", "release-expired"], ["migrate"], ["check"]])
+@pytest.mark.parametrize("command", [["seed"], ["holds", "release-expired"], ["migrate"], ["check"], ["worker"],
+                                     ["beat"], ["serve-tasks", "--port", "1"]])
 def test_a_database_that_does_not_answer_is_retried_until_the_startup_timeout_then_one_line(tmp_path, command):
     started = time.monotonic()
-    result = run(command, tmp_path, STOCKADE_DATABASE_URL=DEAD_MYSQL_URL, STOCKADE_STARTUP_TIMEOUT_SECONDS="2")
+    result = run(command, tmp_path, STOCKADE_DATABASE_URL=DEAD_MYSQL_URL, STOCKADE_STARTUP_TIMEOUT_SECONDS="2",
+                 STOCKADE_BROKER_URL="redis://127.0.0.1:1/0")
     took = time.monotonic() - started
 
     assert result.returncode == (2 if command == ["check"] else 1), result.stderr
