@@ -14,6 +14,9 @@ log = logging.getLogger("stockade")
 
 #: Pause between two attempts to reach the database.
 RETRY_PAUSE_SECONDS = 1.0
+#: The longest one attempt waits for a MySQL server (one that drops packets never refuses),
+#: so that the last attempt ends close to the startup timeout.
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 class StartupFailure(RuntimeError):
@@ -27,7 +30,10 @@ def redacted(url: str) -> str:
 def wait_for_database(url: str, timeout: float, *, sleep: Callable[[float], None] = time.sleep) -> bool:
     """Connect to `url` until it answers or `timeout` seconds have passed, one log line per failed
     attempt; then return whether the schema is current. Raises StartupFailure at the deadline."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    mysql = sa.engine.make_url(url).get_backend_name() != "sqlite"
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                              connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                                            "read_timeout": CONNECT_TIMEOUT_SECONDS} if mysql else {})
     deadline = time.monotonic() + timeout
     attempt = 0
     try:
