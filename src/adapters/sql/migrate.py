@@ -7,6 +7,7 @@ they take turns, and all but the first find the schema current and do nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,9 +50,15 @@ def migrate(url: str, revision: str = "head") -> None:
 
 
 def schema_is_current(connection: sa.Connection) -> bool:
-    """Whether the database's schema is at the latest migration (False for an empty database)."""
-    heads = set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
-    return set(MigrationContext.configure(connection).get_current_heads()) == heads
+    """Whether the database's schema is at the latest migration (False for an empty database).
+    One query: /readyz asks it on every probe."""
+    return set(MigrationContext.configure(connection).get_current_heads()) == _latest_revisions()
+
+
+@functools.cache
+def _latest_revisions() -> frozenset[str]:
+    """The head revisions of our migration scripts (read from disk once per process)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
 def _migration_engine(url: str) -> sa.Engine:
