@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -274,3 +276,21 @@ def _tasks_answer(port: int) -> bool:
     except OSError:
         return False
     return False
+
+
+def test_serve_with_several_workers_leaves_no_metrics_folder_behind(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    proc = spawn_stockade(["serve", "--port", str(port), "--workers", "2"],
+                          stockade_env(STOCKADE_DATABASE_URL=sqlite_url(tmp_path), TMPDIR=str(temp)),
+                          tmp_path / "serve.log")
+    try:
+        wait_for(lambda: _answers(port), "stockade serve answering", timeout=60)
+        assert [p.name for p in temp.iterdir() if p.name.startswith("stockade-metrics-")]
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        stop_process_group(proc)
+
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("stockade-metrics-")]
