@@ -48,6 +48,11 @@ def test_every_variable_of_run_distributed_and_of_the_compose_env_is_documented(
         assert f"`{variable}`" in README, f"{source}: {variable}"
 
 
+def test_every_variable_the_makefile_lets_a_user_set_is_documented():
+    for variable in re.findall(r"^(\w+)\s*\?=", (ROOT / "Makefile").read_text(), re.M):
+        assert f"`{variable}`" in README, variable
+
+
 def test_it_says_that_compose_v2_is_required():
     assert "Docker Compose v2" in README
 
