@@ -264,7 +264,8 @@ def main() -> None:
     parser.add_argument("--mysql-url", help="mysql+pymysql://user:password@host:port/database")
     parser.add_argument("--sqlite", help="path of the SQLite file")
     args = parser.parse_args()
-    serve(lambda: create_app(args.mysql_url, args.sqlite), args.host, args.port, args.workers)
+    serve(lambda: create_app(args.mysql_url, args.sqlite), args.host, args.port, args.workers,
+          banner=f"baselines: serving http://{args.host}:{args.port}")
 
 
 if __name__ == "__main__":

@@ -39,10 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import baselines  # benchmarks/ is on sys.path when a script here runs
 import pymysql
 import redis
-
-import baselines  # benchmarks/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parent.parent
 STOCKADE = str(Path(sys.executable).with_name("stockade"))

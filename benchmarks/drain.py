@@ -39,7 +39,6 @@ from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-
 from bench import (  # benchmarks/ is on sys.path when a script here runs
     ROOT,
     STOCKADE,

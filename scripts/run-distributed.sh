@@ -28,7 +28,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# Relative paths (a sqlite URL, beat's schedule file) then land in the repo,
+# Relative paths (a sqlite URL) then land in the repo,
 # as they do with `make run`.
 cd "$ROOT"
 

@@ -14,7 +14,7 @@ from stockade.application.ports import TaskMessage
 
 log = logging.getLogger("stockade.tasks")
 
-Handler = Callable[[TaskMessage], None]
+Handler = Callable[[TaskMessage], object]
 
 
 class InProcessTaskRunner:
@@ -107,10 +107,16 @@ class PeriodicRunner:
     once again when a run took longer), so a slow job (a long relay after a broker outage)
     never delays another (the expiry sweep), and a run's own length does not add to the
     interval. Threads only wait: nothing here competes with the task runner's pool.
+    `explain` gives one line for an expected failure (the database is down), logged without
+    a traceback; anything it does not explain is logged with one.
     """
 
-    def __init__(self, jobs: Sequence[PeriodicJob]) -> None:
+    def __init__(self, jobs: Sequence[PeriodicJob],
+                 explain: Callable[[Exception], str | None] = lambda exc: None) -> None:
+        self._explain = explain
+        self._started: dict[str, float] = {}
         self._stop = threading.Event()
+        self._jobs = list(jobs)
         self._threads = [threading.Thread(target=self._loop, args=(job,), name=f"stockade-{job.name}", daemon=True)
                          for job in jobs]
 
@@ -120,12 +126,21 @@ class PeriodicRunner:
 
     def _loop(self, job: PeriodicJob) -> None:
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = self._started[job.name] = time.monotonic()
             try:
                 job.run()
-            except Exception:
-                log.exception("%s failed; trying again in %ss", job.name, job.interval)
+            except Exception as exc:
+                reason = self._explain(exc)
+                if reason is None:
+                    log.exception("%s failed; trying again in %ss", job.name, job.interval)
+                else:
+                    log.warning("%s failed: %s; trying again in %ss", job.name, reason, job.interval)
             self._stop.wait(max(0.0, started + job.interval - time.monotonic()))
+
+    def on_time(self) -> bool:
+        """Every job has started within twice its interval (plus a minute for a slow run)."""
+        now = time.monotonic()
+        return all(now - self._started.get(job.name, -1e18) <= 2 * job.interval + 60 for job in self._jobs)
 
     def stop(self) -> None:
         self._stop.set()

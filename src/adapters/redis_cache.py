@@ -160,7 +160,7 @@ class RedisVersions:
         )
         # A caller waits for the round trip out before its own, each bounded by the timeout.
         kwargs.setdefault("wait_seconds", 2 * socket_timeout_seconds + 0.5)
-        return cls(redis.Redis(connection_pool=pool, retry=None), **kwargs)
+        return cls(redis.Redis(connection_pool=pool, retry=None), **kwargs)  # type: ignore[arg-type]  # None: no retries
 
     def _key(self, product_id: int) -> str:
         return f"{self.prefix}{product_id}:gen"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -180,7 +181,7 @@ class ProductRepository(Protocol):
     def settle(self, product_id: int, quantity: int, now: datetime) -> None:
         """A pending order was paid: stock -= q and reserved -= q."""
 
-    def audit(self) -> list[tuple[Product, int]]:
+    def audit(self) -> builtins.list[tuple[Product, int]]:  # `list` here is the method above
         """Every product, deleted ones too, with the reserved quantity that its active
         holds and pending orders account for, read in one consistent snapshot."""
 

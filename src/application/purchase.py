@@ -33,6 +33,6 @@ def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderV
                       None, now, now)
         # The answer shows the product as the sale left it: the price it checked, the name
         # and stock it read back under its own row lock.
-        return OrderView(order, attrs.evolve(product, name=sold.name, stock=sold.stock))
+        return OrderView(order, attrs.evolve(product, name=sold.name, stock=sold.stock))  # type: ignore[arg-type]
 
     return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result)

@@ -30,7 +30,7 @@ class AbstractUnitOfWork:
         self._open = True
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self._open:
             self._open = False
             self._rollback()

@@ -15,6 +15,8 @@ from stockade.adapters.clock import SystemClock
 from stockade.adapters.inprocess_tasks import InProcessTaskRunner, PeriodicJob, PeriodicRunner
 from stockade.adapters.memory_cache import LocalVersions, NullProductCache, SharedFileVersions, VersionedProductCache
 from stockade.adapters.sql import make_engine, make_read_engine, migrate
+from stockade.adapters.sql.engine import storage_problem
+from stockade.adapters.sql.migrate import RUN_MIGRATE, schema_is_current
 from stockade.adapters.sql.uow import sql_uow_factory
 from stockade.adapters.sql.writer_lock import WriterLock
 from stockade.application.facade import Shop
@@ -38,9 +40,15 @@ def policy_from(settings: Settings) -> Policy:
 def task_handlers(shop: Shop) -> dict[str, Callable[[TaskMessage], object]]:
     """Task name -> what runs it; shared by the in-process runner and the Celery worker."""
     return {
-        PROCESS_ORDER: lambda m: shop.process_order(int(m.payload["order_id"]), m.id),
-        APPLY_DEFERRED_PAYMENTS: lambda m: shop.apply_deferred_payments(int(m.payload["order_id"]), m.id),
+        PROCESS_ORDER: lambda m: shop.process_order(int(m.payload["order_id"]), _published_id(m)),
+        APPLY_DEFERRED_PAYMENTS: lambda m: shop.apply_deferred_payments(int(m.payload["order_id"]), _published_id(m)),
     }
+
+
+def _published_id(message: TaskMessage) -> int:
+    """The id of a message that was published: its Ref was resolved at commit, before."""
+    assert isinstance(message.id, int), message
+    return message.id
 
 
 #: Idempotency-Key records are purged this often (they are kept 48 hours).
@@ -75,9 +83,11 @@ class Services:
             self.start_periodic()
 
     def start_periodic(self) -> None:
-        """Run the periodic work in this process, once; `close()` stops it."""
+        """Run the periodic work in this process, once; `close()` stops it. A failure the
+        database explains (it is down) is logged in one line, without a traceback."""
         if self.periodic is None:
-            self.periodic = PeriodicRunner(periodic_jobs(self.shop, self.settings.sweep_interval_seconds))
+            self.periodic = PeriodicRunner(periodic_jobs(self.shop, self.settings.sweep_interval_seconds),
+                                           storage_problem)
             self.periodic.start()
             self.closers.insert(0, self.periodic.stop)
 
@@ -86,12 +96,13 @@ class Services:
         checks: dict[str, str | None] = {}
         try:
             with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            with self.shop.deps.read() as uow:  # the read pool (its own engine on MySQL)
-                uow.products.get(0)
-            checks["database"] = None
+                current = schema_is_current(conn)
+            if current:
+                with self.shop.deps.read() as uow:  # the read pool (its own engine on MySQL)
+                    uow.products.get(0)
+            checks["database"] = None if current else f"no schema or an older one: {RUN_MIGRATE}"
         except Exception as exc:  # any failure means not ready
-            checks["database"] = type(exc).__name__
+            checks["database"] = f"did not answer ({type(exc).__name__})"
         for name, probe in (("redis", getattr(self.cache, "ping", None)), ("broker", getattr(self.publisher, "ping", None))):
             if probe is not None:
                 checks[name] = probe()

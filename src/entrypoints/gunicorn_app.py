@@ -19,8 +19,13 @@ from __future__ import annotations
 import http
 import json
 import logging
+import os
 import resource
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
@@ -125,8 +130,40 @@ def _allow_open_files(needed: int) -> None:
                     target, needed, needed - SPARE_FILES)
 
 
-def serve(factory: Callable[[], object], host: str, port: int, workers: int,
+@contextmanager
+def multiprocess_metrics(workers: int) -> Iterator[None]:
+    """With several workers, /metrics adds up every worker's files in PROMETHEUS_MULTIPROC_DIR.
+    Given: emptied first (files of an earlier run would count again). Not given: a temporary
+    folder, removed when the server stops."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if workers == 1 and not given:
+        yield
+        return
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="stockade-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _worker_exited(arbiter, worker) -> None:
+    """gunicorn child_exit: a dead worker's live gauges no longer count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def serve(factory: Callable[[], object], host: str, port: int, workers: int, *, banner: str,
           connections: int = WORKER_CONNECTIONS) -> None:
+    """Run gunicorn until it stops; `banner` is printed once it listens (not before: the bind may fail)."""
     _allow_open_files(connections + SPARE_FILES)  # workers inherit it
     StockadeServer(
         factory,
@@ -146,5 +183,7 @@ def serve(factory: Callable[[], object], host: str, port: int, workers: int,
             # test) would take the path over, and nothing here uses it. Older ones ignore this.
             "control_socket_disable": True,
             "loglevel": "info",
+            "when_ready": lambda arbiter: print(banner, flush=True),
+            "child_exit": _worker_exited if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else None,
         },
     ).run()

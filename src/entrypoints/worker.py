@@ -31,7 +31,7 @@ class _ServicesHolder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services = None
+        self.services: Services | None = None
         self.pid: int | None = None
         self._building = threading.Lock()
 
@@ -54,6 +54,8 @@ _holders: list[_ServicesHolder] = []
 
 
 def create_worker_app(settings: Settings) -> Celery:
+    if settings.broker_url is None:
+        raise ValueError("the worker and beat need STOCKADE_BROKER_URL")
     app = make_celery(settings.broker_url, settings.task_visibility_timeout_seconds)
     holder = _ServicesHolder(settings)
     _holders.append(holder)
@@ -90,18 +92,24 @@ def run_worker(settings: Settings, concurrency: int) -> int:
     return 0
 
 
-def run_beat(services: Services) -> int:
+def run_beat(services: Services, heartbeat: str | None = None) -> int:
     """Run the expiry sweeps, the outbox relay and the deferred payments in this process,
     each on its own thread, until SIGTERM or SIGINT; then close `services`. Not through the
     task queue: periodic work never waits behind orders. Any number of beats may run (the
-    sweeps skip locked rows and every release is a conditional update)."""
+    sweeps skip locked rows and every release is a conditional update).
+
+    With `heartbeat`, that file is touched every sweep interval while every job runs on time
+    (a healthcheck reads its age)."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    interval = services.settings.sweep_interval_seconds
     with services:
         services.start_periodic()
-        log.info("beat: expiry sweeps, outbox relay and deferred payments every %ss",
-                 services.settings.sweep_interval_seconds)
-        stopping.wait()
+        log.info("beat: expiry sweeps, outbox relay and deferred payments every %ss", interval)
+        while not stopping.wait(interval):
+            if heartbeat is not None and services.periodic is not None and services.periodic.on_time():
+                with open(heartbeat, "a"):
+                    os.utime(heartbeat)
     log.info("beat: stopped")
     return 0

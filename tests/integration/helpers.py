@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta

@@ -47,7 +47,8 @@ def test_expired_holds_come_back_within_the_sweep_interval_behind_a_backlog_bigg
                        order_processing_seconds=PROCESSING_SECONDS, outbox_retry_seconds=OUTBOX_RETRY) as services:
         engine, shop = services.engine, services.shop
         try:
-            procs.append(spawn_stockade(["beat"], env, beat_log))
+            heartbeat = tmp_path / "beat-heartbeat"
+            procs.append(spawn_stockade(["beat", "--heartbeat", str(heartbeat)], env, beat_log))
             procs.append(spawn_ready_worker(["--concurrency", str(POOL)], env, worker_log))
 
             sold = shop.create_product("Backlogged", "1.00", ORDERS)
@@ -63,6 +64,7 @@ def test_expired_holds_come_back_within_the_sweep_interval_behind_a_backlog_bigg
                                    "WHERE id = :id AND status = 'expired'", id=hold_id) / 1e6 for hold_id in hold_ids]
             assert max(lags) <= SWEEP_SECONDS + SLACK_SECONDS, lags
             assert scalar(engine, "SELECT reserved FROM products WHERE id = :id", id=held.id) == 0
+            assert heartbeat.exists(), "beat touches its heartbeat every sweep interval while its jobs are on time"
 
             wait_for(lambda: scalar(engine, "SELECT COUNT(*) FROM orders WHERE status = 'processed'") == ORDERS,
                      f"every order processed\nworker:\n{read_log(worker_log)[-3000:]}", timeout=DRAIN_SECONDS)

@@ -5,7 +5,6 @@ import multiprocessing
 import queue
 import random
 import threading
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,8 +15,8 @@ from stockade.application.commands import PaymentNotification, Purchase
 from stockade.application.idempotency import answer_once, request_key
 from stockade.application.payments import handle_payment
 from stockade.application.ports import IdempotencyKeyTaken
-from stockade.application.records import encode_refusal
 from stockade.application.purchase import purchase
+from stockade.application.records import encode_refusal
 from stockade.domain.errors import HoldExpired, HoldNotActive, OutOfStock
 from stockade.domain.model import OrderStatus, PaymentResult, WebhookOutcome
 from tests.integration.helpers import (

@@ -12,15 +12,14 @@ from falcon import testing
 
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
-from stockade.entrypoints.http.app import create_app
-from stockade.application.commands import PaymentNotification
-from stockade.application.payments import handle_payment
-from stockade.application.commands import Purchase
+from stockade.application.commands import PaymentNotification, Purchase
 from stockade.application.idempotency import request_key
+from stockade.application.payments import handle_payment
 from stockade.application.ports import ConditionFailed, IdempotencyKeyTaken, KeyRecord
 from stockade.application.records import decode, encode_refusal
 from stockade.domain.errors import HoldExpired, OutOfStock, ProductNotFound
 from stockade.domain.model import HoldStatus, OrderStatus, PaymentResult, WebhookOutcome
+from stockade.entrypoints.http.app import create_app
 from tests.integration.helpers import count_events, execute, open_services, product_row, rows, scalar
 
 HOLD_TTL = 120

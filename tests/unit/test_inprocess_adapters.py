@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -257,4 +258,23 @@ def test_periodic_runner_runs_each_job_on_its_own_thread_so_a_slow_one_delays_no
         assert not stop_slow.is_set()
     finally:
         stop_slow.set()
+        runner.stop()
+
+
+def test_periodic_runner_is_on_time_until_a_job_has_not_started_for_twice_its_interval_and_a_minute(monkeypatch):
+    import stockade.adapters.inprocess_tasks as tasks
+
+    ran, stuck = threading.Event(), threading.Event()
+    runner = PeriodicRunner([PeriodicJob("stuck", lambda: (ran.set(), stuck.wait(30)), 1.0)])
+    assert not runner.on_time()  # not started yet
+    runner.start()
+    try:
+        assert ran.wait(30)
+        assert runner.on_time()
+        later = time.monotonic() + 2 * 1.0 + 61  # still inside its first run by then
+        monkeypatch.setattr(tasks.time, "monotonic", lambda: later)
+        assert not runner.on_time()
+    finally:
+        monkeypatch.undo()
+        stuck.set()
         runner.stop()

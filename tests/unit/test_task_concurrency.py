@@ -27,4 +27,4 @@ def test_a_worker_concurrency_below_one_is_refused_with_what_fits(capsys):
     with pytest.raises(SystemExit) as exited:
         parser().parse_args(["worker", "--concurrency", "0"])
     assert exited.value.code == 2
-    assert "'0' is not a whole number of at least 1" in capsys.readouterr().err
+    assert "0 is too small; use 1 or more" in capsys.readouterr().err

@@ -7,8 +7,12 @@ from pymysql.constants import CLIENT
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from stockade.adapters.sql.migrate import RUN_MIGRATE
+
 #: MySQL error codes a retry cures: deadlock, lock wait timeout.
 _MYSQL_TRANSIENT = {1213, 1205}
+#: MySQL error codes of a schema that is missing or older than the code: no such table, unknown column.
+_MYSQL_SCHEMA_BEHIND = {1146, 1054}
 MYSQL_DUPLICATE = 1062
 
 #: Connections per pool and process. A fixed pool without overflow: a request holds a
@@ -111,7 +115,29 @@ def is_duplicate_key(exc: sa.exc.IntegrityError) -> bool:
     return "UNIQUE constraint failed" in str(exc.orig) or "PRIMARY KEY" in str(exc.orig)
 
 
-def is_transient(exc: sa.exc.DBAPIError) -> bool:
+def is_schema_behind(exc: BaseException) -> bool:
+    """The statement failed because the database lacks a table or column: it needs `stockade migrate`."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    code = _mysql_code(exc)
+    if code is not None:
+        return code in _MYSQL_SCHEMA_BEHIND
+    return str(exc.orig).startswith(("no such table", "no such column"))
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for a database that did not answer or lacks the schema; None for any other error."""
+    if is_schema_behind(exc):
+        return f"the database has no schema or an older one: {RUN_MIGRATE}"
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or (
+            isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated):
+        return "the database did not answer: " + (" ".join(str(exc.orig).split()) or type(exc.orig).__name__)
+    if isinstance(exc, sa.exc.TimeoutError):
+        return f"no database connection came free in time: {exc}"
+    return None
+
+
+def is_transient(exc: sa.exc.StatementError) -> bool:
     code = _mysql_code(exc)
     if code is not None:
         return code in _MYSQL_TRANSIENT

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -46,6 +47,10 @@ def to_db(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
+@overload
+def from_db(value: datetime) -> datetime: ...
+@overload
+def from_db(value: None) -> None: ...
 def from_db(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=timezone.utc)
 
@@ -175,7 +180,7 @@ class SqlProductRepository(_Repository):
             products.insert().values(name=name, price=price, stock=stock, reserved=0, version=1,
                                      created_at=at, updated_at=at)
         )
-        return Product(result.inserted_primary_key[0], name, price, stock, 0, 1, now, now)
+        return Product(result.inserted_primary_key[0], name, price, stock, 0, 1, now, now)  # type: ignore[index]
 
     def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None:
         stmt = _GET_ANY_PRODUCT if include_deleted else _GET_LIVE_PRODUCT
@@ -235,7 +240,7 @@ class SqlProductRepository(_Repository):
             raise RuntimeError(f"product {product_id}: cannot settle {quantity} reserved units")
         self._changed(product_id)
 
-    def audit(self) -> list[tuple[Product, int]]:
+    def audit(self) -> builtins.list[tuple[Product, int]]:  # `list` here is the method above
         held = (
             sa.select(sa.func.coalesce(sa.func.sum(holds.c.quantity), 0))
             .where(holds.c.product_id == products.c.id, holds.c.status == HoldStatus.ACTIVE.value)

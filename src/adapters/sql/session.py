@@ -114,7 +114,9 @@ class Session:
     def insert_with_id(self, stmt: sa.Insert, params: Mapping[str, Any], *,
                        on_duplicate: type[Exception] | None = None) -> Ref:
         """Insert a row, as `insert` does; returns a Ref to its new id."""
-        return self._insert(stmt, params, on_duplicate, with_id=True)
+        ref = self._insert(stmt, params, on_duplicate, with_id=True)
+        assert ref is not None
+        return ref
 
     def _insert(self, stmt: sa.Insert, params: Mapping[str, Any], on_duplicate: type[Exception] | None, *,
                 with_id: bool = False) -> Ref | None:
@@ -125,7 +127,7 @@ class Session:
                 if on_duplicate is not None and is_duplicate_key(exc):
                     raise on_duplicate() from exc
                 raise
-            return Ref(result.inserted_primary_key[0]) if with_id else None
+            return Ref(result.inserted_primary_key[0]) if with_id else None  # type: ignore[index]  # an insert has a key
         self._hold(stmt, params, on_duplicate=on_duplicate)
         return self._held_value("LAST_INSERT_ID()") if with_id else None
 
@@ -213,7 +215,7 @@ class Session:
                     sql = sql.replace(marker, f"JSON_SET({marker}, {sets})")
             else:
                 values[name] = resolved(value)
-        cursor = self.conn.connection.dbapi_connection.cursor()
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # checked out
         try:
             return cursor.mogrify(sql, values)
         finally:
@@ -226,7 +228,7 @@ class Session:
         cache_key = (id(stmt), keys)
         found = _RENDERED.get(cache_key)
         if found is None or found[0] is not stmt:
-            compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))
+            compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
             names = tuple(dict.fromkeys(compiled.bind_names.values()))
             literals = {name: value for name, value in compiled.params.items() if name not in keys}
             found = _RENDERED[cache_key] = (stmt, compiled.string, names, literals)
@@ -287,13 +289,15 @@ class Session:
         # ends it), so on an error this session must end it itself.
         unseen = commit or not self.conn.in_transaction()
         dbapi = self.conn.connection.dbapi_connection
-        cursor = dbapi.cursor()
+        cursor = dbapi.cursor()  # type: ignore[union-attr]  # checked out
         index = 0
         try:
             cursor.execute(";\n".join(statements))
             while True:
                 if index == select_at:
-                    for ref, value in zip(refs, cursor.fetchone(), strict=False):
+                    row = cursor.fetchone()
+                    assert row is not None, "a SELECT of server variables returns one row"
+                    for ref, value in zip(refs, row, strict=False):
                         ref.value = value
                 index += 1
                 if not cursor.nextset():

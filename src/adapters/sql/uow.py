@@ -6,8 +6,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from stockade.adapters.sql.engine import is_sqlite, is_transient
-from stockade.adapters.sql.session import Session
-from stockade.adapters.sql.writer_lock import WriterLock
 from stockade.adapters.sql.repositories import (
     SqlEventLog,
     SqlHoldRepository,
@@ -17,6 +15,8 @@ from stockade.adapters.sql.repositories import (
     SqlPaymentEventRepository,
     SqlProductRepository,
 )
+from stockade.adapters.sql.session import Session
+from stockade.adapters.sql.writer_lock import WriterLock
 from stockade.application.ports import ProductCache, TaskPublisher, TransientStorageError
 from stockade.application.unit_of_work import AbstractUnitOfWork
 
@@ -32,8 +32,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.read_only = read_only
         self._sqlite = is_sqlite(engine)
         self._writer_lock = None if read_only else writer_lock
-        self._writing = False
-        self._conn = None
+        self._locked: WriterLock | None = None  # the writer lock while this one holds it
+        self._conn: sa.Connection | None = None
 
     def _begin(self) -> None:
         conn = self.engine.connect()
@@ -45,7 +45,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             except BaseException:
                 conn.close()
                 raise
-            self._writing = True
+            self._locked = self._writer_lock
         self._conn = conn
         self._session = session = Session(conn, self.product_changed)
         self.products = SqlProductRepository(session)
@@ -86,6 +86,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._done_writing()  # before the cache bumps and task publishing that follow
 
     def _rollback(self) -> None:
+        assert self._conn is not None, "rolled back outside the unit of work"
         try:
             self._conn.rollback()
         except sa.exc.DBAPIError:
@@ -94,12 +95,13 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._done_writing()
 
     def _done_writing(self) -> None:
-        if self._writing:
-            self._writing = False
-            self._writer_lock.release()
+        if self._locked is not None:
+            lock, self._locked = self._locked, None
+            lock.release()
 
     def _discard(self) -> None:
         """Drop the DBAPI connection instead of returning it to the pool."""
+        assert self._conn is not None, "discarded outside the unit of work"
         try:
             self._conn.invalidate()
         except sa.exc.SQLAlchemyError:

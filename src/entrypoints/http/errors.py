@@ -8,6 +8,8 @@ import logging
 import falcon
 import sqlalchemy.exc
 
+from stockade.adapters.sql.engine import is_schema_behind
+from stockade.adapters.sql.migrate import RUN_MIGRATE
 from stockade.application.ports import TransientStorageError
 from stockade.domain import errors as domain
 from stockade.entrypoints.http.validation import ValidationFailed
@@ -66,6 +68,12 @@ def handle_domain_error(req, resp, exc: domain.DomainError, params) -> None:
 def handle_unexpected(req, resp, exc: Exception, params) -> None:
     if isinstance(exc, falcon.HTTPError):
         raise exc  # let Falcon render it with our serializer
+    if is_schema_behind(exc):
+        log.error("the database has no schema or an older one during %s %s: %s", req.method, req.path, RUN_MIGRATE)
+        resp.status = 503
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = error_body(503, f"Service unavailable: the database has no schema yet; {RUN_MIGRATE}")
+        return
     if isinstance(exc, _OUTAGE) or (isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
         log.error("storage unavailable during %s %s: %s", req.method, req.path, exc)
         resp.status = 503

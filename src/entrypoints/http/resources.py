@@ -45,7 +45,6 @@ from stockade.entrypoints.http.validation import (
     read_body,
 )
 
-
 _EVENT_NAME = re.compile(r"[a-z0-9_]{1,64}")
 
 
@@ -350,7 +349,8 @@ class ReadyResource:
         failed = [name for name, reason in checks.items() if reason is not None]
         shown = {name: reason or "ok" for name, reason in checks.items()}
         if failed:
-            _json(resp, 503, {"message": "Not ready: " + ", ".join(failed) + " did not answer", "checks": shown})
+            _json(resp, 503, {"message": "Not ready: " + "; ".join(f"{name}: {shown[name]}" for name in failed),
+                              "checks": shown})
         else:
             _json(resp, 200, {"status": "ok", "checks": shown})
 
