@@ -57,3 +57,73 @@ def test_a_unit_of_work_ending_normally_keeps_its_connection_pooled(engine, inva
     with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), read_only=True) as uow:
         uow.products.get(1)
     assert invalidated == []
+
+
+class _RecordingLock:
+    """A WriterLock stand-in that records when it is taken and given back."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def acquire(self) -> None:
+        self.log.append("lock")
+
+    def release(self) -> None:
+        self.log.append("unlock")
+
+
+@pytest.fixture
+def statements(engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda conn, cursor, sql, params, context, many: seen.append(sql.split()[0].upper()))
+    return seen
+
+
+def test_on_sqlite_writes_wait_for_commit_and_the_writer_lock_is_taken_only_then(engine, statements):
+    """The use case builds its statements outside the write lock: the lock, BEGIN IMMEDIATE,
+    the statements and the COMMIT come together, at commit."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    now = datetime.now(timezone.utc)
+    with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache()) as setup:
+        product = setup.products.add("Lamp", Decimal("5.00"), 10, now)
+        setup.commit()
+    log: list[str] = []
+    statements.clear()
+    with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), writer_lock=_RecordingLock(log)) as uow:
+        sold = uow.products.take(product.id, 3, Decimal("5.00"), now)
+        uow.events.record("purchase_created", {"product_id": product.id}, now)
+        assert (log, statements) == ([], []), "nothing reaches SQLite before commit"
+        uow.commit()
+        log.append("committed")
+    assert log == ["lock", "unlock", "committed"]
+    assert statements == ["BEGIN", "UPDATE", "INSERT"]  # BEGIN IMMEDIATE, then in the order issued
+    assert (sold.name.value, sold.stock.value) == ("Lamp", 7)
+
+
+def test_on_sqlite_a_lost_condition_at_commit_rolls_back_before_the_writer_lock_is_given_back(engine):
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from stockade.application.ports import ConditionFailed
+
+    now = datetime.now(timezone.utc)
+    log: list[str] = []
+    uow = SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), writer_lock=_RecordingLock(log))
+    rollback = uow._rollback
+
+    def recording_rollback() -> None:
+        log.append("rollback")
+        rollback()
+
+    uow._rollback = recording_rollback  # type: ignore[method-assign]
+    with pytest.raises(ConditionFailed):
+        with uow:
+            uow.events.record("before", {}, now)
+            uow.products.take(404, 1, Decimal("1.00"), now)  # no such product: the condition fails
+            uow.commit()
+    assert log == ["lock", "rollback", "unlock"]
+    with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), read_only=True) as check:
+        assert check.events.list(10) == []  # the event held before it was rolled back

@@ -1,20 +1,27 @@
 """How the SQL repositories send statements within one transaction.
 
-SQLite runs every statement when it is called: a call costs no network round trip. On
-MySQL/MariaDB a round trip is most of a statement's cost, so writes whose results are
-only needed after commit (inserts, the conditional stock UPDATE, a read for the response)
-are held back and sent together, with the COMMIT, as one multi-statement. A purchase is
-then a single round trip, and the stock row's lock is held only while the server runs the
-few statements after its UPDATE, never across a round trip to the client.
+Writes whose results are only needed after commit (inserts, the conditional stock UPDATE,
+a read for the response) are held back and sent at commit, in the order the repositories
+issued them, so that a transaction holds its locks for as short a time as it can:
+
+- On MySQL/MariaDB a round trip is most of a statement's cost: what is held goes with the
+  COMMIT as one multi-statement. A purchase is then a single round trip, and the stock
+  row's lock is held only while the server runs the few statements after its UPDATE, never
+  across a round trip to the client.
+- On SQLite a statement costs no round trip, but the database has one writer at a time:
+  the held statements run one after the other at commit, after `before_first_statement`
+  (the unit of work's writer lock) and SQLite's BEGIN IMMEDIATE. The write lock is thus
+  held while SQLite runs them and the COMMIT, not while the use case builds them.
 
 What a held statement yields (a new row's id, the row after an UPDATE) is a Ref: the
-value is filled in when the batch has run, from the batch's one SELECT. A conditional
-write that matched no row makes the statement after it fail (a guard that raises
-"subquery returns more than 1 row"), so the server stops before COMMIT; the session then
-rolls back and raises ConditionFailed. The guard of the batch's last write is part of
-that SELECT, so the row lock is held for the SELECT and the COMMIT only.
+value is filled in when it has run. On MySQL it comes from the batch's one SELECT. A
+conditional write that matched no row makes the statement after it fail (a guard that
+raises "subquery returns more than 1 row"), so the server stops before COMMIT; the session
+then rolls back and raises ConditionFailed. The guard of the batch's last write is part of
+that SELECT, so the row lock is held for the SELECT and the COMMIT only. On SQLite the
+UPDATE's row count (or its RETURNING row) decides, and ConditionFailed is raised at once.
 Any statement run at once (a read whose answer is needed now) sends what is held first,
-so statements always reach the server in the order the repositories issued them.
+so statements always reach the database in the order the repositories issued them.
 """
 
 from __future__ import annotations
@@ -88,19 +95,25 @@ class _Held:
 class Session:
     """The statements of one unit of work on one connection."""
 
-    def __init__(self, conn: Connection, product_changed: Callable[[int], None]) -> None:
+    def __init__(self, conn: Connection, product_changed: Callable[[int], None], *,
+                 before_first_statement: Callable[[], None] | None = None) -> None:
         self.conn = conn
         self.product_changed = product_changed
         self.batching = conn.dialect.name in ("mysql", "mariadb")
+        self._before_first_statement = before_first_statement
+        #: MySQL: the statements held, rendered
         self._held: list[_Held] = []
         #: Refs of held statements, by the server variable that holds their value
         self._values: dict[str, Ref] = {}
+        #: SQLite: the statements held, each run by calling it
+        self._deferred: list[Callable[[], None]] = []
 
     # ---------------------------------------------------------------- at once
 
     def run(self, stmt: sa.Executable, params: Mapping[str, Any] | None = None) -> CursorResult:
         """Run a statement now (after what is held) and return its result."""
         self.flush()
+        self._starting()
         return self.conn.execute(stmt, resolved(dict(params or {})))
 
     # ---------------------------------------------------------------- held where it pays
@@ -120,36 +133,49 @@ class Session:
 
     def _insert(self, stmt: sa.Insert, params: Mapping[str, Any], on_duplicate: type[Exception] | None, *,
                 with_id: bool = False) -> Ref | None:
-        if not self.batching:
+        if self.batching:
+            self._hold(stmt, params, on_duplicate=on_duplicate)
+            return self._held_value("LAST_INSERT_ID()") if with_id else None
+        ref = Ref() if with_id else None
+
+        def execute() -> None:
             try:
                 result = self.conn.execute(stmt, self._bind(params))
             except sa.exc.IntegrityError as exc:
                 if on_duplicate is not None and is_duplicate_key(exc):
                     raise on_duplicate() from exc
                 raise
-            return Ref(result.inserted_primary_key[0]) if with_id else None  # type: ignore[index]  # an insert has a key
-        self._hold(stmt, params, on_duplicate=on_duplicate)
-        return self._held_value("LAST_INSERT_ID()") if with_id else None
+            if ref is not None:
+                ref.value = result.inserted_primary_key[0]  # type: ignore[index]  # an insert has a key
+
+        self._deferred.append(execute)
+        return ref
 
     def must_change_one(self, stmt: sa.Update, params: Mapping[str, Any], *,
                         returning: tuple[sa.Column, ...] = ()) -> tuple[Ref, ...]:
         """A conditional write of the row `params["b_id"]` that must change it, else the
-        transaction is void (ConditionFailed, now or when the batch runs). Returns Refs to
-        the `returning` columns' values after the write (UPDATE ... RETURNING on SQLite; on
-        MySQL reads of the row, which this transaction has locked, in the same batch)."""
+        transaction is void (ConditionFailed when it runs, at commit or before a statement
+        run at once). Returns Refs to the `returning` columns' values after the write
+        (UPDATE ... RETURNING on SQLite; on MySQL reads of the row, which this transaction
+        has locked, in the same batch)."""
+        refs = tuple(Ref() for _ in returning)
         if not self.batching:
-            if not returning:
-                if self.conn.execute(stmt, self._bind(params)).rowcount != 1:
+            def execute() -> None:
+                if not returning:
+                    if self.conn.execute(stmt, self._bind(params)).rowcount != 1:
+                        raise ConditionFailed()
+                    return
+                row = self.conn.execute(_returning(stmt, returning), self._bind(params)).first()
+                if row is None:
                     raise ConditionFailed()
-                return ()
-            row = self.conn.execute(_returning(stmt, returning), self._bind(params)).first()
-            if row is None:
-                raise ConditionFailed()
-            return tuple(Ref(value) for value in row)
+                for ref, value in zip(refs, row, strict=True):
+                    ref.value = value
+
+            self._deferred.append(execute)
+            return refs
         self._hold(stmt, params)
         # One statement right after the write both reads the row back and fails unless the
         # write changed exactly one row: the row lock is held for as few statements as can be.
-        refs = tuple(Ref() for _ in returning)
         reads = [(ref, f"({self._render(_row_value(column), {'b_id': params['b_id']})})")
                  for ref, column in zip(refs, returning, strict=True)]
         self._held.append(_Held("", is_guard=True, reads=reads))
@@ -157,9 +183,15 @@ class Session:
 
     def read_later(self, stmt: sa.Select, params: Mapping[str, Any]) -> Ref:
         """A one-value read whose answer is needed only after commit: a Ref to it."""
-        if not self.batching:
-            return Ref(self.conn.execute(stmt, self._bind(params)).scalar())
-        return self._held_value(f"({self._render(stmt, params)})")
+        if self.batching:
+            return self._held_value(f"({self._render(stmt, params)})")
+        ref = Ref()
+
+        def execute() -> None:
+            ref.value = self.conn.execute(stmt, self._bind(params)).scalar()
+
+        self._deferred.append(execute)
+        return ref
 
     # ---------------------------------------------------------------- ending
 
@@ -179,6 +211,17 @@ class Session:
         """Send what is held (no commit)."""
         if self._held:
             self._send(commit=False)
+        if self._deferred:
+            deferred, self._deferred = self._deferred, []
+            self._starting()
+            for execute in deferred:
+                execute()
+
+    def _starting(self) -> None:
+        """Before the first statement that reaches the database."""
+        if self._before_first_statement is not None:
+            before, self._before_first_statement = self._before_first_statement, None
+            before()
 
     # ---------------------------------------------------------------- internals
 
@@ -269,6 +312,7 @@ class Session:
         return json.dumps(walk(data, path), default=str), refs
 
     def _send(self, *, commit: bool) -> None:
+        self._starting()
         held, self._held = self._held, []
         values, self._values = self._values, {}
         # A guard that ends the batch joins the SELECT that reads the values back: one

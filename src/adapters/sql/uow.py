@@ -23,7 +23,8 @@ from stockade.application.unit_of_work import AbstractUnitOfWork
 
 class SqlUnitOfWork(AbstractUnitOfWork):
     """A transaction on `engine`; `read_only` ones never take SQLite's write lock. On SQLite
-    a writing one first queues on `writer_lock` (writer_lock.py), released at its end."""
+    a writing one queues on `writer_lock` (writer_lock.py) before its first statement, and
+    releases it when its transaction ends."""
 
     def __init__(self, engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False,
                  writer_lock: WriterLock | None = None) -> None:
@@ -39,15 +40,13 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         conn = self.engine.connect()
         if self._sqlite:
             conn.info["stockade_begin"] = "BEGIN" if self.read_only else "BEGIN IMMEDIATE"
-        if self._writer_lock is not None:
-            try:
-                self._writer_lock.acquire()
-            except BaseException:
-                conn.close()
-                raise
-            self._locked = self._writer_lock
         self._conn = conn
-        self._session = session = Session(conn, self.product_changed)
+        # The writer lock is taken only when the first statement goes to the database (the
+        # session holds writes back until commit), and released when the transaction ends.
+        self._session = session = Session(
+            conn, self.product_changed,
+            before_first_statement=self._take_writer_lock if self._writer_lock is not None else None,
+        )
         self.products = SqlProductRepository(session)
         self.holds = SqlHoldRepository(session)
         self.orders = SqlOrderRepository(session)
@@ -82,8 +81,9 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                 raise TransientStorageError(str(exc.orig)) from exc
             self._discard()  # did it commit? unknown: never reuse this connection
             raise
-        finally:
-            self._done_writing()  # before the cache bumps and task publishing that follow
+        # Committed: the next writer may go, before the cache bumps and task publishing that
+        # follow. A failed commit keeps the lock until the rollback (__exit__) ends it.
+        self._done_writing()
 
     def _rollback(self) -> None:
         assert self._conn is not None, "rolled back outside the unit of work"
@@ -93,6 +93,11 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             self._discard()  # closing the socket makes the server roll the transaction back
         finally:
             self._done_writing()
+
+    def _take_writer_lock(self) -> None:
+        assert self._writer_lock is not None
+        self._writer_lock.acquire()
+        self._locked = self._writer_lock
 
     def _done_writing(self) -> None:
         if self._locked is not None:
