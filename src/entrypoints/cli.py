@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         services = _services(settings, migrate_schema=False)
         services.start_background()
         atexit.register(services.close)
-        return create_app(services.shop.deps, admin_token=settings.admin_token,
+        return create_app(services.shop, admin_token=settings.admin_token,
                           webhook_secret=settings.webhook_secret, readiness=services.readiness)
 
     print(f"stockade: serving http://{args.host}:{args.port} ({args.workers} worker(s), "
