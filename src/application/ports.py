@@ -309,7 +309,8 @@ class Outbox(Protocol):
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
         """The relay republishes the message from `retry_at` on until it is completed.
-        The message's id may be a Ref until commit."""
+        The message's id may be a Ref until commit. The stored payload also names the request
+        being served, if any (`tracing.traced`), so the task's log lines carry its id."""
 
     def complete(self, message_id: int, now: datetime) -> None: ...
 

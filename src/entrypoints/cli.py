@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import logging
 import os
 import sys
 import tempfile
@@ -23,8 +22,9 @@ def _settings() -> Settings:
 
 
 def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from stockade.entrypoints.logs import configure_logging
+
+    configure_logging(_settings().log_format)
 
 
 def _services(settings: Settings, **kwargs):
@@ -68,12 +68,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         services.start_background()
         atexit.register(services.close)
         return create_app(services.shop, admin_token=settings.admin_token,
-                          webhook_secret=settings.webhook_secret, readiness=services.readiness)
+                          webhook_secret=settings.webhook_secret, readiness=services.readiness,
+                          cors_origins=settings.cors_origins)
 
     print(f"stockade: serving http://{args.host}:{args.port} ({args.workers} worker(s), "
           f"{'embedded tasks' if settings.embedded else 'Celery broker'}, "
           f"database {_redact(settings.database_url)})", flush=True)
-    serve(factory, args.host, args.port, args.workers)
+    serve(factory, args.host, args.port, args.workers, log_format=settings.log_format)
     return 0
 
 
@@ -94,7 +95,7 @@ def cmd_serve_tasks(args: argparse.Namespace) -> int:
 
         migrate(settings.database_url)
     print(f"stockade: internal task API on http://{args.host}:{args.port}", flush=True)
-    serve(factory, args.host, args.port, 1)
+    serve(factory, args.host, args.port, 1, log_format=settings.log_format)
     return 0
 
 

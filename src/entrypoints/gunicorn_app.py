@@ -26,6 +26,8 @@ from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
+from stockade.entrypoints.logs import gunicorn_logconfig
+
 log = logging.getLogger("stockade")
 
 #: Connections (one greenlet each) a worker serves at once; beyond that it stops accepting and
@@ -126,7 +128,7 @@ def _allow_open_files(needed: int) -> None:
 
 
 def serve(factory: Callable[[], object], host: str, port: int, workers: int,
-          connections: int = WORKER_CONNECTIONS) -> None:
+          connections: int = WORKER_CONNECTIONS, log_format: str = "text") -> None:
     _allow_open_files(connections + SPARE_FILES)  # workers inherit it
     StockadeServer(
         factory,
@@ -140,7 +142,9 @@ def serve(factory: Callable[[], object], host: str, port: int, workers: int,
             "keepalive": 5,
             "graceful_timeout": 20,
             "timeout": 60,
+            # The app writes one access line per request itself (with route and request id).
             "accesslog": None,
+            "logconfig_dict": gunicorn_logconfig(log_format),
             # Recent gunicorns open a control socket at one path per user ($HOME/.gunicorn/
             # gunicorn.ctl), served by a thread in the master: a second server (serve-tasks, a
             # test) would take the path over, and nothing here uses it. Older ones ignore this.

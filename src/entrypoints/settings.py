@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 import attrs
@@ -41,6 +42,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(f"STOCKADE_CORS_ORIGINS: {origin!r} is not an origin; give scheme://host[:port] "
+                                "values separated by commas, e.g. https://shop.example,http://localhost:3000")
+    return origins
+
+
 @attrs.frozen
 class Settings:
     """Every knob of contract section 2, with its default."""
@@ -60,6 +70,10 @@ class Settings:
     outbox_retry_seconds: int = 60
     #: Redis broker: an unacknowledged task goes back to the queue after this long
     task_visibility_timeout_seconds: int = 3600
+    #: `text`, or `json`: one JSON object per log line
+    log_format: str = "text"
+    #: origins a browser may call the public API from; none: no CORS headers
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +92,8 @@ class Settings:
             env=(env.get("STOCKADE_ENV") or "development").strip().lower(),
             outbox_retry_seconds=_int(env, "STOCKADE_OUTBOX_RETRY_SECONDS", 60, 1, 86400),
             task_visibility_timeout_seconds=_int(env, "STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS", 3600, 1, 86400 * 7),
+            log_format=(env.get("STOCKADE_LOG_FORMAT") or "text").strip().lower(),
+            cors_origins=_origins(env.get("STOCKADE_CORS_ORIGINS") or ""),
         )
         settings.validate()
         return settings
@@ -96,6 +112,8 @@ class Settings:
         if self.task_visibility_timeout_seconds <= self.order_processing_seconds:
             raise SettingsError("STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS must exceed STOCKADE_ORDER_PROCESSING_SECONDS, "
                                 "or Redis redelivers tasks that are still running")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"STOCKADE_LOG_FORMAT={self.log_format!r}; use text or json")
         if self.sweep_interval_seconds <= 0:
             raise SettingsError("STOCKADE_SWEEP_INTERVAL_SECONDS must be above 0")
 

@@ -7,12 +7,14 @@ import os
 import tempfile
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import setup_logging, worker_process_shutdown
 
 from stockade.adapters.celery_tasks import QUEUE, make_celery
 from stockade.application.background import purge_idempotency_keys as purge_keys
 from stockade.application.ports import TransientStorageError
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER
+from stockade.application.tracing import serving
+from stockade.entrypoints.logs import configure_logging
 from stockade.entrypoints.settings import Settings
 
 log = logging.getLogger("stockade.worker")
@@ -56,12 +58,15 @@ def create_worker_app(settings: Settings) -> Celery:
             "shared": False}
 
     @app.task(name=PROCESS_ORDER, **opts)
-    def process_order(order_id: int, message_id: int | None = None) -> None:
-        holder.shop().process_order(int(order_id), message_id)
+    def process_order(order_id: int, message_id: int | None = None, request_id: str | None = None) -> None:
+        with serving(request_id):
+            holder.shop().process_order(int(order_id), message_id)
 
     @app.task(name=APPLY_DEFERRED_PAYMENTS, **opts)
-    def apply_deferred_payments(order_id: int | None = None, message_id: int | None = None) -> None:
-        holder.shop().apply_deferred_payments(order_id, message_id)
+    def apply_deferred_payments(order_id: int | None = None, message_id: int | None = None,
+                                request_id: str | None = None) -> None:
+        with serving(request_id):
+            holder.shop().apply_deferred_payments(order_id, message_id)
 
     @app.task(name="stockade.release_expired", **opts)
     def release_expired() -> None:
@@ -95,8 +100,14 @@ def _close(**_kwargs) -> None:
         holder.close()
 
 
+def _log_as_configured(settings: Settings) -> None:
+    """Our log format for Celery's lines too: a setup_logging receiver keeps Celery from setting up its own."""
+    configure_logging(settings.log_format)
+    setup_logging.connect(lambda **_: configure_logging(settings.log_format), weak=False)
+
+
 def run_worker(settings: Settings, concurrency: int) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    _log_as_configured(settings)
     app = create_worker_app(settings)
     app.set_current()
     app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "-Q", QUEUE,
@@ -105,7 +116,7 @@ def run_worker(settings: Settings, concurrency: int) -> int:
 
 
 def run_beat(settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    _log_as_configured(settings)
     app = create_worker_app(settings)
     app.set_current()
     schedule = os.path.join(tempfile.gettempdir(), f"stockade-beat-{os.getpid()}")

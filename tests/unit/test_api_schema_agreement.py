@@ -83,7 +83,7 @@ def _agree(client, schema: str, method: str, path: str, body: dict) -> None:
     raw = json.dumps(body).encode()
     expected = _validator(client, schema).is_valid(json.loads(raw))
     r = client.simulate_request(method, path, body=raw, headers={"Content-Type": "application/json"})
-    accepted = r.status_code != 422
+    accepted = not (r.status_code == 422 and "errors" in r.json)  # a reused webhook key is 422 without
     if expected != accepted and _unseen_by_json_schema(body):
         return
     assert accepted == expected, (body, r.status_code, r.text[:300])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 
@@ -14,6 +15,7 @@ from stockade.entrypoints.http.buying import OrderResource, OrdersResource, Take
 from stockade.entrypoints.http.errors import handle_domain_error, handle_unexpected, serialize_http_error
 from stockade.entrypoints.http.holds import HoldResource
 from stockade.entrypoints.http.metrics import Metrics, MetricsMiddleware, MetricsResource
+from stockade.entrypoints.http.observability import RequestIdMiddleware
 from stockade.entrypoints.http.openapi import openapi_document
 from stockade.entrypoints.http.operations import HealthResource, LogsResource, OpenApiResource, ReadyResource
 from stockade.entrypoints.http.products import ProductResource, ProductsResource
@@ -27,9 +29,17 @@ def create_app(
     webhook_secret: str | None = None,
     readiness: Callable[[], dict[str, str | None]] | None = None,
     metrics: Metrics | None = None,
+    cors_origins: tuple[str, ...] = (),
 ) -> falcon.App:
+    """The public API on `shop`. `cors_origins`: the origins a browser may call it from (none: no
+    CORS headers at all)."""
     metrics = metrics or Metrics()
-    app = falcon.App(middleware=[MetricsMiddleware(metrics)])
+    middleware: list[Any] = [RequestIdMiddleware()]  # first in, last out: its log line has the final status
+    if cors_origins:
+        middleware.append(falcon.CORSMiddleware(allow_origins=list(cors_origins),
+                                                expose_headers=["ETag", "Idempotent-Replayed", "X-Request-ID"]))
+    middleware.append(MetricsMiddleware(metrics))
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = False  # /api/products/1/ is not /api/products/1
     app.req_options.keep_blank_qs_values = True  # so that ?limit= is refused, not ignored
     app.set_error_serializer(serialize_http_error)

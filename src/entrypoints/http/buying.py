@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import falcon
 from prometheus_client import Counter
@@ -16,10 +16,8 @@ from stockade.entrypoints.http.body import idempotency_key, json_body, path_id
 from stockade.entrypoints.http.errors import send
 from stockade.entrypoints.http.schemas import OrderEnvelope, OrderFromHoldRequest, RequestBody
 
-T = TypeVar("T")
 
-
-def first_answer(req: falcon.Request, resp: falcon.Response, run: Callable[[str | None], Answer[T]]) -> T:
+def first_answer(req: falcon.Request, resp: falcon.Response, run: Callable[[str | None], Answer[Any]]) -> Any:
     """`run(Idempotency-Key)`'s result; a replay is marked `Idempotent-Replayed: true`, and a
     refusal (first or replayed) is raised for the error handlers to render."""
     answer = run(idempotency_key(req))
@@ -27,7 +25,7 @@ def first_answer(req: falcon.Request, resp: falcon.Response, run: Callable[[str 
         resp.set_header("Idempotent-Replayed", "true")
     if answer.refusal is not None:
         raise answer.refusal
-    return answer.result  # type: ignore[return-value]
+    return answer.result
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
 from stockade.entrypoints.http import schemas
 from stockade.entrypoints.http.body import MAX_BODY_BYTES
@@ -49,7 +49,8 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _component_schemas(max_quantity: int) -> dict[str, Any]:
-    models = [(m, "validation") for m in (*schemas.REQUEST_MODELS, schemas.buy_request(max_quantity))]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, "validation") for m in (*schemas.REQUEST_MODELS, schemas.buy_request(max_quantity))]
     models += [(m, "serialization") for m in schemas.RESPONSE_MODELS]
     _, top = models_json_schema(models, ref_template=_REF, schema_generator=_OpenApiSchema)
     return top["$defs"]
@@ -130,7 +131,7 @@ def _idempotent_post(summary: str, body: type[BaseModel], created: dict[str, Any
 def _paths(max_quantity: int) -> dict[str, Any]:
     buy = schemas.buy_request(max_quantity)
     etag = {"ETag": {"$ref": "#/components/headers/ETag"}}
-    admin = [{"adminBearer": []}]
+    admin: list[dict[str, list[str]]] = [{"adminBearer": []}]
     return {
         "/api/products": {
             "get": {

@@ -91,27 +91,27 @@ def _pattern(forbidden: tuple[tuple[int, int], ...], blank: Any) -> str:
     return f"^[^{never}]*[^{never}{shows_nothing}][^{never}]*$"
 
 
-def _text(max_length: int, *, controls_allowed: bool) -> Any:
-    """A string of 1..max_length characters that shows something, as a pydantic type."""
-    forbidden = () if controls_allowed else _CONTROL
-    blank = _is_space if controls_allowed else _is_space_or_format
-    control = re.compile(f"[{_char_class(list(_CONTROL))}]")
+_CONTROL_CHAR = re.compile(f"[{_char_class(list(_CONTROL))}]")
 
-    def check(value: str) -> str:
-        if _SURROGATE.search(value):
-            raise PydanticCustomError("text", "must be valid Unicode text (no lone surrogates)")
-        if not controls_allowed and control.search(value):
-            raise PydanticCustomError("text", "must not contain control or bidirectional-override characters")
-        if all(blank(c) for c in value):
-            raise PydanticCustomError("text", "must not be blank")
-        return value
 
-    what = "whitespace" if controls_allowed else "whitespace and format characters (such as U+200B)"
-    description = f"1..{max_length} characters, not only {what}"
-    if not controls_allowed:
-        description += "; no control or bidirectional-override characters"
-    return Annotated[str, Field(strict=True, min_length=1, max_length=max_length), AfterValidator(check),
-                     _TextSchema(max_length, forbidden, blank, description)]
+def _valid_unicode(value: str) -> str:
+    if _SURROGATE.search(value):
+        raise PydanticCustomError("text", "must be valid Unicode text (no lone surrogates)")
+    return value
+
+
+def _name_rules(value: str) -> str:
+    if _CONTROL_CHAR.search(_valid_unicode(value)):
+        raise PydanticCustomError("text", "must not contain control or bidirectional-override characters")
+    if all(_is_space_or_format(c) for c in value):
+        raise PydanticCustomError("text", "must not be blank")
+    return value
+
+
+def _key_rules(value: str) -> str:
+    if all(_is_space(c) for c in _valid_unicode(value)):
+        raise PydanticCustomError("text", "must not be blank")
+    return value
 
 
 class _TextSchema:
@@ -129,9 +129,12 @@ class _TextSchema:
                 "pattern": _pattern(self.forbidden, self.blank), "description": self.description}
 
 
-Name = _text(255, controls_allowed=False)
+Name = Annotated[str, Field(strict=True, min_length=1, max_length=255), AfterValidator(_name_rules), _TextSchema(
+    255, _CONTROL, _is_space_or_format, "1..255 characters, not only whitespace and format characters (such as "
+    "U+200B); no control or bidirectional-override characters")]
 #: Idempotency keys of payment providers are opaque: any text that is not blank.
-ProviderKey = _text(255, controls_allowed=True)
+ProviderKey = Annotated[str, Field(strict=True, min_length=1, max_length=255), AfterValidator(_key_rules),
+                        _TextSchema(255, (), _is_space, "1..255 characters, not only whitespace")]
 
 
 # ---------------------------------------------------------------- numbers
@@ -258,9 +261,8 @@ def _query_integer(value: Any) -> Any:
     return value
 
 
-def _query_int(low: int, high: int, description: str) -> Any:
-    return Annotated[int, Field(strict=True, ge=low, le=high, description=description),
-                     BeforeValidator(_query_integer)]
+#: Before the integer's own rules: text of ASCII digits becomes the integer.
+FROM_QUERY_TEXT = BeforeValidator(_query_integer)
 
 
 class Query(BaseModel):
@@ -268,14 +270,16 @@ class Query(BaseModel):
 
 
 class ProductListQuery(Query):
-    limit: _query_int(1, 200, "Page size") = 50  # type: ignore[valid-type]
-    after_id: _query_int(0, MAX_ID, "Only products with a larger id") = 0  # type: ignore[valid-type]
+    limit: Annotated[int, Field(strict=True, ge=1, le=200, description="Page size"), FROM_QUERY_TEXT] = 50
+    after_id: Annotated[int, Field(strict=True, ge=0, le=MAX_ID, description="Only products with a larger id"),
+                        FROM_QUERY_TEXT] = 0
 
 
 class LogQuery(Query):
     event: Annotated[str, Field(min_length=1, max_length=64, description="Only events with this name")] = _NOT_GIVEN
-    limit: _query_int(1, 1000, "Page size") = 100  # type: ignore[valid-type]
-    before_id: _query_int(1, MAX_ID, "Only events with a smaller id") = _NOT_GIVEN  # type: ignore[valid-type]
+    limit: Annotated[int, Field(strict=True, ge=1, le=1000, description="Page size"), FROM_QUERY_TEXT] = 100
+    before_id: Annotated[int, Field(strict=True, ge=1, le=MAX_ID, description="Only events with a smaller id"),
+                         FROM_QUERY_TEXT] = _NOT_GIVEN
 
 
 # ---------------------------------------------------------------- responses
