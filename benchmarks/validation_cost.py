@@ -43,7 +43,8 @@ def refused(call: Any, exc: type[Exception]) -> Any:
 def main() -> None:
     model = buy_request(100)
     print(f"server, valid body:      {best_us(lambda: validated(model, VALID), 100_000):6.2f} us")
-    print(f"server, invalid body:    {best_us(refused(lambda: validated(model, INVALID), ValidationFailed), 100_000):6.2f} us")
+    invalid = refused(lambda: validated(model, INVALID), ValidationFailed)
+    print(f"server, invalid body:    {best_us(invalid, 100_000):6.2f} us")
     try:
         import msgspec
     except ImportError:
@@ -55,8 +56,8 @@ def main() -> None:
 
         decoder = msgspec.json.Decoder(Buy)
         print(f"msgspec, valid body:     {best_us(lambda: decoder.decode(VALID), 100_000):6.2f} us")
-        print(f"msgspec, invalid body:   {best_us(refused(lambda: decoder.decode(INVALID), msgspec.ValidationError), 100_000):6.2f} us"
-              "  (names only the first invalid field)")
+        invalid = refused(lambda: decoder.decode(INVALID), msgspec.ValidationError)
+        print(f"msgspec, invalid body:   {best_us(invalid, 100_000):6.2f} us  (names only the first invalid field)")
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(database_url=f"sqlite:///{folder}/bench.db", order_processing_seconds=3600)
         with build_services(settings, clock=FixedClock()) as services:

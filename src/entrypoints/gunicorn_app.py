@@ -40,6 +40,12 @@ WORKER_CONNECTIONS = 1000
 SPARE_FILES = 256
 #: Longest refusal message echoed back (a refused request line can be 8 KiB of anything).
 MAX_MESSAGE = 200
+#: What a client refused by the server layer can do about it, by status.
+REFUSAL_ADVICE = {
+    414: "shorten the request line (the path and query string)",
+    431: "send fewer or smaller headers",
+    501: "send the body with Content-Length or chunked encoding",
+}
 
 
 class _CapturedError:
@@ -85,9 +91,10 @@ class StockadeWorker(GeventWorker):
         super().handle_error(req, captured, addr, exc)
         status = captured.status() or 500
         if status >= 500 and status != 501:
-            message = "Internal server error"
+            message = "Internal server error; retry later, and report it if it persists"
         else:
-            message = str(exc)[:MAX_MESSAGE] or http.HTTPStatus(status).phrase
+            what = str(exc)[:MAX_MESSAGE] or http.HTTPStatus(status).phrase
+            message = f"{what}: {REFUSAL_ADVICE.get(status, 'send a well-formed HTTP/1.1 request')}"
         try:
             util.write_nonblock(client, json_refusal(status, message))
         except Exception:  # the client is gone: nothing to answer

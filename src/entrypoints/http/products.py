@@ -11,7 +11,13 @@ from stockade.domain.model import Product
 from stockade.entrypoints.http.auth import AdminGuard
 from stockade.entrypoints.http.body import json_body, path_id, query
 from stockade.entrypoints.http.errors import send
-from stockade.entrypoints.http.schemas import ProductCreate, ProductEnvelope, ProductListQuery, ProductPage, ProductUpdate
+from stockade.entrypoints.http.schemas import (
+    ProductCreate,
+    ProductEnvelope,
+    ProductListQuery,
+    ProductPage,
+    ProductUpdate,
+)
 
 _VERSION = re.compile(r"[0-9]{1,19}")
 

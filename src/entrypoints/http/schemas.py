@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
@@ -33,7 +34,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from stockade.application.commands import HoldView, OrderFromHold, OrderView, PendingOrder, PlaceHold, Purchase, WebhookResult
+from stockade.application.commands import (
+    HoldView,
+    OrderFromHold,
+    OrderView,
+    PendingOrder,
+    PlaceHold,
+    Purchase,
+    WebhookResult,
+)
 from stockade.domain.model import Hold, LoggedEvent, Product, utc_timestamp
 
 MAX_ID = 2**63 - 1
@@ -82,7 +91,7 @@ def _is_space_or_format(char: str) -> bool:
 
 
 @cache
-def _pattern(forbidden: tuple[tuple[int, int], ...], blank: Any) -> str:
+def _pattern(forbidden: tuple[tuple[int, int], ...], blank: Callable[[str], bool]) -> str:
     """None of `forbidden`, and at least one character that is not `blank`."""
     shows_nothing = _char_class(_ranges([c for c in range(sys.maxunicode + 1) if blank(chr(c))]))
     if not forbidden:
@@ -118,7 +127,8 @@ class _TextSchema:
     """The JSON Schema of a text type. Its pattern is computed when the document is built,
     not at import: it takes a scan of every Unicode character."""
 
-    def __init__(self, max_length: int, forbidden: tuple[tuple[int, int], ...], blank: Any, description: str) -> None:
+    def __init__(self, max_length: int, forbidden: tuple[tuple[int, int], ...], blank: Callable[[str], bool],
+                 description: str) -> None:
         self.max_length = max_length
         self.forbidden = forbidden
         self.blank = blank
