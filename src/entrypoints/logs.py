@@ -63,21 +63,3 @@ def configure_logging(log_format: str = "text", level: int = logging.INFO) -> No
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def gunicorn_logconfig(log_format: str) -> dict[str, Any]:
-    """gunicorn's own lines (start, workers, refusals) in the same format, through the same filter."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
-        "formatters": {"stockade": {"()": formatter, "log_format": log_format}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "stockade",
-                                "filters": ["request_id"], "stream": "ext://sys.stderr"}},
-        "root": {"level": "INFO", "handlers": ["stderr"]},
-        "loggers": {
-            "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-            # the app writes its own access line (route, request id): gunicorn's would be a second one
-            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
-        },
-    }

@@ -59,15 +59,15 @@ def domain_status(exc: domain.DomainError) -> int:
 def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     message = exc.description or _DEFAULT_MESSAGES.get(exc.status_code) or str(exc.title)
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = ErrorBody(message=message, errors=exc.errors if isinstance(exc, ValidationFailed) else None
-                          ).model_dump_json(exclude_none=True)
+    errors = exc.errors if isinstance(exc, ValidationFailed) else None
+    resp.text = ErrorBody.model_construct(message=message, errors=errors).model_dump_json(exclude_none=True)
 
 
 def handle_domain_error(req: falcon.Request, resp: falcon.Response, exc: domain.DomainError, params) -> None:
     field = BODY_REFERENCES.get(type(exc))
     if field is not None and "{" not in (req.uri_template or "{"):
         raise ValidationFailed({field: [f"does not name an existing {field.removesuffix('_id')}"]})
-    send(resp, domain_status(exc), ErrorBody(message=exc.message))
+    send(resp, domain_status(exc), ErrorBody.model_construct(message=exc.message))
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
