@@ -40,7 +40,8 @@ WEBHOOK_SECRET = "whsec"
 MAX_ID = 2**63 - 1
 BIG_BODY = b'{"name": "' + b"x" * (65 * 1024) + b'", "price": 1, "stock": 1}'
 
-PRODUCT_KEYS = {"id", "name", "price", "stock", "reserved", "available", "created_at", "updated_at"}
+PRODUCT_KEYS = {"id", "name", "price", "stock", "reserved", "available", "available_stock", "max_per_customer",
+                "created_at", "updated_at"}
 ORDER_KEYS = {"id", "product_id", "hold_id", "quantity", "total_price", "status", "created_at", "updated_at",
               "product"}
 ORDER_PRODUCT_KEYS = {"id", "name", "price", "stock"}
@@ -58,18 +59,6 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 # ---------------------------------------------------------------- responses vs. the OpenAPI document
 
-def _json_schema(node: Any) -> Any:
-    """OpenAPI 3.0 schema objects as JSON Schema draft 4 (`nullable` becomes a "null" type)."""
-    if isinstance(node, list):
-        return [_json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _json_schema(v) for k, v in node.items() if k not in ("nullable", "example")}
-    if node.get("nullable") and "type" in node:
-        out["type"] = [node["type"], "null"]
-    return out
-
-
 class DocumentedClient(falcon.testing.TestClient):
     """A TestClient that checks every response against the app's own OpenAPI document.
 
@@ -83,7 +72,7 @@ class DocumentedClient(falcon.testing.TestClient):
     def __init__(self, app: falcon.App) -> None:
         super().__init__(app)
         self.document = falcon.testing.simulate_get(app, "/api/openapi.json").json
-        self._components = _json_schema(self.document["components"])
+        self._components = self.document["components"]
         self._routes = sorted(
             ((re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"), template)
              for template in self.document["paths"]),
@@ -101,7 +90,7 @@ class DocumentedClient(falcon.testing.TestClient):
     def _validate(self, schema: dict[str, Any], instance: Any, where: str) -> None:
         import jsonschema_rs
 
-        validator = jsonschema_rs.Draft4Validator({**_json_schema(schema), "components": self._components})
+        validator = jsonschema_rs.Draft202012Validator({**schema, "components": self._components})
         errors = [f"{e.message} at {list(e.instance_path)}" for e in validator.iter_errors(instance)]
         assert not errors, f"{where}: {errors}; instance={instance!r}"
 
@@ -151,7 +140,7 @@ class Api:
     def app(self, **options: Any) -> DocumentedClient:
         """Another public app on the same services, e.g. with an admin token or webhook secret."""
         options.setdefault("readiness", self.services.readiness)
-        return DocumentedClient(create_app(self.shop.deps, **options))
+        return DocumentedClient(create_app(self.shop, **options))
 
     def tasks(self) -> falcon.testing.TestClient:
         return falcon.testing.TestClient(create_tasks_app(self.shop))
@@ -223,7 +212,7 @@ class Api:
 def make_api(services: Services, clock: FixedClock) -> Api:
     """An Api on `services` with no admin token and no webhook secret; tasks run only on demand."""
     services.publisher.close()  # type: ignore[attr-defined]  # the in-process runner
-    return Api(services, clock, DocumentedClient(create_app(services.shop.deps, readiness=services.readiness)))
+    return Api(services, clock, DocumentedClient(create_app(services.shop, readiness=services.readiness)))
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
@@ -250,7 +239,8 @@ def assert_error(r: Result, status: int, message: str | None = None, field: str 
 def assert_product(p: dict[str, Any]) -> None:
     assert set(p) == PRODUCT_KEYS, p
     assert type(p["id"]) is int and isinstance(p["name"], str) and MONEY.fullmatch(p["price"])
-    assert p["available"] == p["stock"] - p["reserved"] >= 0
+    assert p["available"] == p["available_stock"] == p["stock"] - p["reserved"] >= 0
+    assert p["max_per_customer"] is None  # no limit per customer until limits land
     assert TIMESTAMP.fullmatch(p["created_at"]) and TIMESTAMP.fullmatch(p["updated_at"])
 
 
@@ -361,7 +351,8 @@ def test_price_may_be_a_number_or_a_numeric_string_and_is_shown_with_two_places(
     assert r.json["data"]["price"] == shown
 
 
-@pytest.mark.parametrize("name", ["x" * 255, "🛒" * 255, "a", " padded ", "Ünïcødé 🛒", "nul\x00inside", "<b>&amp;</b>'\""])
+@pytest.mark.parametrize("name", ["x" * 255, "🛒" * 255, "a", " padded ", "Ünïcødé 🛒", "<b>&amp;</b>'\"",
+                                  "zero\u200bwidth", "\u05e9\u05dc\u05d5\u05dd abc"])
 def test_names_of_1_to_255_characters_are_accepted(api, name):
     r = api.client.simulate_post("/api/products", json={"name": name, "price": 1, "stock": 2**31 - 1})
     assert r.status_code == 201, r.text
@@ -371,6 +362,10 @@ def test_names_of_1_to_255_characters_are_accepted(api, name):
 @pytest.mark.parametrize("field, value", [
     ("name", ""), ("name", "   "), ("name", "\t\n"), ("name", "x" * 256), ("name", 5), ("name", None),
     ("name", "\ud800"), ("name", ["a"]),
+    # contract section 3: control and bidirectional-override characters; shows only format characters
+    ("name", "a\u0000b"), ("name", "nul\x00inside"), ("name", "line\nbreak"), ("name", "\x7f"),
+    ("name", "\u202eevil\u202c"), ("name", "\u2066isolate\u2069"), ("name", "\u200b"), ("name", " \u200b\ufeff "),
+    ("price", "-0"), ("price", "-0.00"), ("price", -0.0), ("price", " 1.00"),
     ("price", -1), ("price", "-0.01"), ("price", 1.005), ("price", "1.005"), ("price", 10**13),
     ("price", "10000000000000"), ("price", 10**13 + 0.5), ("price", "abc"), ("price", ""), ("price", True),
     ("price", None), ("price", "1e3"), ("price", "NaN"), ("price", {"amount": 1}),
@@ -413,6 +408,23 @@ def test_create_product_requires_every_field(api, missing):
 def test_create_product_reports_every_bad_field_at_once(api):
     body = assert_error(api.client.simulate_post("/api/products", json={"name": "", "price": -1, "stock": "x"}), 422)
     assert set(body["errors"]) == {"name", "price", "stock"}
+
+
+@pytest.mark.parametrize("path, body, fields", [
+    ("/api/orders/purchase", {"product_id": "1", "quantity": 0}, {"product_id", "quantity"}),
+    ("/api/holds", {"product_id": 0, "quantity": True}, {"product_id", "quantity"}),
+    ("/api/payments/webhook", {"idempotency_key": "", "order_id": -1, "status": "paid"},
+     {"idempotency_key", "order_id", "status"}),
+    ("/api/payments/webhook", {}, {"idempotency_key", "order_id", "status"}),
+])
+def test_every_invalid_field_is_named_not_only_the_first(api, path, body, fields):
+    assert set(assert_error(api.client.simulate_post(path, json=body), 422)["errors"]) == fields
+
+
+def test_every_invalid_field_of_a_put_is_named(api):
+    pid = api.new_product()
+    r = api.client.simulate_put(f"/api/products/{pid}", json={"name": "\u202e", "price": "-0", "stock": -1})
+    assert set(assert_error(r, 422)["errors"]) == {"name", "price", "stock"}
 
 
 # ================================================================ products: update
@@ -1423,7 +1435,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(api):
 
 def test_requests_against_an_unreachable_database_are_503_json(api):
     with build_services(settings_for("mysql+pymysql://root@127.0.0.1:1/x"), migrate_schema=False) as down:
-        client = DocumentedClient(create_app(down.shop.deps, readiness=down.readiness))
+        client = DocumentedClient(create_app(down.shop, readiness=down.readiness))
         for r in (client.simulate_get("/api/products"), client.simulate_get("/api/products/1"),
                   client.simulate_post("/api/orders/purchase", json={"product_id": 1, "quantity": 1}),
                   client.simulate_post("/api/holds", json={"product_id": 1, "quantity": 1},

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import TypeVar
 
 from stockade.application import audit, background, holds, orders, payments, products, purchase
 from stockade.application.commands import (
@@ -21,8 +23,13 @@ from stockade.application.commands import (
     UpdateProduct,
     WebhookResult,
 )
+from stockade.application.idempotency import Answer, answer_once, request_key
+from stockade.application.ports import RequestKey
 from stockade.application.services import Deps
 from stockade.domain.model import Hold, LoggedEvent, PaymentResult, Product, money
+
+C = TypeVar("C")
+T = TypeVar("T")
 
 
 class Shop:
@@ -62,6 +69,21 @@ class Shop:
 
     def order_from_hold(self, hold_id: int) -> PendingOrder:
         return orders.order_from_hold(self.deps, OrderFromHold(hold_id))
+
+    # buying, once per Idempotency-Key: a repeat gets the first answer (result or refusal) again
+    def purchase_once(self, command: Purchase, idempotency_key: str | None) -> Answer[OrderView]:
+        return self._once("orders.purchase", command, idempotency_key, purchase.purchase)
+
+    def hold_once(self, command: PlaceHold, idempotency_key: str | None) -> Answer[Hold]:
+        return self._once("holds", command, idempotency_key, holds.place_hold)
+
+    def order_from_hold_once(self, command: OrderFromHold, idempotency_key: str | None) -> Answer[PendingOrder]:
+        return self._once("orders", command, idempotency_key, orders.order_from_hold)
+
+    def _once(self, scope: str, command: C, idempotency_key: str | None,
+              use_case: Callable[[Deps, C, RequestKey | None], T]) -> Answer[T]:
+        key = None if idempotency_key is None else request_key(scope, idempotency_key, command)
+        return answer_once(self.deps, key, lambda k: use_case(self.deps, command, k))
 
     def get_order(self, order_id: int) -> OrderView:
         return orders.get_order(self.deps, order_id)

@@ -10,7 +10,7 @@ from stockade.application.ports import RequestKey, UnitOfWork
 from stockade.application.records import encode_result
 from stockade.application.services import Deps, transaction
 from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound
-from stockade.domain.model import Hold, HoldStatus, Product
+from stockade.domain.model import Hold, HoldStatus, Product, utc_timestamp
 
 
 def place_hold(deps: Deps, cmd: PlaceHold, key: RequestKey | None = None) -> Hold:
@@ -21,7 +21,7 @@ def place_hold(deps: Deps, cmd: PlaceHold, key: RequestKey | None = None) -> Hol
         uow.events.record(
             "hold_created",
             {"hold_id": hold.id, "product_id": cmd.product_id, "quantity": cmd.quantity,
-             "expires_at": hold.expires_at.isoformat()},
+             "expires_at": utc_timestamp(hold.expires_at)},
             now,
         )
         uow.products.reserve(cmd.product_id, cmd.quantity, now)  # last: the shortest row lock

@@ -349,7 +349,8 @@ class Outbox(Protocol):
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
         """The relay considers the message from `retry_at` on until it is completed.
-        The message's id may be a Ref until commit."""
+        The message's id may be a Ref until commit. The stored payload also names the request
+        being served, if any (`tracing.traced`), so the task's log lines carry its id."""
 
     def start(self, message_id: int, now: datetime, lease_until: datetime) -> None:
         """A task starts the message: record the start (and count the delivery), and keep

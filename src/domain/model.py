@@ -20,6 +20,11 @@ from stockade.domain.errors import (
 CENT = Decimal("0.01")
 
 
+def utc_timestamp(moment: datetime) -> str:
+    """A UTC moment as every body shows it: ISO 8601 with microseconds and `Z`."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def money(value: Decimal | int | str) -> Decimal:
     """Money as a two-place Decimal; floats are refused (their binary error would round wrongly)."""
     if isinstance(value, float):

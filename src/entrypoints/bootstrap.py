@@ -22,6 +22,7 @@ from stockade.adapters.sql.writer_lock import WriterLock
 from stockade.application.facade import Shop
 from stockade.application.ports import Clock, ProductCache, TaskMessage, TaskPublisher
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER, Deps, Policy
+from stockade.application.tracing import serving
 from stockade.entrypoints.settings import Settings
 
 log = logging.getLogger("stockade")
@@ -38,11 +39,20 @@ def policy_from(settings: Settings) -> Policy:
 
 
 def task_handlers(shop: Shop) -> dict[str, Callable[[TaskMessage], object]]:
-    """Task name -> what runs it; shared by the in-process runner and the Celery worker."""
-    return {
+    """Task name -> what runs it, its log lines carrying the id of the request that caused it;
+    shared by the in-process runner and the Celery worker."""
+    runs: dict[str, Callable[[TaskMessage], object]] = {
         PROCESS_ORDER: lambda m: shop.process_order(int(m.payload["order_id"]), _published_id(m)),
         APPLY_DEFERRED_PAYMENTS: lambda m: shop.apply_deferred_payments(int(m.payload["order_id"]), _published_id(m)),
     }
+    return {task: _serving_its_request(run) for task, run in runs.items()}
+
+
+def _serving_its_request(run: Callable[[TaskMessage], object]) -> Callable[[TaskMessage], object]:
+    def run_traced(message: TaskMessage) -> object:
+        with serving(message.payload.get("request_id")):
+            return run(message)
+    return run_traced
 
 
 def _published_id(message: TaskMessage) -> int:

@@ -23,9 +23,10 @@ EXIT_BAD_SETTING = 2
 log = logging.getLogger("stockade")
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _logging(settings: Settings) -> None:
+    from stockade.entrypoints.logs import configure_logging
+
+    configure_logging(settings.log_format)
 
 
 def _database_ready(settings: Settings) -> bool:
@@ -67,18 +68,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from stockade.entrypoints.bootstrap import build_services
         from stockade.entrypoints.http import create_app
 
-        _logging()
+        _logging(settings)
         services = build_services(settings, migrate_schema=False)
         services.start_background()
         atexit.register(services.close)
-        return create_app(services.shop.deps, admin_token=settings.admin_token,
-                          webhook_secret=settings.webhook_secret, readiness=services.readiness)
+        return create_app(services.shop, admin_token=settings.admin_token,
+                          webhook_secret=settings.webhook_secret, readiness=services.readiness,
+                          cors_origins=settings.cors_origins)
 
     banner = (f"stockade: serving http://{args.host}:{args.port} ({args.workers} worker(s), "
               f"{'embedded tasks' if settings.embedded else 'Celery broker'}, "
               f"database {redacted(settings.database_url)})")
     with multiprocess_metrics(args.workers):
-        serve(factory, args.host, args.port, args.workers, banner=banner)
+        serve(factory, args.host, args.port, args.workers, banner=banner, log_format=settings.log_format)
     return 0
 
 
@@ -92,12 +94,13 @@ def cmd_serve_tasks(args: argparse.Namespace, settings: Settings) -> int:
         from stockade.entrypoints.bootstrap import build_services
         from stockade.entrypoints.tasks_http import create_tasks_app
 
-        _logging()
+        _logging(settings)
         services = build_services(settings, migrate_schema=False)
         atexit.register(services.close)
         return create_tasks_app(services.shop)
 
-    serve(factory, args.host, args.port, 1, banner=f"stockade: internal task API on http://{args.host}:{args.port}")
+    serve(factory, args.host, args.port, 1, banner=f"stockade: internal task API on http://{args.host}:{args.port}",
+          log_format=settings.log_format)
     return 0
 
 
@@ -237,10 +240,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse: 0 after --help/--version, 2 for a bad argument
         return int(exc.code or 0)
-    if args.command != "serve":
-        _logging()
     try:
-        return args.func(args, Settings.from_env())
+        settings = Settings.from_env()
+        if args.command != "serve":
+            _logging(settings)
+        return args.func(args, settings)
     except SettingsError as exc:
         print(f"stockade: configuration error: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING

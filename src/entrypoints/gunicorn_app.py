@@ -29,7 +29,10 @@ from pathlib import Path
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventWorker
+
+from stockade.entrypoints.logs import RequestIdFilter, formatter
 
 log = logging.getLogger("stockade")
 
@@ -43,6 +46,12 @@ WORKER_CONNECTIONS = 1000
 SPARE_FILES = 256
 #: Longest refusal message echoed back (a refused request line can be 8 KiB of anything).
 MAX_MESSAGE = 200
+#: What a client refused by the server layer can do about it, by status.
+REFUSAL_ADVICE = {
+    414: "shorten the request line (the path and query string)",
+    431: "send fewer or smaller headers",
+    501: "send the body with Content-Length or chunked encoding",
+}
 
 
 class _CapturedError:
@@ -88,13 +97,36 @@ class StockadeWorker(GeventWorker):
         super().handle_error(req, captured, addr, exc)
         status = captured.status() or 500
         if status >= 500 and status != 501:
-            message = "Internal server error"
+            message = "Internal server error; retry later, and report it if it persists"
         else:
-            message = str(exc)[:MAX_MESSAGE] or http.HTTPStatus(status).phrase
+            what = str(exc)[:MAX_MESSAGE] or http.HTTPStatus(status).phrase
+            message = f"{what}: {REFUSAL_ADVICE.get(status, 'send a well-formed HTTP/1.1 request')}"
         try:
             util.write_nonblock(client, json_refusal(status, message))
         except Exception:  # the client is gone: nothing to answer
             self.log.debug("Failed to send error message.")
+
+
+class StockadeLogger(Logger):
+    """gunicorn's own lines (start, workers, refusals) in our log format, and no access line of
+    its own: the app writes one per request, with route and request id. (With gunicorn's access
+    log merely configured, it builds its log atoms for every request, about a tenth of a 422's
+    whole cost.)"""
+
+    log_format = "text"
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(formatter(self.log_format))
+            handler.addFilter(RequestIdFilter())
+
+    def access(self, resp, req, environ, request_time) -> None:
+        return None
+
+
+def logger_class(log_format: str) -> type[StockadeLogger]:
+    return type(f"Stockade{log_format.title()}Logger", (StockadeLogger,), {"log_format": log_format})
 
 
 class StockadeServer(BaseApplication):
@@ -162,7 +194,7 @@ def _worker_exited(arbiter, worker) -> None:
 
 
 def serve(factory: Callable[[], object], host: str, port: int, workers: int, *, banner: str,
-          connections: int = WORKER_CONNECTIONS) -> None:
+          connections: int = WORKER_CONNECTIONS, log_format: str = "text") -> None:
     """Run gunicorn until it stops; `banner` is printed once it listens (not before: the bind may fail)."""
     _allow_open_files(connections + SPARE_FILES)  # workers inherit it
     StockadeServer(
@@ -178,6 +210,7 @@ def serve(factory: Callable[[], object], host: str, port: int, workers: int, *, 
             "graceful_timeout": 20,
             "timeout": 60,
             "accesslog": None,
+            "logger_class": logger_class(log_format),
             # Recent gunicorns open a control socket at one path per user ($HOME/.gunicorn/
             # gunicorn.ctl), served by a thread in the master: a second server (serve-tasks, a
             # test) would take the path over, and nothing here uses it. Older ones ignore this.

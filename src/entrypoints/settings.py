@@ -9,6 +9,7 @@ list the same table. Every variable may instead name a file that holds the value
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +47,10 @@ class Settings:
     #: tasks one process runs at once (`stockade worker`, the embedded runner): they mostly
     #: wait, so a thread each, and enough of them to drain a 1000-order sale in about 25 s
     task_concurrency: int = 200
+    #: `text`, or `json`: one JSON object per log line
+    log_format: str = "text"
+    #: origins a browser may call the public API from; none: no CORS headers
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -176,6 +181,22 @@ def _environment(variable: str, raw: str) -> str:
     return value
 
 
+def _log_format(variable: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("text", "json"):
+        raise SettingsError(f"{variable}={raw!r}; use text or json")
+    return value
+
+
+def _origins(variable: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(f"{variable}: {origin!r} is not an origin; give scheme://host[:port] values "
+                                "separated by commas, e.g. https://shop.example,http://localhost:3000")
+    return origins
+
+
 @attrs.frozen
 class Setting:
     """One environment variable: the Settings field it sets, what it means, how it is checked."""
@@ -190,7 +211,7 @@ class Setting:
     @property
     def default(self) -> str:
         value = attrs.fields_dict(Settings)[self.field].default
-        if value is None:
+        if value is None or value == ():
             return self.unset
         return _shown(value) if isinstance(value, float) else str(value)
 
@@ -228,6 +249,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STOCKADE_TASK_CONCURRENCY", "task_concurrency",
             "tasks one process runs at once, a thread each: `stockade worker` (unless --concurrency says "
             "otherwise) and the embedded runner", _integer(1, 2000)),
+    Setting("STOCKADE_LOG_FORMAT", "log_format", "text, or json: one JSON object per log line", _log_format),
+    Setting("STOCKADE_CORS_ORIGINS", "cors_origins",
+            "origins a browser may call the public API from, comma-separated (* for any)", _origins,
+            unset="unset: no CORS headers"),
     Setting("STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS", "task_visibility_timeout_seconds",
             "Redis broker: a task never acknowledged is redelivered after this long; longer than the longest task",
             _integer(1, 86400 * 7)),

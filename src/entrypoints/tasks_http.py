@@ -7,8 +7,9 @@ import json
 import falcon
 
 from stockade.application.facade import Shop
+from stockade.entrypoints.http.body import parse_object, read_body
 from stockade.entrypoints.http.errors import handle_unexpected
-from stockade.entrypoints.http.validation import MAX_ID, parse_object, read_body
+from stockade.entrypoints.http.schemas import MAX_ID
 
 
 def _error(resp: falcon.Response, status: int, message: str) -> None:

@@ -9,11 +9,13 @@ import threading
 from typing import TYPE_CHECKING
 
 from celery import Celery
-from celery.signals import worker_shutdown
+from celery.signals import setup_logging, worker_shutdown
 
 from stockade.adapters.celery_tasks import QUEUE, make_celery
 from stockade.application.ports import TransientStorageError
 from stockade.application.services import APPLY_DEFERRED_PAYMENTS, PROCESS_ORDER
+from stockade.application.tracing import serving
+from stockade.entrypoints.logs import configure_logging
 from stockade.entrypoints.settings import Settings
 
 if TYPE_CHECKING:
@@ -65,12 +67,15 @@ def create_worker_app(settings: Settings) -> Celery:
             "shared": False}
 
     @app.task(name=PROCESS_ORDER, **opts)
-    def process_order(order_id: int, message_id: int | None = None) -> None:
-        holder.shop().process_order(int(order_id), message_id)
+    def process_order(order_id: int, message_id: int | None = None, request_id: str | None = None) -> None:
+        with serving(request_id):
+            holder.shop().process_order(int(order_id), message_id)
 
     @app.task(name=APPLY_DEFERRED_PAYMENTS, **opts)
-    def apply_deferred_payments(order_id: int | None = None, message_id: int | None = None) -> None:
-        holder.shop().apply_deferred_payments(order_id, message_id)
+    def apply_deferred_payments(order_id: int | None = None, message_id: int | None = None,
+                                request_id: str | None = None) -> None:
+        with serving(request_id):
+            holder.shop().apply_deferred_payments(order_id, message_id)
 
     return app
 
@@ -81,8 +86,14 @@ def _close(**_kwargs) -> None:
         holder.close()
 
 
+def _log_as_configured(settings: Settings) -> None:
+    """Our log format for Celery's lines too: a setup_logging receiver keeps Celery from setting up its own."""
+    configure_logging(settings.log_format)
+    setup_logging.connect(lambda **_: configure_logging(settings.log_format), weak=False)
+
+
 def run_worker(settings: Settings, concurrency: int) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    _log_as_configured(settings)
     app = create_worker_app(settings)
     app.set_current()
     # Threads: a task mostly waits, so one thread each. Prefetch (one per thread) bounds

@@ -43,7 +43,7 @@ def patient_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def client_for(services: Services) -> testing.TestClient:
-    return testing.TestClient(create_app(services.shop.deps, readiness=services.readiness))
+    return testing.TestClient(create_app(services.shop, readiness=services.readiness))
 
 
 def get_product(client: testing.TestClient, product_id: int) -> dict:

@@ -250,6 +250,22 @@ REFUSALS = {
                          + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n", 431),
     "bad HTTP version": (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400),
     "invalid header name": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n", 400),
+    "NUL in a header name": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBa\x00d: v\r\n\r\n", 400),
+    "control character in a header value": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", 400),
+    "header without a colon": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n", 400),
+    "obsolete line folding": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
+    "bare LF line ends": (b"GET /healthz HTTP/1.1\nHost: x\n\n", 400),
+    "lower-case method": (b"get /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "malformed HTTP version": (b"GET /healthz HTTP/1.1x\r\nHost: x\r\n\r\n", 400),
+    "Content-Length -1": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    "Content-Length not a number": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+    "two Content-Lengths": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3"
+                            b"\r\n\r\n{}", 400),
+    "Content-Length with chunked": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "unknown transfer coding": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    "broken chunked body": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"product_id\": 1}\r\n0\r\n\r\n", 400),
 }
 
 
@@ -266,3 +282,38 @@ def test_server_layer_refusals_are_json_with_a_message(server):
     # The server still serves after refusing all of that.
     assert server.request("GET", "/healthz")[0] == 200
     assert "Traceback" not in server.log(), server.log()
+
+
+def test_a_chunked_body_is_read_through_the_real_server(server):
+    created = server.request("POST", "/api/products", {"name": "Chunked", "price": "1.00", "stock": 5})
+    assert created[0] == 201, created
+    product_id = created[1]["data"]["id"]
+    body = json.dumps({"product_id": product_id, "quantity": 2}).encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:19], body[19:]))
+    status, headers, answer = raw_exchange(server.port, (
+        b"POST /api/orders/purchase HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"))
+    assert status == 201, answer
+    assert json.loads(answer)["data"]["product"]["stock"] == 3
+
+
+def test_with_json_logs_every_line_of_the_server_is_a_json_object(start_server):
+    server = start_server(1, STOCKADE_LOG_FORMAT="json", STOCKADE_ORDER_PROCESSING_SECONDS="0")
+    product = server.request("POST", "/api/products", {"name": "Logged", "price": "1.00", "stock": 5})[1]
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=REQUEST_TIMEOUT_SECONDS)
+    conn.request("POST", "/api/orders/purchase", body=json.dumps({"product_id": product["data"]["id"], "quantity": 1}),
+                 headers={"Content-Type": "application/json", "X-Request-ID": "follow-me"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 201 and resp.getheader("X-Request-ID") == "follow-me"
+    raw_exchange(server.port, REFUSALS["bad HTTP version"][0])
+    wait_for(lambda: "Processed" in server.log(), "the order's processing log line", REQUEST_TIMEOUT_SECONDS)
+    lines = server.log().splitlines()
+    records = [json.loads(line) for line in lines if line.strip() and not line.startswith("stockade: serving")]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records), records
+    access = [r for r in records if r["logger"] == "stockade.access" and r["route"] == "/api/orders/purchase"]
+    assert [(a["method"], a["status"], a["request_id"]) for a in access] == [("POST", 201, "follow-me")]
+    assert access[0]["duration_ms"] >= 0
+    processed = [r for r in records if r["message"].startswith("Order #") and "Processed" in r["message"]]
+    assert [r["request_id"] for r in processed] == ["follow-me"]  # the background task's line carries it
+    assert any(r["logger"] == "gunicorn.error" for r in records)

@@ -37,6 +37,7 @@ from stockade.application.ports import (
     resolved,
 )
 from stockade.application.services import Deps, Policy
+from stockade.application.tracing import traced
 from stockade.application.unit_of_work import AbstractUnitOfWork
 from stockade.domain.model import (
     Hold,
@@ -383,7 +384,7 @@ class InMemoryOutbox(_Repository):
         self._on_add = on_add
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
-        message = TaskMessage(self.t.next_id("outbox"), task, _as_stored_json(payload))
+        message = TaskMessage(self.t.next_id("outbox"), task, _as_stored_json(traced(payload)))
         self.t.outbox[message.id] = OutboxRow(message, now, retry_at)
         self._on_add(message)
         return message

@@ -28,6 +28,7 @@ from stockade.application.ports import (
     Sold,
     TaskMessage,
 )
+from stockade.application.tracing import traced
 from stockade.domain.model import (
     Hold,
     HoldStatus,
@@ -460,6 +461,7 @@ class SqlOutbox(_Repository):
         self._on_add = on_add
 
     def add(self, task: str, payload: dict[str, Any], now: datetime, retry_at: datetime) -> TaskMessage:
+        payload = traced(payload)
         message_id = self.s.insert_with_id(
             _INSERT_OUTBOX,
             {"task": task, "payload": Json(payload), "created_at": to_db(now), "retry_at": to_db(retry_at),

@@ -1,47 +1,75 @@
-"""`create_app`: the Falcon application of the public API, given ready use cases."""
+"""`create_app`: the Falcon application of the public API, given the Shop."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 
-from stockade.application import background
-from stockade.application.services import Deps
+from stockade.application.facade import Shop
 from stockade.domain.errors import DomainError
-from stockade.entrypoints.http import resources as r
+from stockade.entrypoints.http import schemas
+from stockade.entrypoints.http.auth import AdminGuard, WebhookSignature
+from stockade.entrypoints.http.buying import OrderResource, OrdersResource, TakeUnitsResource
 from stockade.entrypoints.http.errors import handle_domain_error, handle_unexpected, serialize_http_error
+from stockade.entrypoints.http.holds import HoldResource
 from stockade.entrypoints.http.metrics import Metrics, MetricsMiddleware, MetricsResource
+from stockade.entrypoints.http.observability import RequestIdMiddleware
 from stockade.entrypoints.http.openapi import openapi_document
+from stockade.entrypoints.http.operations import HealthResource, LogsResource, OpenApiResource, ReadyResource
+from stockade.entrypoints.http.products import ProductResource, ProductsResource
+from stockade.entrypoints.http.webhook import WebhookResource
 
 
 def create_app(
-    deps: Deps,
+    shop: Shop,
     *,
     admin_token: str | None = None,
     webhook_secret: str | None = None,
     readiness: Callable[[], dict[str, str | None]] | None = None,
     metrics: Metrics | None = None,
+    cors_origins: tuple[str, ...] = (),
 ) -> falcon.App:
-    metrics = metrics or Metrics(backlog=lambda: background.backlog(deps))
-    app = falcon.App(middleware=[MetricsMiddleware(metrics)])
-    app.req_options.strip_url_path_trailing_slash = True
+    """The public API on `shop`. `cors_origins`: the origins a browser may call it from (none: no
+    CORS headers at all)."""
+    metrics = metrics or Metrics(backlog=shop.backlog)
+    middleware: list[Any] = [RequestIdMiddleware()]  # first in, last out: its log line has the final status
+    if cors_origins:
+        middleware.append(falcon.CORSMiddleware(allow_origins=list(cors_origins),
+                                                expose_headers=["ETag", "Idempotent-Replayed", "X-Request-ID"]))
+    middleware.append(MetricsMiddleware(metrics))
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = False  # /api/products/1/ is not /api/products/1
+    app.req_options.keep_blank_qs_values = True  # so that ?limit= is refused, not ignored
     app.set_error_serializer(serialize_http_error)
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(DomainError, handle_domain_error)
 
-    guard = r.AdminGuard(admin_token)
-    app.add_route("/api/products", r.ProductsResource(deps, guard))
-    app.add_route("/api/products/{product_id}", r.ProductResource(deps, guard))
-    app.add_route("/api/orders/purchase", r.PurchaseResource(deps, metrics))
-    app.add_route("/api/orders", r.OrdersResource(deps, metrics))
-    app.add_route("/api/orders/{order_id}", r.OrderResource(deps))
-    app.add_route("/api/holds", r.HoldsResource(deps, metrics))
-    app.add_route("/api/holds/{hold_id}", r.HoldResource(deps))
-    app.add_route("/api/payments/webhook", r.WebhookResource(deps, webhook_secret, metrics))
-    app.add_route("/api/logs", r.LogsResource(deps, guard))
-    app.add_route("/api/openapi.json", r.OpenApiResource(openapi_document(deps.policy.max_quantity)))
-    app.add_route("/healthz", r.HealthResource())
-    app.add_route("/readyz", r.ReadyResource(readiness or (lambda: {})))
-    app.add_route("/metrics", MetricsResource(metrics))
+    max_quantity = shop.deps.policy.max_quantity
+    buy = schemas.buy_request(max_quantity)
+    guard = AdminGuard(admin_token)
+    routes = {
+        "/api/products": ProductsResource(shop.list_products, shop.create_product, guard),
+        "/api/products/{product_id}": ProductResource(shop.get_product, shop.update_product, shop.delete_product,
+                                                      guard),
+        "/api/orders/purchase": TakeUnitsResource(buy, lambda body, key: shop.purchase_once(body.purchase(), key),
+                                                  schemas.OrderEnvelope.of, metrics.purchases),
+        "/api/orders": OrdersResource(shop.order_from_hold_once, schemas.PendingOrderBody.of),
+        "/api/orders/{order_id}": OrderResource(shop.get_order),
+        "/api/holds": TakeUnitsResource(buy, lambda body, key: shop.hold_once(body.hold(), key),
+                                        schemas.NewHold.of, metrics.holds),
+        "/api/holds/{hold_id}": HoldResource(shop.get_hold, shop.release_hold),
+        "/api/payments/webhook": WebhookResource(shop.payment, WebhookSignature(webhook_secret, shop.deps.clock.now),
+                                                 metrics.webhooks),
+        "/api/logs": LogsResource(shop.logs, guard),
+        "/api/openapi.json": OpenApiResource(openapi_document(max_quantity)),
+        "/healthz": HealthResource(),
+        "/readyz": ReadyResource(readiness or (lambda: {})),
+        "/metrics": MetricsResource(metrics),
+    }
+    for template, resource in routes.items():
+        if hasattr(resource, "on_get"):
+            resource.on_head = resource.on_get  # type: ignore[attr-defined]  # Falcon sends HEAD no body
+        app.add_route(template, resource)
     return app

@@ -1,23 +1,23 @@
-"""Every error as JSON with `message`; domain refusals mapped to HTTP in one place."""
+"""The one place that maps failures to HTTP: domain refusals, HTTP errors, outages; every body JSON with `message`."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import falcon
 import sqlalchemy.exc
+from pydantic import BaseModel
 
 from stockade.adapters.sql.engine import is_schema_behind
 from stockade.adapters.sql.migrate import RUN_MIGRATE
 from stockade.application.ports import TransientStorageError
 from stockade.domain import errors as domain
-from stockade.entrypoints.http.validation import ValidationFailed
+from stockade.entrypoints.http.body import ValidationFailed
+from stockade.entrypoints.http.schemas import ErrorBody
 
 log = logging.getLogger("stockade.http")
 
-#: Domain refusal -> HTTP status. Not-found errors are 404 here; a resource that got the
-#: id from the body turns them into 422 itself (contract section 3).
+#: Domain refusal -> HTTP status.
 DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.OutOfStock: 409,
     domain.ProductNotFound: 404,
@@ -31,10 +31,24 @@ DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.IdempotencyKeyInFlight: 409,
 }
 
+#: A not-found about an id the *body* carried is a validation failure of that field (422,
+#: contract section 3); about an id in the path, 404.
+BODY_REFERENCES: dict[type[domain.DomainError], str] = {
+    domain.ProductNotFound: "product_id",
+    domain.HoldNotFound: "hold_id",
+}
+
 _OUTAGE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
            sqlalchemy.exc.DisconnectionError, TransientStorageError)
 
-_DEFAULT_MESSAGES = {404: "Not found", 405: "Method not allowed", 400: "Bad request", 413: "Request body too large"}
+_DEFAULT_MESSAGES = {404: "Not found: check the path", 405: "Method not allowed: see /api/openapi.json",
+                     400: "Bad request", 413: "Request body too large"}
+
+
+def send(resp: falcon.Response, status: int, body: BaseModel) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = body.model_dump_json(exclude_none=isinstance(body, ErrorBody))
 
 
 def domain_status(exc: domain.DomainError) -> int:
@@ -44,44 +58,31 @@ def domain_status(exc: domain.DomainError) -> int:
     return 409
 
 
-def error_body(status: int, message: str, errors: dict | None = None) -> str:
-    body: dict = {"message": message}
-    if errors:
-        body["errors"] = errors
-    return json.dumps(body)
-
-
 def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
-    code = int(str(exc.status).split()[0]) if not isinstance(exc.status, int) else exc.status
-    message = exc.description or _DEFAULT_MESSAGES.get(code) or str(exc.title)
+    message = exc.description or _DEFAULT_MESSAGES.get(exc.status_code) or str(exc.title)
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(code, message, getattr(exc, "errors", None) if isinstance(exc, ValidationFailed) else None)
+    errors = exc.errors if isinstance(exc, ValidationFailed) else None
+    resp.text = ErrorBody.model_construct(message=message, errors=errors).model_dump_json(exclude_none=True)
 
 
-def handle_domain_error(req, resp, exc: domain.DomainError, params) -> None:
-    code = domain_status(exc)
-    resp.status = code
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(code, exc.message)
+def handle_domain_error(req: falcon.Request, resp: falcon.Response, exc: domain.DomainError, params) -> None:
+    field = BODY_REFERENCES.get(type(exc))
+    if field is not None and "{" not in (req.uri_template or "{"):
+        raise ValidationFailed({field: [f"does not name an existing {field.removesuffix('_id')}"]})
+    send(resp, domain_status(exc), ErrorBody.model_construct(message=exc.message))
 
 
-def handle_unexpected(req, resp, exc: Exception, params) -> None:
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
     if isinstance(exc, falcon.HTTPError):
         raise exc  # let Falcon render it with our serializer
     if is_schema_behind(exc):
         log.error("the database has no schema or an older one during %s %s: %s", req.method, req.path, RUN_MIGRATE)
-        resp.status = 503
-        resp.content_type = falcon.MEDIA_JSON
-        resp.text = error_body(503, f"Service unavailable: the database has no schema yet; {RUN_MIGRATE}")
+        send(resp, 503, ErrorBody(message=f"Service unavailable: the database has no schema yet; {RUN_MIGRATE}"))
         return
     if isinstance(exc, _OUTAGE) or (isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
         log.error("storage unavailable during %s %s: %s", req.method, req.path, exc)
-        resp.status = 503
         resp.set_header("Retry-After", "1")
-        resp.content_type = falcon.MEDIA_JSON
-        resp.text = error_body(503, "Service unavailable: the database did not answer; retry shortly")
+        send(resp, 503, ErrorBody(message="Service unavailable: the database did not answer; retry shortly"))
         return
     log.exception("unexpected error during %s %s", req.method, req.path)
-    resp.status = 500
-    resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(500, "Internal server error")
+    send(resp, 500, ErrorBody(message="Internal server error; retry later, and report it if it persists"))

@@ -9,10 +9,23 @@ import time
 from collections.abc import Callable, Iterator
 
 import falcon
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from stockade.application.commands import Backlog
+
+# A `_created` series per counter and histogram doubles what is scraped and says only when the
+# process started, which process_start_time_seconds says once.
+disable_created_metrics()
 
 log = logging.getLogger("stockade.metrics")
 
@@ -51,10 +64,14 @@ class BacklogCollector:
 
 
 class Metrics:
-    """One registry per app; multi-process gunicorn aggregates through PROMETHEUS_MULTIPROC_DIR."""
+    """One registry per app; multi-process gunicorn aggregates through PROMETHEUS_MULTIPROC_DIR.
+
+    Process metrics (CPU, memory, open files, start time) are those of the process that answers.
+    """
 
     def __init__(self, backlog: Callable[[], Backlog] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
         self.backlog = BacklogCollector(backlog) if backlog else None
         if self.backlog:
             self.registry.register(self.backlog)
@@ -76,6 +93,7 @@ class Metrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+            registry.register(PROCESS_COLLECTOR)
             if self.backlog:
                 registry.register(self.backlog)
             return generate_latest(registry)

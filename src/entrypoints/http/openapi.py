@@ -1,146 +1,70 @@
-"""The OpenAPI 3.0.3 document of the public API (contract sections 3, 4 and 5).
+"""The OpenAPI 3.1 document of the public API (contract sections 3, 4 and 5).
 
-Built as plain dicts so that the limits it states are the ones validation enforces
-(`MAX_ID`, `MAX_STOCK`, `PRICE_LIMIT`, `MAX_BODY_BYTES`, the configured max quantity).
-Response objects list every field and no other (`additionalProperties: false`), so a
-schema-conformance check pins the exact JSON shapes.
+Every schema in it comes from the models in `schemas` (request bodies, responses, query
+parameters); this module adds what is not a shape: operations, status codes, headers and
+their descriptions. Response objects list every field and no other (`additionalProperties:
+false`), so a schema-conformance check pins the exact JSON shapes.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from stockade.entrypoints.http.validation import MAX_BODY_BYTES, MAX_ID, MAX_STOCK, PRICE_LIMIT
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+
+from stockade.entrypoints.http import schemas
+from stockade.entrypoints.http.body import MAX_BODY_BYTES
 
 JSON = "application/json"
-_PRICE_DIGITS = len(str(PRICE_LIMIT)) - 1  # 10^13 -> at most 13 integer digits
-
-ORDER_STATUSES = ["created", "pending", "paid", "processed", "cancelled"]
-HOLD_STATUSES = ["active", "used", "released", "expired"]
+_REF = "#/components/schemas/{model}"
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+class _OpenApiSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema (draft 2020-12, as OpenAPI 3.1 has it) without generated titles,
+    and without the `default: null` of fields that may be left out but not sent as null."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def default_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().default_schema(schema)
+        if json_schema.get("default", ...) is None and not _allows_null(json_schema):
+            del json_schema["default"]
+        return json_schema
+
+    def model_schema(self, schema: Any) -> dict[str, Any]:
+        json_schema = super().model_schema(schema)
+        json_schema.pop("title", None)
+        return json_schema
 
 
-def _obj(properties: dict[str, Any], required: list[str] | None = None, *, closed: bool = True,
-         **extra: Any) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties,
-                              "required": list(properties) if required is None else required}
-    if not schema["required"]:
-        del schema["required"]
-    if closed:
-        schema["additionalProperties"] = False
-    schema.update(extra)
-    return schema
+def _allows_null(json_schema: dict[str, Any]) -> bool:
+    return json_schema.get("type") == "null" or any(_allows_null(s) for s in json_schema.get("anyOf", []))
 
 
-def _id(description: str = "A positive id below 2^63") -> dict[str, Any]:
-    return {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID, "description": description}
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "nullable": True}
+def _component_schemas(max_quantity: int) -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (m, "validation") for m in (*schemas.REQUEST_MODELS, schemas.buy_request(max_quantity))]
+    models += [(m, "serialization") for m in schemas.RESPONSE_MODELS]
+    _, top = models_json_schema(models, ref_template=_REF, schema_generator=_OpenApiSchema)
+    return top["$defs"]
 
 
-_TIMESTAMP = {"type": "string", "format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$",
-              "example": "2026-01-07T08:00:00.000000Z", "description": "UTC, microseconds, Z"}
-_MONEY = {"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "example": "15000000.00",
-          "description": "A decimal amount with exactly two places"}
+def _schema_of(annotation: Any) -> dict[str, Any]:
+    return TypeAdapter(annotation).json_schema(schema_generator=_OpenApiSchema)
 
 
-def _schemas(max_quantity: int) -> dict[str, Any]:
-    quantity = {"type": "integer", "minimum": 1, "maximum": max_quantity,
-                "description": f"Units; 1..{max_quantity} (STOCKADE_MAX_QUANTITY)"}
-    stock = {"type": "integer", "format": "int32", "minimum": 0, "maximum": MAX_STOCK}
-    name = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S",
-            "description": "1..255 characters, not blank"}
-    price_in = {
-        "description": f">= 0, at most two decimal places, below {PRICE_LIMIT}; a JSON number or a numeric string",
-        "oneOf": [
-            {"type": "number", "minimum": 0, "maximum": int(PRICE_LIMIT), "exclusiveMaximum": True,
-             "multipleOf": 0.01},
-            {"type": "string", "pattern": rf"^[0-9]{{1,{_PRICE_DIGITS}}}(\.[0-9]{{1,2}})?$", "example": "19.99"},
-        ],
-    }
-    product_summary = _obj({"id": _id(), "name": {"type": "string"}, "price": _MONEY,
-                            "stock": {"type": "integer", "minimum": 0}},
-                           description="The product as it is now (after the sale, for a purchase)")
-    return {
-        "Error": _obj(
-            {"message": {"type": "string"},
-             "errors": {"type": "object", "description": "Field -> reasons (422 only)",
-                        "additionalProperties": {"type": "array", "items": {"type": "string"}}}},
-            ["message"],
-        ),
-        "Product": _obj({
-            "id": _id(), "name": {"type": "string"}, "price": _MONEY,
-            "stock": {"type": "integer", "minimum": 0, "description": "Units on hand, not yet sold"},
-            "reserved": {"type": "integer", "minimum": 0,
-                         "description": "Units of active holds and pending orders"},
-            "available": {"type": "integer", "minimum": 0, "description": "stock - reserved"},
-            "created_at": _TIMESTAMP, "updated_at": _TIMESTAMP,
-        }),
-        "ProductEnvelope": _obj({"data": _ref("Product")}),
-        "ProductPage": _obj({
-            "data": {"type": "array", "items": _ref("Product"), "description": "Ordered by id"},
-            "meta": _obj({"next_after_id": _nullable({**_id("`after_id` of the next page; null at the end")})}),
-        }),
-        "ProductCreate": _obj({"name": name, "price": price_in, "stock": stock}, closed=False),
-        "ProductUpdate": _obj({"name": name, "price": price_in, "stock": stock}, [], closed=False,
-                              minProperties=1,
-                              description="Any of name, price, stock; stock below `reserved` is 409"),
-        "ProductSummary": product_summary,
-        "Order": _obj({
-            "id": _id(), "product_id": _id(), "hold_id": _nullable(_id()), "quantity": {"type": "integer",
-                                                                                         "minimum": 1},
-            "total_price": _MONEY, "status": {"type": "string", "enum": ORDER_STATUSES},
-            "created_at": _TIMESTAMP, "updated_at": _TIMESTAMP, "product": _ref("ProductSummary"),
-        }),
-        "OrderEnvelope": _obj({"data": _ref("Order")}),
-        "BuyRequest": _obj({"product_id": _id(), "quantity": quantity}, closed=False),
-        "NewHold": _obj({
-            "hold_id": _id(), "expires_at": _TIMESTAMP, "product_id": _id(),
-            "quantity": {"type": "integer", "minimum": 1}, "status": {"type": "string", "enum": ["active"]},
-        }),
-        "Hold": _obj({
-            "hold_id": _id(), "product_id": _id(), "quantity": {"type": "integer", "minimum": 1},
-            "status": {"type": "string", "enum": HOLD_STATUSES,
-                       "description": "`expired` as soon as the TTL passes, swept or not"},
-            "expires_at": _TIMESTAMP, "order_id": _nullable(_id()),
-        }),
-        "OrderFromHoldRequest": _obj({"hold_id": _id()}, closed=False),
-        "PendingOrder": _obj({
-            "order_id": _id(), "status": {"type": "string", "enum": ["pending"]}, "total_price": _MONEY,
-            "hold_id": _id(), "product_id": _id(), "quantity": {"type": "integer", "minimum": 1},
-        }),
-        "PaymentNotification": _obj({
-            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"},
-            "order_id": _id(),
-            "status": {"type": "string", "enum": ["success", "failure", "failed"],
-                       "description": "`failed` is accepted as `failure`"},
-        }, closed=False),
-        "PaymentResult": _obj({
-            "order_id": _id(),
-            "status": {"type": "string", "enum": [*ORDER_STATUSES, "deferred"],
-                       "description": "The order's status after this delivery, or `deferred`"},
-            "idempotency_key": {"type": "string"},
-            "outcome": {"type": "string", "enum": ["applied", "deferred", "ignored"]},
-        }),
-        "LoggedEvent": _obj({
-            "id": _id(), "event": {"type": "string"}, "data": {"type": "object"}, "created_at": _TIMESTAMP,
-        }),
-        "LogPage": _obj({
-            "data": {"type": "array", "items": _ref("LoggedEvent"), "description": "Newest first"},
-            "meta": _obj({"next_before_id": _nullable(_id("`before_id` of the next page; null at the end"))}),
-        }),
-        "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
-        "Ready": _obj({"status": {"type": "string", "enum": ["ok"]},
-                       "checks": {"type": "object", "additionalProperties": {"type": "string"}}}),
-        "NotReady": _obj({"message": {"type": "string"},
-                          "checks": {"type": "object", "additionalProperties": {"type": "string"},
-                                     "description": "Component -> `ok` or why it failed"}}),
-    }
+def _query_parameters(model: type[schemas.Query]) -> list[dict[str, Any]]:
+    properties = model.model_json_schema(schema_generator=_OpenApiSchema)["properties"]
+    return [{"name": name, "in": "query", "required": False,
+             "description": prop.pop("description", name) + "; given once, not empty", "schema": prop}
+            for name, prop in properties.items()]
 
 
 _REPLAYED = {"$ref": "#/components/headers/IdempotentReplayed"}
@@ -154,7 +78,7 @@ def _json_response(description: str, schema: dict[str, Any], headers: dict[str, 
 
 
 def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    return _json_response(description, _ref("Error"), headers)
+    return _json_response(description, _ref(schemas.ErrorBody), headers)
 
 
 _OUTAGE = _error("The database did not answer (a real outage); nothing was written")
@@ -164,6 +88,7 @@ def _body_errors() -> dict[str, Any]:
     return {
         "400": _error("Malformed JSON or a body that is not a JSON object"),
         "413": _error(f"Body larger than {MAX_BODY_BYTES} bytes"),
+        "415": _error("A body declared as something other than JSON (`Content-Type` other than application/json)"),
     }
 
 
@@ -174,14 +99,15 @@ def _unauthorized() -> dict[str, Any]:
 
 def _path_id(name: str, what: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": f"The {what}'s id; anything that "
-            "is not a positive integer below 2^63, or names nothing, is 404", "schema": _id()}
+            "is not a positive integer below 2^63 in canonical decimal (no sign, no leading zero), or names "
+            "nothing, is 404", "schema": _schema_of(schemas.Id)}
 
 
-def _json_body(schema_name: str) -> dict[str, Any]:
-    return {"required": True, "content": {JSON: {"schema": _ref(schema_name)}}}
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": _ref(model)}}}
 
 
-def _idempotent_post(summary: str, body: str, created: dict[str, Any], conflict: str, unprocessable: str,
+def _idempotent_post(summary: str, body: type[BaseModel], created: dict[str, Any], conflict: str, unprocessable: str,
                      operation_id: str) -> dict[str, Any]:
     replayable = {"Idempotent-Replayed": _REPLAYED}
     return {
@@ -203,24 +129,19 @@ def _idempotent_post(summary: str, body: str, created: dict[str, Any], conflict:
 
 
 def _paths(max_quantity: int) -> dict[str, Any]:
+    buy = schemas.buy_request(max_quantity)
     etag = {"ETag": {"$ref": "#/components/headers/ETag"}}
-    admin = [{"adminBearer": []}]
+    admin: list[dict[str, list[str]]] = [{"adminBearer": []}]
     return {
         "/api/products": {
             "get": {
                 "summary": "List products by id, a page at a time",
                 "operationId": "listProducts",
                 "tags": ["products"],
-                "parameters": [
-                    {"name": "limit", "in": "query", "description": "Page size (default 50)",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-                    {"name": "after_id", "in": "query", "description": "Only products with a larger id",
-                     "schema": {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_ID,
-                                "default": 0}},
-                ],
+                "parameters": _query_parameters(schemas.ProductListQuery),
                 "responses": {
-                    "200": _json_response("One page of live products", _ref("ProductPage")),
-                    "422": _error("`limit` or `after_id` out of range or not an integer"),
+                    "200": _json_response("One page of live products", _ref(schemas.ProductPage)),
+                    "422": _error("`limit` or `after_id` out of range, not an integer, empty or given twice"),
                     "503": _OUTAGE,
                 },
             },
@@ -229,9 +150,9 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "operationId": "createProduct",
                 "tags": ["products"],
                 "security": admin,
-                "requestBody": _json_body("ProductCreate"),
+                "requestBody": _json_body(schemas.ProductCreate),
                 "responses": {
-                    "201": _json_response("Created", _ref("ProductEnvelope"), etag),
+                    "201": _json_response("Created", _ref(schemas.ProductEnvelope), etag),
                     **_body_errors(), **_unauthorized(),
                     "422": _error("A field broke its rule"),
                     "503": _OUTAGE,
@@ -245,7 +166,7 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "operationId": "getProduct",
                 "tags": ["products"],
                 "responses": {
-                    "200": _json_response("The product", _ref("ProductEnvelope"), etag),
+                    "200": _json_response("The product", _ref(schemas.ProductEnvelope), etag),
                     "404": _error("No live product has that id"),
                     "503": _OUTAGE,
                 },
@@ -258,9 +179,9 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "tags": ["products"],
                 "security": admin,
                 "parameters": [{"$ref": "#/components/parameters/IfMatch"}],
-                "requestBody": _json_body("ProductUpdate"),
+                "requestBody": _json_body(schemas.ProductUpdate),
                 "responses": {
-                    "200": _json_response("The product after the change", _ref("ProductEnvelope"), etag),
+                    "200": _json_response("The product after the change", _ref(schemas.ProductEnvelope), etag),
                     **_body_errors(), **_unauthorized(),
                     "404": _error("No live product has that id"),
                     "409": _error("`stock` below the units reserved by holds and pending orders"),
@@ -285,15 +206,15 @@ def _paths(max_quantity: int) -> dict[str, Any]:
         },
         "/api/orders/purchase": {
             "post": _idempotent_post(
-                "Buy units now: stock drops at once, the order is `created`", "BuyRequest",
-                _json_response("The order, with its product after the sale", _ref("OrderEnvelope")),
+                "Buy units now: stock drops at once, the order is `created`", buy,
+                _json_response("The order, with its product after the sale", _ref(schemas.OrderEnvelope)),
                 "Out of stock", f"A field broke its rule (quantity 1..{max_quantity}) or `product_id` names "
                 "no product", "purchase"),
         },
         "/api/orders": {
             "post": _idempotent_post(
-                "Turn an active hold into a `pending` order", "OrderFromHoldRequest",
-                _json_response("The pending order", _ref("PendingOrder")),
+                "Turn an active hold into a `pending` order", schemas.OrderFromHoldRequest,
+                _json_response("The pending order", _ref(schemas.PendingOrderBody)),
                 "The hold was already used, released or has expired",
                 "`hold_id` is not a positive integer or names no hold", "orderFromHold"),
         },
@@ -304,7 +225,7 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "operationId": "getOrder",
                 "tags": ["buying"],
                 "responses": {
-                    "200": _json_response("The order", _ref("OrderEnvelope")),
+                    "200": _json_response("The order", _ref(schemas.OrderEnvelope)),
                     "404": _error("No order has that id"),
                     "503": _OUTAGE,
                 },
@@ -312,8 +233,8 @@ def _paths(max_quantity: int) -> dict[str, Any]:
         },
         "/api/holds": {
             "post": _idempotent_post(
-                "Reserve units for the hold TTL", "BuyRequest",
-                _json_response("The new hold", _ref("NewHold")), "Out of stock",
+                "Reserve units for the hold TTL", buy,
+                _json_response("The new hold", _ref(schemas.NewHold)), "Out of stock",
                 f"A field broke its rule (quantity 1..{max_quantity}) or `product_id` names no product",
                 "placeHold"),
         },
@@ -324,7 +245,7 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "operationId": "getHold",
                 "tags": ["buying"],
                 "responses": {
-                    "200": _json_response("The hold, with the status it has now", _ref("Hold")),
+                    "200": _json_response("The hold, with the status it has now", _ref(schemas.HoldBody)),
                     "404": _error("No hold has that id"),
                     "503": _OUTAGE,
                 },
@@ -351,11 +272,11 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "operationId": "paymentWebhook",
                 "tags": ["payments"],
                 "parameters": [{"$ref": "#/components/parameters/StockadeSignature"}],
-                "requestBody": _json_body("PaymentNotification"),
+                "requestBody": _json_body(schemas.PaymentNotificationBody),
                 "responses": {
-                    "200": _json_response("Applied, or ignored (order not pending)", _ref("PaymentResult"),
+                    "200": _json_response("Applied, or ignored (order not pending)", _ref(schemas.PaymentResultBody),
                                           {"Idempotent-Replayed": _REPLAYED}),
-                    "202": _json_response("Deferred: the order does not exist yet", _ref("PaymentResult"),
+                    "202": _json_response("Deferred: the order does not exist yet", _ref(schemas.PaymentResultBody),
                                           {"Idempotent-Replayed": _REPLAYED}),
                     **_body_errors(),
                     "401": _error("Webhook secret configured and the signature is missing, wrong or more "
@@ -372,18 +293,11 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "operationId": "listEvents",
                 "tags": ["operations"],
                 "security": admin,
-                "parameters": [
-                    {"name": "event", "in": "query", "description": "Only events with this name",
-                     "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
-                    {"name": "limit", "in": "query", "description": "Page size (default 100)",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-                    {"name": "before_id", "in": "query", "description": "Only events with a smaller id",
-                     "schema": _id()},
-                ],
+                "parameters": _query_parameters(schemas.LogQuery),
                 "responses": {
-                    "200": _json_response("Events", _ref("LogPage")),
+                    "200": _json_response("Events", _ref(schemas.LogPage)),
                     **_unauthorized(),
-                    "422": _error("A query parameter is out of range"),
+                    "422": _error("A query parameter is out of range, empty or given twice"),
                     "503": _OUTAGE,
                 },
             },
@@ -393,7 +307,7 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "summary": "This document",
                 "operationId": "openapi",
                 "tags": ["operations"],
-                "responses": {"200": _json_response("OpenAPI 3.0.3", {"type": "object"})},
+                "responses": {"200": _json_response("OpenAPI 3.1", {"type": "object"})},
             },
         },
         "/healthz": {
@@ -401,7 +315,7 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "summary": "Liveness: 200 while the process runs",
                 "operationId": "healthz",
                 "tags": ["operations"],
-                "responses": {"200": _json_response("Alive", _ref("Health"))},
+                "responses": {"200": _json_response("Alive", _ref(schemas.Health))},
             },
         },
         "/readyz": {
@@ -410,8 +324,8 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "operationId": "readyz",
                 "tags": ["operations"],
                 "responses": {
-                    "200": _json_response("Ready", _ref("Ready")),
-                    "503": _json_response("A component did not answer", _ref("NotReady")),
+                    "200": _json_response("Ready", _ref(schemas.Ready)),
+                    "503": _json_response("A component did not answer", _ref(schemas.NotReady)),
                 },
             },
         },
@@ -427,26 +341,48 @@ def _paths(max_quantity: int) -> dict[str, Any]:
     }
 
 
+_REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
+
+
+def _with_head_and_request_id(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every response carries X-Request-ID; every GET has its HEAD (the same, without a body)."""
+    for item in paths.values():
+        for operation in [op for method, op in item.items() if method != "parameters"]:
+            for response in operation["responses"].values():
+                response["headers"] = {**response.get("headers", {}), **_REQUEST_ID}
+        if "get" in item:
+            head = copy.deepcopy(item["get"])
+            head["operationId"] += "Head"
+            head["summary"] = "Headers only: " + head["summary"][0].lower() + head["summary"][1:]
+            for response in head["responses"].values():
+                response.pop("content", None)
+            item["head"] = head
+    return paths
+
+
 def openapi_document(max_quantity: int) -> dict:
-    """The OpenAPI 3.0.3 document of the public API, for a service whose max quantity is `max_quantity`."""
+    """The OpenAPI 3.1 document of the public API, for a service whose max quantity is `max_quantity`."""
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Stockade",
             "version": "0.1.0",
             "description": "Order and flash-sale checkout: products with finite stock, direct purchases, "
                            "holds, orders from holds, and an idempotent payment webhook. Every error body is "
                            "JSON with `message`; 422 bodies add `errors` (field -> reasons). Integers must be "
-                           "JSON integers. Unknown paths are 404 and wrong methods 405.",
+                           "JSON integers. Unknown paths are 404 and wrong methods 405; every GET route answers HEAD.",
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": n} for n in ("products", "buying", "payments", "operations")],
-        "paths": _paths(max_quantity),
+        "paths": _with_head_and_request_id(_paths(max_quantity)),
         "components": {
-            "schemas": _schemas(max_quantity),
+            "schemas": _component_schemas(max_quantity),
             "headers": {
                 "ETag": {"description": "The product's version; send it back in `If-Match`",
                          "schema": {"type": "string", "pattern": r'^"[0-9]+-[0-9]+"$'}},
+                "RequestId": {"description": "The client's X-Request-ID when it sent a sane one (1..128 visible "
+                                             "ASCII characters), else a new one; in the access log too",
+                              "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"}},
                 "IdempotentReplayed": {"description": "`true` when this is the stored first response for a "
                                                       "repeated Idempotency-Key",
                                        "schema": {"type": "string", "enum": ["true"]}},

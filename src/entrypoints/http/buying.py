@@ -1,0 +1,80 @@
+"""Buying: direct purchases and orders from holds (and placing holds), each once per Idempotency-Key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import falcon
+from prometheus_client import Counter
+
+from stockade.application.commands import OrderView
+from stockade.application.idempotency import Answer
+from stockade.domain.errors import OutOfStock
+from stockade.entrypoints.http.body import idempotency_key, json_body, path_id
+from stockade.entrypoints.http.errors import send
+from stockade.entrypoints.http.schemas import OrderEnvelope, OrderFromHoldRequest, RequestBody
+
+
+def first_answer(req: falcon.Request, resp: falcon.Response, run: Callable[[str | None], Answer[Any]]) -> Any:
+    """`run(Idempotency-Key)`'s result; a replay is marked `Idempotent-Replayed: true`, and a
+    refusal (first or replayed) is raised for the error handlers to render."""
+    answer = run(idempotency_key(req))
+    if answer.replayed:
+        resp.set_header("Idempotent-Replayed", "true")
+    if answer.refusal is not None:
+        raise answer.refusal
+    return answer.result
+
+
+@contextmanager
+def counted(outcomes: Counter, resp: falcon.Response) -> Iterator[None]:
+    """Counts one take of units by outcome; a replay is the first answer again, not a second take."""
+    try:
+        yield
+    except OutOfStock:
+        outcomes.labels("replayed" if resp.get_header("Idempotent-Replayed") else "out_of_stock").inc()
+        raise
+    except falcon.HTTPError as exc:
+        outcomes.labels(f"http_{exc.status_code}").inc()
+        raise
+    outcomes.labels("replayed" if resp.get_header("Idempotent-Replayed") else "created").inc()
+
+
+class TakeUnitsResource:
+    """POST {product_id, quantity}: a purchase or a hold, given the use case and how to render it."""
+
+    def __init__(self, model: type[RequestBody], take_once: Callable[[Any, str | None], Answer[Any]],
+                 render: Callable[[Any], Any], outcomes: Counter) -> None:
+        self.model = model
+        self.take_once = take_once
+        self.render = render
+        self.outcomes = outcomes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_body(req, self.model)
+        with counted(self.outcomes, resp):
+            result = first_answer(req, resp, lambda key: self.take_once(body, key))
+        send(resp, 201, self.render(result))
+
+
+class OrdersResource:
+    """POST /api/orders {hold_id}: the hold becomes a pending order."""
+
+    def __init__(self, order_from_hold_once: Callable[..., Answer[Any]], render: Callable[[Any], Any]) -> None:
+        self.order_from_hold_once = order_from_hold_once
+        self.render = render
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        command = json_body(req, OrderFromHoldRequest).command()
+        result = first_answer(req, resp, lambda key: self.order_from_hold_once(command, key))
+        send(resp, 201, self.render(result))
+
+
+class OrderResource:
+    def __init__(self, get_order: Callable[[int], OrderView]) -> None:
+        self.get_order = get_order
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, order_id: str) -> None:
+        send(resp, 200, OrderEnvelope.of(self.get_order(path_id(order_id))))

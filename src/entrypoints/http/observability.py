@@ -1,0 +1,40 @@
+"""Per request: its X-Request-ID (the client's sane one, else a new one) and one access log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import falcon
+
+from stockade.application.tracing import request_id
+
+access_log = logging.getLogger("stockade.access")
+
+#: What a client may name its request: 1..128 visible ASCII characters.
+_SANE_REQUEST_ID = re.compile(r"[!-~]{1,128}")
+
+
+class RequestIdMiddleware:
+    """Takes or makes the request's id, answers with it, and logs the request when it is done:
+    method, route template, status, duration and id (also in the log lines of the work it causes)."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        given = req.get_header("X-Request-ID")
+        req.context.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.request_id_token = request_id.set(req.context.request_id)
+        req.context.received = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource, req_succeeded: bool) -> None:
+        rid = getattr(req.context, "request_id", None)
+        if rid is None:  # refused before process_request ran
+            return
+        resp.set_header("X-Request-ID", rid)
+        milliseconds = (time.perf_counter() - req.context.received) * 1000
+        route = req.uri_template or "unmatched"
+        access_log.info("%s %s %s %.1fms", req.method, route, resp.status_code, milliseconds,
+                        extra={"method": req.method, "route": route, "status": resp.status_code,
+                               "duration_ms": round(milliseconds, 3), "request_id": rid})
+        request_id.reset(req.context.request_id_token)
