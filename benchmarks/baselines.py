@@ -64,8 +64,12 @@ RAW_PURCHASE = (
 def mysql_server(url: str) -> dict:
     """PyMySQL's host, port, user and password for a mysql+pymysql://user:pw@host:port/db URL."""
     parts = urlsplit(url)
-    return {"host": parts.hostname or "127.0.0.1", "port": parts.port or 3306,
-            "user": unquote(parts.username or "root"), "password": unquote(parts.password or "")}
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+    }
 
 
 def mysql_connector(url: str) -> Callable[[], pymysql.Connection]:
@@ -75,8 +79,12 @@ def mysql_connector(url: str) -> Callable[[], pymysql.Connection]:
 
     def connect() -> pymysql.Connection:
         return pymysql.connect(
-            **mysql_server(url), database=database, charset="utf8mb4", autocommit=False,
-            client_flag=CLIENT.MULTI_STATEMENTS, init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            **mysql_server(url),
+            database=database,
+            charset="utf8mb4",
+            autocommit=False,
+            client_flag=CLIENT.MULTI_STATEMENTS,
+            init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
         )
 
     return connect
@@ -179,8 +187,10 @@ class NaivePurchase:
             row = cur.fetchone()
             if row is not None and row[0] >= quantity:
                 cur.execute("UPDATE bench_products SET stock = stock - %s WHERE id = %s", (quantity, product_id))
-                cur.execute("INSERT INTO bench_orders (product_id, quantity, created_at) VALUES (%s, %s, NOW(6))",
-                            (product_id, quantity))
+                cur.execute(
+                    "INSERT INTO bench_orders (product_id, quantity, created_at) VALUES (%s, %s, NOW(6))",
+                    (product_id, quantity),
+                )
                 order_id = cur.lastrowid
                 conn.commit()
             else:
@@ -197,11 +207,15 @@ class SqlitePurchase:
         with self.pool.connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("UPDATE bench_products SET stock = stock - ? WHERE id = ? AND stock >= ?",
-                             (quantity, product_id, quantity))
-                cur = conn.execute("INSERT INTO bench_orders (product_id, quantity, created_at)"
-                                   " SELECT ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE changes() > 0",
-                                   (product_id, quantity))
+                conn.execute(
+                    "UPDATE bench_products SET stock = stock - ? WHERE id = ? AND stock >= ?",
+                    (quantity, product_id, quantity),
+                )
+                cur = conn.execute(
+                    "INSERT INTO bench_orders (product_id, quantity, created_at)"
+                    " SELECT ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE changes() > 0",
+                    (product_id, quantity),
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -238,8 +252,9 @@ def prepare(mysql_url: str, sqlite_path: str, stocks: dict[str, int]) -> dict[st
     for ddl in SQLITE_SCHEMA:
         lite.execute(ddl)
     for name, stock in stocks.items():
-        ids["sqlite"][name] = lite.execute("INSERT INTO bench_products (name, stock) VALUES (?, ?)",
-                                           (name, stock)).lastrowid
+        ids["sqlite"][name] = lite.execute(
+            "INSERT INTO bench_products (name, stock) VALUES (?, ?)", (name, stock)
+        ).lastrowid
     lite.close()
     return ids
 
@@ -264,8 +279,13 @@ def main() -> None:
     parser.add_argument("--mysql-url", help="mysql+pymysql://user:password@host:port/database")
     parser.add_argument("--sqlite", help="path of the SQLite file")
     args = parser.parse_args()
-    serve(lambda: create_app(args.mysql_url, args.sqlite), args.host, args.port, args.workers,
-          banner=f"baselines: serving http://{args.host}:{args.port}")
+    serve(
+        lambda: create_app(args.mysql_url, args.sqlite),
+        args.host,
+        args.port,
+        args.workers,
+        banner=f"baselines: serving http://{args.host}:{args.port}",
+    )
 
 
 if __name__ == "__main__":

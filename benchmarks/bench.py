@@ -127,8 +127,9 @@ def free_port() -> int:
 def call(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:
     """One HTTP request; (status, JSON body or {})."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             status, raw = resp.status, resp.read()
@@ -147,8 +148,9 @@ class ServerFailed(Exception):
 class Server:
     """An HTTP server (`stockade serve`, or the baselines) in a subprocess, on a free port."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], health: str, logdir: Path,
-                 workers: int = WORKERS) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], health: str, logdir: Path, workers: int = WORKERS
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.argv = [*argv, "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
@@ -300,13 +302,27 @@ def wrk(ep: Endpoint, seconds: float, connections: int, tmp: Path) -> Run:
         lua += LUA_KEYED.format(prefix=f"bench-{run_id}")  # unique across runs and rounds
     script = tmp / f"{ep.key}-{run_id}.lua"
     script.write_text(lua)
-    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
-            "-s", str(script), ep.server.url + ep.path]
+    argv = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        ep.server.url + ep.path,
+    ]
 
     def cpu() -> tuple[float, ...]:  # wrk (the only child that exits meanwhile), server, databases, machine
         own = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (own.ru_utime + own.ru_stime, _tree_cpu(ep.server.proc.pid), sum(map(_tree_cpu, DATABASE_PIDS)),
-                *_machine_cpu())
+        return (
+            own.ru_utime + own.ru_stime,
+            _tree_cpu(ep.server.proc.pid),
+            sum(map(_tree_cpu, DATABASE_PIDS)),
+            *_machine_cpu(),
+        )
 
     before = cpu()
     start = time.monotonic()
@@ -320,11 +336,16 @@ def wrk(ep: Endpoint, seconds: float, connections: int, tmp: Path) -> Run:
     latency = {m[0]: _ms(m[1], m[2]) for m in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)}
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return Run(
-        rps=float(rps.group(1)), p50=latency.get("50", float("nan")), p99=latency.get("99", float("nan")),
+        rps=float(rps.group(1)),
+        p50=latency.get("50", float("nan")),
+        p99=latency.get("99", float("nan")),
         statuses=Counter({int(code): int(n) for code, n in re.findall(r"^status (\d+) (\d+)$", out, re.M)}),
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
-        server_cpu=server_cpu, wrk_cpu=wrk_cpu, db_cpu=db_cpu,
-        other_cpu=max(0.0, busy - server_cpu - wrk_cpu - db_cpu), idle=idle,
+        server_cpu=server_cpu,
+        wrk_cpu=wrk_cpu,
+        db_cpu=db_cpu,
+        other_cpu=max(0.0, busy - server_cpu - wrk_cpu - db_cpu),
+        idle=idle,
     )
 
 
@@ -337,10 +358,12 @@ def mysql_database(url: str | None, name: str) -> Iterator[tuple[str, str]]:
     try:
         conn = pymysql.connect(**server, connect_timeout=3)
     except pymysql.MySQLError as exc:
-        raise SystemExit(f"bench: no MySQL-compatible server answers at {server['host']}:{server['port']} "
-                         f"as {server['user']} ({exc}).\nStart one (`python scripts/ensure_services.py`), or pass "
-                         "--mysql-url mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE (it gets bench tables "
-                         "and rows).") from None
+        raise SystemExit(
+            f"bench: no MySQL-compatible server answers at {server['host']}:{server['port']} "
+            f"as {server['user']} ({exc}).\nStart one (`python scripts/ensure_services.py`), or pass "
+            "--mysql-url mysql+pymysql://USER:PASSWORD@HOST:PORT/DATABASE (it gets bench tables "
+            "and rows)."
+        ) from None
     with conn.cursor() as cur:
         cur.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit")
         version, flush = cur.fetchone()
@@ -372,17 +395,22 @@ def redis_db(url: str) -> Iterator[str]:
         if parts.path.strip("/"):
             db_url = url
         else:
-            db = next((n for n in range(15, 0, -1)
-                       if leases.set(REDIS_LEASE_KEY.format(db=n), me, nx=True, ex=3600)), None)
+            db = next(
+                (n for n in range(15, 0, -1) if leases.set(REDIS_LEASE_KEY.format(db=n), me, nx=True, ex=3600)), None
+            )
             if db is None:
-                raise SystemExit(f"bench: Redis dbs 1..15 of {url} are all leased by test runs; wait for them "
-                                 "or pass --redis-url redis://HOST:PORT/N (db N gets flushed).")
+                raise SystemExit(
+                    f"bench: Redis dbs 1..15 of {url} are all leased by test runs; wait for them "
+                    "or pass --redis-url redis://HOST:PORT/N (db N gets flushed)."
+                )
             db_url, lease = urlunsplit(parts._replace(path=f"/{db}")), REDIS_LEASE_KEY.format(db=db)
         client = redis.Redis.from_url(db_url, socket_connect_timeout=3)
         client.flushdb()
     except redis.ConnectionError as exc:
-        raise SystemExit(f"bench: Redis at {url} does not answer ({exc}).\n"
-                         "Start it (`python scripts/ensure_services.py`), or pass --redis-url.") from None
+        raise SystemExit(
+            f"bench: Redis at {url} does not answer ({exc}).\n"
+            "Start it (`python scripts/ensure_services.py`), or pass --redis-url."
+        ) from None
     try:
         yield db_url
     finally:
@@ -415,10 +443,27 @@ def stockade_endpoints(config: str, server: Server) -> list[Endpoint]:
     buy = {"product_id": plenty, "quantity": 1}
     rest = [
         Endpoint("purchase", config, "stockade purchase 201", server, "/api/orders/purchase", "POST", buy, 201),
-        Endpoint("purchase_key", config, "stockade purchase 201 + Idempotency-Key", server, "/api/orders/purchase",
-                 "POST", buy, 201, keyed=True),
-        Endpoint("sold_out", config, "stockade purchase 409 sold out", server, "/api/orders/purchase", "POST",
-                 {"product_id": gone, "quantity": 1}, 409),
+        Endpoint(
+            "purchase_key",
+            config,
+            "stockade purchase 201 + Idempotency-Key",
+            server,
+            "/api/orders/purchase",
+            "POST",
+            buy,
+            201,
+            keyed=True,
+        ),
+        Endpoint(
+            "sold_out",
+            config,
+            "stockade purchase 409 sold out",
+            server,
+            "/api/orders/purchase",
+            "POST",
+            {"product_id": gone, "quantity": 1},
+            409,
+        ),
         Endpoint("read", config, "stockade GET /api/products/{id}", server, f"/api/products/{plenty}"),
         Endpoint("hold", config, "stockade POST /api/holds 201", server, "/api/holds", "POST", buy, 201),
     ]
@@ -468,8 +513,10 @@ def report(header: list[str], endpoints: list[Endpoint], sales: list[dict]) -> l
     print("\n".join(header))
     others = [r.other_cpu for ep in endpoints for r in ep.runs]
     if others and statistics.median(others) > 20:
-        print(f"NOTE: other processes used a median {statistics.median(others):.0f}% of one core during the runs (max "
-              f"{max(others):.0f}%): the machine was shared, so the figures are lower and noisier than on an idle one.")
+        print(
+            f"NOTE: other processes used a median {statistics.median(others):.0f}% of one core during the runs (max "
+            f"{max(others):.0f}%): the machine was shared, so the figures are lower and noisier than on an idle one."
+        )
     plotted = []
     for config in (MARIADB, SQLITE):
         rows = [ep for ep in endpoints if ep.config in (config, "")]
@@ -482,16 +529,20 @@ def report(header: list[str], endpoints: list[Endpoint], sales: list[dict]) -> l
                 continue
             plotted.append((config, ep.label, ep.median("rps")))
             cpu = "".join(f"{ep.median(k):7.0f}" for k in ("server_cpu", "wrk_cpu", "db_cpu", "other_cpu", "idle"))
-            print(f"  {ep.label:44} {ep.median('rps'):8.0f} {ep.median('p50'):8.2f} {ep.median('p99'):8.2f}  "
-                  f"{cpu} {_statuses(ep.statuses(), sum(r.socket_errors for r in ep.runs))}")
+            print(
+                f"  {ep.label:44} {ep.median('rps'):8.0f} {ep.median('p50'):8.2f} {ep.median('p99'):8.2f}  "
+                f"{cpu} {_statuses(ep.statuses(), sum(r.socket_errors for r in ep.runs))}"
+            )
         print("  targets (ratios of req/s)")
         for _, what, num, den, op, target in (t for t in TARGETS if t[0] == config):
             a, b = by_key[num].median("rps"), by_key[den].median("rps")
             _target(what, a / b if a is not None and b else None, op, target)
 
     print(f"\n{FLASH}")
-    print(f"  {'endpoint':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'201':>6} {'409':>7} {'5xx':>5} "
-          f"{'stock left':>10} {'oversold':>8}  books")
+    print(
+        f"  {'endpoint':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'201':>6} {'409':>7} {'5xx':>5} "
+        f"{'stock left':>10} {'oversold':>8}  books"
+    )
     for sale in sales:
         run: Run | None = sale["run"]
         if run is None:
@@ -499,9 +550,11 @@ def report(header: list[str], endpoints: list[Endpoint], sales: list[dict]) -> l
             continue
         plotted.append((FLASH, sale["label"], run.rps))
         fives = sum(n for code, n in run.statuses.items() if code >= 500)
-        print(f"  {sale['label']:44} {run.rps:8.0f} {run.p50:8.2f} {run.p99:8.2f} {run.statuses.get(201, 0):6d} "
-              f"{run.statuses.get(409, 0):7d} {fives:5d} {sale['stock_after']!s:>10} {sale['oversold']:8d}  "
-              f"{sale['books']}")
+        print(
+            f"  {sale['label']:44} {run.rps:8.0f} {run.p50:8.2f} {run.p99:8.2f} {run.statuses.get(201, 0):6d} "
+            f"{run.statuses.get(409, 0):7d} {fives:5d} {sale['stock_after']!s:>10} {sale['oversold']:8d}  "
+            f"{sale['books']}"
+        )
         other = {code: n for code, n in run.statuses.items() if code not in (201, 409) and code < 500}
         if other or run.socket_errors:
             print(f"  {'':44} other statuses: {_statuses(Counter(other), run.socket_errors)}")
@@ -509,8 +562,9 @@ def report(header: list[str], endpoints: list[Endpoint], sales: list[dict]) -> l
     print("  targets")
     _target("stockade p99 / raw p99", stockade.p99 / raw.p99 if stockade and raw and raw.p99 else None, "<=", 2)
     _target("stockade units oversold", sales[0]["oversold"] if stockade else None, "=", 0)
-    _target("stockade 5xx responses", sum(n for c, n in stockade.statuses.items() if c >= 500) if stockade else None,
-            "=", 0)
+    _target(
+        "stockade 5xx responses", sum(n for c, n in stockade.statuses.items() if c >= 500) if stockade else None, "=", 0
+    )
     _target("stockade books clean (stock 0, 1000 x 201, check)", int(sales[0]["clean"]) if stockade else None, "=", 1)
     return plotted
 
@@ -525,8 +579,13 @@ def plot(rows: list[tuple[str, str, float]], path: Path, title: str) -> None:
     if not groups:
         return
     heights = [sum(1 for r in rows if r[0] == g) for g in groups]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 1.2 + 0.42 * sum(heights) + 0.6 * len(groups)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(10, 1.2 + 0.42 * sum(heights) + 0.6 * len(groups)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     for ax, group in zip(axes[:, 0], groups):
         mine = [r for r in rows if r[0] == group][::-1]
         colors = ["#9e9e9e" if label.startswith("baseline") else "#1f77b4" for _, label, _ in mine]
@@ -542,8 +601,15 @@ def plot(rows: list[tuple[str, str, float]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def flash_sale(label: str, server: Server, path: str, product_id: int, seconds: float, tmp: Path,
-               books: Callable[[], tuple[int | None, int | None, str, bool]]) -> dict:
+def flash_sale(
+    label: str,
+    server: Server,
+    path: str,
+    product_id: int,
+    seconds: float,
+    tmp: Path,
+    books: Callable[[], tuple[int | None, int | None, str, bool]],
+) -> dict:
     """FLASH_CONNECTIONS buyers of one product with FLASH_STOCK units, then the books:
     `books()` gives (stock left, units ordered if countable, what they say, whether clean)."""
     ep = Endpoint("flash", MARIADB, label, server, path, "POST", {"product_id": product_id, "quantity": 1}, 201)
@@ -556,10 +622,18 @@ def flash_sale(label: str, server: Server, path: str, product_id: int, seconds: 
     sold = run.statuses.get(201, 0)
     oversold = max(0, sold - FLASH_STOCK, (ordered or 0) - FLASH_STOCK)
     if stock != 0 and isinstance(stock, int):
-        note = (f"NOT sold out in {seconds:g} s ({FLASH_STOCK - stock} sold, {sold} of them seen by wrk, the rest "
-                f"in flight when it stopped; try a longer --flash-seconds); {note}")
-    return {"label": label, "run": run, "stock_after": stock, "oversold": oversold, "books": note,
-            "clean": clean and stock == 0 and sold == FLASH_STOCK and oversold == 0}
+        note = (
+            f"NOT sold out in {seconds:g} s ({FLASH_STOCK - stock} sold, {sold} of them seen by wrk, the rest "
+            f"in flight when it stopped; try a longer --flash-seconds); {note}"
+        )
+    return {
+        "label": label,
+        "run": run,
+        "stock_after": stock,
+        "oversold": oversold,
+        "books": note,
+        "clean": clean and stock == 0 and sold == FLASH_STOCK and oversold == 0,
+    }
 
 
 def main() -> int:
@@ -569,10 +643,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--flash-seconds", type=float, default=10, help="length of each flash sale")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "results.png")
-    parser.add_argument("--mysql-url", default=os.environ.get("STOCKADE_BENCH_MYSQL_URL"),
-                        help="a MySQL/MariaDB database to use (default: a scratch database on 127.0.0.1, root)")
-    parser.add_argument("--redis-url", default=os.environ.get("STOCKADE_BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
-                        help="a Redis server (a free db is leased and flushed) or redis://HOST:PORT/N")
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("STOCKADE_BENCH_MYSQL_URL"),
+        help="a MySQL/MariaDB database to use (default: a scratch database on 127.0.0.1, root)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("STOCKADE_BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
+        help="a Redis server (a free db is leased and flushed) or redis://HOST:PORT/N",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.flash_seconds = 2, 1, 3
@@ -583,22 +663,43 @@ def main() -> int:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stockade-bench-")))
         mysql_url, mysql_about = stack.enter_context(mysql_database(args.mysql_url, MYSQL_DB))
         redis_url = stack.enter_context(redis_db(args.redis_url))
-        env_mysql = {**STOCKADE_ENV, "STOCKADE_DATABASE_URL": mysql_url, "STOCKADE_REDIS_URL": redis_url,
-                     "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics-mariadb")}
-        env_sqlite = {**STOCKADE_ENV, "STOCKADE_DATABASE_URL": f"sqlite:///{tmp}/stockade.db",
-                      "STOCKADE_REDIS_URL": "", "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics-sqlite")}
+        env_mysql = {
+            **STOCKADE_ENV,
+            "STOCKADE_DATABASE_URL": mysql_url,
+            "STOCKADE_REDIS_URL": redis_url,
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics-mariadb"),
+        }
+        env_sqlite = {
+            **STOCKADE_ENV,
+            "STOCKADE_DATABASE_URL": f"sqlite:///{tmp}/stockade.db",
+            "STOCKADE_REDIS_URL": "",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics-sqlite"),
+        }
         for env in (env_mysql, env_sqlite):
             os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"])
         log("stockade migrate (MariaDB scratch database)")
         migrated = stockade_cli(env_mysql, "migrate")
         if migrated.returncode != 0:
-            raise SystemExit(f"bench: `stockade migrate` failed on {mysql_url}:\n{migrated.stderr.strip()}\n"
-                             "Fix the schema or the migration, then rerun.")
-        raw_ids = baselines.prepare(mysql_url, str(tmp / "raw.db"),
-                                    {"plenty": PLENTY, "flash": FLASH_STOCK})
+            raise SystemExit(
+                f"bench: `stockade migrate` failed on {mysql_url}:\n{migrated.stderr.strip()}\n"
+                "Fix the schema or the migration, then rerun."
+            )
+        raw_ids = baselines.prepare(mysql_url, str(tmp / "raw.db"), {"plenty": PLENTY, "flash": FLASH_STOCK})
 
-        base = Server("baselines", [sys.executable, str(Path(__file__).with_name("baselines.py")),
-                                    "--mysql-url", mysql_url, "--sqlite", str(tmp / "raw.db")], {}, "/hello", tmp)
+        base = Server(
+            "baselines",
+            [
+                sys.executable,
+                str(Path(__file__).with_name("baselines.py")),
+                "--mysql-url",
+                mysql_url,
+                "--sqlite",
+                str(tmp / "raw.db"),
+            ],
+            {},
+            "/hello",
+            tmp,
+        )
         on_mysql = Server("stockade-mariadb", [STOCKADE, "serve"], env_mysql, "/healthz", tmp)
         on_sqlite = Server("stockade-sqlite", [STOCKADE, "serve"], env_sqlite, "/healthz", tmp)
         servers = [base, on_mysql, on_sqlite]
@@ -619,18 +720,37 @@ def main() -> int:
             buy_raw = {"product_id": raw_ids["mysql"]["plenty"], "quantity": 1}
             endpoints = [
                 Endpoint("hello", "", "baseline GET /hello", base, "/hello"),
-                Endpoint("raw", MARIADB, "baseline raw purchase (1 round trip)", base, "/raw/purchase", "POST",
-                         buy_raw, 201),
-                Endpoint("naive", MARIADB, "baseline naive purchase (FOR UPDATE)", base, "/naive/purchase", "POST",
-                         buy_raw, 201),
+                Endpoint(
+                    "raw", MARIADB, "baseline raw purchase (1 round trip)", base, "/raw/purchase", "POST", buy_raw, 201
+                ),
+                Endpoint(
+                    "naive",
+                    MARIADB,
+                    "baseline naive purchase (FOR UPDATE)",
+                    base,
+                    "/naive/purchase",
+                    "POST",
+                    buy_raw,
+                    201,
+                ),
                 *stockade_endpoints(MARIADB, on_mysql),
-                Endpoint("raw_sqlite", SQLITE, "baseline raw-sqlite purchase", base, "/raw-sqlite/purchase",
-                         "POST", {"product_id": raw_ids["sqlite"]["plenty"], "quantity": 1}, 201),
+                Endpoint(
+                    "raw_sqlite",
+                    SQLITE,
+                    "baseline raw-sqlite purchase",
+                    base,
+                    "/raw-sqlite/purchase",
+                    "POST",
+                    {"product_id": raw_ids["sqlite"]["plenty"], "quantity": 1},
+                    201,
+                ),
                 *stockade_endpoints(SQLITE, on_sqlite),
             ]
         except ServerFailed as exc:
-            raise SystemExit(f"bench: cannot run: {exc}\nFix the server (its log is above), then rerun "
-                             "`make bench` (try `make bench BENCH_ARGS=--quick` for a short check).") from None
+            raise SystemExit(
+                f"bench: cannot run: {exc}\nFix the server (its log is above), then rerun "
+                "`make bench` (try `make bench BENCH_ARGS=--quick` for a short check)."
+            ) from None
 
         for ep in endpoints:
             if not ep.skipped:
@@ -651,8 +771,10 @@ def main() -> int:
                     log(f"  {ep.label}: {ep.skipped}")
                     continue
                 ep.runs.append(run)
-                log(f"[round {round_no}/{args.rounds}] {ep.config or 'baseline'}: {ep.label}: {run.rps:.0f} req/s, "
-                    f"p99 {run.p99:.1f} ms, {_statuses(run.statuses, run.socket_errors)}")
+                log(
+                    f"[round {round_no}/{args.rounds}] {ep.config or 'baseline'}: {ep.label}: {run.rps:.0f} req/s, "
+                    f"p99 {run.p99:.1f} ms, {_statuses(run.statuses, run.socket_errors)}"
+                )
 
         def stockade_books() -> tuple[int | None, None, str, bool]:
             _, product = call(f"{on_mysql.url}/api/products/{flash_id}")
@@ -661,8 +783,12 @@ def main() -> int:
                 log(check.stdout + check.stderr)
             summary = (check.stdout.strip().splitlines() or ["(no output)"])[-1].removeprefix("stockade check: ")
             clean = check.returncode == 0
-            return (product.get("data", {}).get("stock"), None,
-                    f"stockade check {'clean' if clean else 'DRIFT'} ({summary})", clean)
+            return (
+                product.get("data", {}).get("stock"),
+                None,
+                f"stockade check {'clean' if clean else 'DRIFT'} ({summary})",
+                clean,
+            )
 
         def raw_books() -> tuple[int, int, str, bool]:
             stock, ordered = baselines.mysql_sales(mysql_url, raw_ids["mysql"]["flash"])
@@ -670,13 +796,23 @@ def main() -> int:
 
         try:
             flash_id = create_product(on_mysql, "bench flash sale", FLASH_STOCK)
-            stockade_sale = flash_sale("stockade purchase", on_mysql, "/api/orders/purchase", flash_id,
-                                       args.flash_seconds, tmp, stockade_books)
+            stockade_sale = flash_sale(
+                "stockade purchase", on_mysql, "/api/orders/purchase", flash_id, args.flash_seconds, tmp, stockade_books
+            )
         except ServerFailed as exc:
             stockade_sale = {"label": "stockade purchase", "run": None, "skipped": f"no product to sell: {exc}"}
-        sales = [stockade_sale,
-                 flash_sale("baseline raw purchase (1 round trip)", base, "/raw/purchase", raw_ids["mysql"]["flash"],
-                            args.flash_seconds, tmp, raw_books)]
+        sales = [
+            stockade_sale,
+            flash_sale(
+                "baseline raw purchase (1 round trip)",
+                base,
+                "/raw/purchase",
+                raw_ids["mysql"]["flash"],
+                args.flash_seconds,
+                tmp,
+                raw_books,
+            ),
+        ]
         measured = time.monotonic() - started
         classes = ", ".join(f"{s.name} {s.worker_class()}" for s in servers)
 
@@ -694,8 +830,11 @@ def main() -> int:
         "work), idle.",
     ]
     plotted = report(header, endpoints, sales)
-    plot(plotted, args.plot, header[0].split(":")[0] + f" ({args.rounds} x {args.seconds:g} s, "
-                                                       f"-c{CONNECTIONS}, --workers {WORKERS})")
+    plot(
+        plotted,
+        args.plot,
+        header[0].split(":")[0] + f" ({args.rounds} x {args.seconds:g} s, -c{CONNECTIONS}, --workers {WORKERS})",
+    )
     log(f"plot written to {args.plot}")
     return 0
 

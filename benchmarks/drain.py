@@ -97,16 +97,19 @@ class Process:
     def __init__(self, name: str, args: list[str], env: dict[str, str], logdir: Path) -> None:
         self.name, self.log_path = name, logdir / f"{name}.log"
         with open(self.log_path, "w") as out:
-            self.proc = subprocess.Popen([STOCKADE, *args], env={**os.environ, **env}, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=ROOT)
+            self.proc = subprocess.Popen(
+                [STOCKADE, *args], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+            )
 
     def wait_for_line(self, text: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.log_path.read_text(errors="replace"):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 tail = "\n  ".join(self.log_path.read_text(errors="replace").splitlines()[-25:])
-                raise ServerFailed(f"{self.name} did not log {text!r} within {timeout:.0f} s "
-                                   f"(exit status {self.proc.poll()}). Last lines:\n  {tail}")
+                raise ServerFailed(
+                    f"{self.name} did not log {text!r} within {timeout:.0f} s "
+                    f"(exit status {self.proc.poll()}). Last lines:\n  {tail}"
+                )
             time.sleep(0.25)
 
     def stop(self) -> None:
@@ -175,18 +178,31 @@ def drain(stack: str, server: Server, database_url: str, n: int) -> Drain:
     holder.join()
     # The last holds expire HOLD_TTL_SECONDS after they were placed; give the sweep its interval and more.
     deadline = time.monotonic() + HOLD_TTL_SECONDS + 3 * SWEEP_SECONDS
-    while scalar("SELECT COUNT(*) FROM holds WHERE product_id = :p AND status = 'active'", p=held_id) \
-            and time.monotonic() < deadline:
+    while (
+        scalar("SELECT COUNT(*) FROM holds WHERE product_id = :p AND status = 'active'", p=held_id)
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT expires_at, updated_at FROM holds WHERE product_id = :p "
-                                    "AND status = 'expired'"), {"p": held_id}).all()
+        rows = conn.execute(
+            sa.text("SELECT expires_at, updated_at FROM holds WHERE product_id = :p AND status = 'expired'"),
+            {"p": held_id},
+        ).all()
     lags = [(_moment(updated) - _moment(expires)).total_seconds() for expires, updated in rows]
     deliveries = scalar("SELECT SUM(deliveries) FROM outbox WHERE task = 'stockade.process_order'")
     engine.dispose()
-    return Drain(stack, statuses.count(201), last_sale - started, done_at and done_at - last_sale, int(deliveries),
-                 len(lags), max(lags, default=None), statistics.median(lags) if lags else None,
-                 seen["task_lag"], seen["pending"])
+    return Drain(
+        stack,
+        statuses.count(201),
+        last_sale - started,
+        done_at and done_at - last_sale,
+        int(deliveries),
+        len(lags),
+        max(lags, default=None),
+        statistics.median(lags) if lags else None,
+        seen["task_lag"],
+        seen["pending"],
+    )
 
 
 def _moment(value: str | datetime) -> datetime:
@@ -198,8 +214,13 @@ def distributed(stack: ExitStack, args: argparse.Namespace, tmp: Path) -> Drain:
     mysql_url, _ = stack.enter_context(mysql_database(args.mysql_url, MYSQL_DB))
     cache_url = stack.enter_context(redis_db(args.redis_url))
     broker_url = stack.enter_context(redis_db(args.redis_url))
-    env = {**DRAIN_ENV, "STOCKADE_DATABASE_URL": mysql_url, "STOCKADE_REDIS_URL": cache_url,
-           "STOCKADE_BROKER_URL": broker_url, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
+    env = {
+        **DRAIN_ENV,
+        "STOCKADE_DATABASE_URL": mysql_url,
+        "STOCKADE_REDIS_URL": cache_url,
+        "STOCKADE_BROKER_URL": broker_url,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+    }
     os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"])
     migrated = stockade_cli(env, "migrate")
     if migrated.returncode != 0:
@@ -231,11 +252,16 @@ def report(result: Drain) -> None:
     print(f"\n{result.stack}: {result.orders} purchases in {result.sale_seconds:.1f} s")
     drained = "not within the give-up time" if result.drain_seconds is None else f"{result.drain_seconds:.1f} s"
     print(f"  drain after the last sale: {drained}; process_order deliveries: {result.deliveries}")
-    lag = "n/a" if result.expiry_lag_max is None else f"max {result.expiry_lag_max:.2f} s, " \
-                                                        f"median {result.expiry_lag_median:.2f} s"
+    lag = (
+        "n/a"
+        if result.expiry_lag_max is None
+        else f"max {result.expiry_lag_max:.2f} s, median {result.expiry_lag_median:.2f} s"
+    )
     print(f"  expiry lag of {result.holds} holds placed during the backlog: {lag}")
-    print(f"  /metrics meanwhile: task lag up to {result.task_lag_max:.1f} s, "
-          f"outbox pending up to {result.outbox_pending_max:.0f}")
+    print(
+        f"  /metrics meanwhile: task lag up to {result.task_lag_max:.1f} s, "
+        f"outbox pending up to {result.outbox_pending_max:.0f}"
+    )
     _target("all processed after the last sale (s)", result.drain_seconds, "<=", PROCESSING_SECONDS + 30)
     _target("deliveries / orders", result.deliveries / result.orders if result.orders else None, "<=", 1.05)
     _target("expiry lag, worst hold (s)", result.expiry_lag_max, "<=", SWEEP_SECONDS + 1)
@@ -245,14 +271,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="purchases (and units for sale)")
     parser.add_argument("--only", choices=("distributed", "embedded"), help="run one stack only")
-    parser.add_argument("--mysql-url", default=os.environ.get("STOCKADE_BENCH_MYSQL_URL"),
-                        help="a MySQL/MariaDB database to use (default: a scratch database on 127.0.0.1, root)")
-    parser.add_argument("--redis-url", default=os.environ.get("STOCKADE_BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
-                        help="a Redis server (two free dbs are leased and flushed)")
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("STOCKADE_BENCH_MYSQL_URL"),
+        help="a MySQL/MariaDB database to use (default: a scratch database on 127.0.0.1, root)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("STOCKADE_BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
+        help="a Redis server (two free dbs are leased and flushed)",
+    )
     args = parser.parse_args()
-    print(f"Drain benchmark: {args.n} purchases by {CLIENTS} clients, default settings (processing "
-          f"{PROCESSING_SECONDS:g} s, sweep every {SWEEP_SECONDS:g} s) but a hold TTL of {HOLD_TTL_SECONDS} s; "
-          f"{os.cpu_count()} CPUs shared by clients, servers and databases.")
+    print(
+        f"Drain benchmark: {args.n} purchases by {CLIENTS} clients, default settings (processing "
+        f"{PROCESSING_SECONDS:g} s, sweep every {SWEEP_SECONDS:g} s) but a hold TTL of {HOLD_TTL_SECONDS} s; "
+        f"{os.cpu_count()} CPUs shared by clients, servers and databases."
+    )
     for name, run in (("distributed", distributed), ("embedded", embedded)):
         if args.only not in (None, name):
             continue
@@ -262,8 +296,10 @@ def main() -> int:
             try:
                 result = run(stack, args, tmp)
             except ServerFailed as exc:
-                raise SystemExit(f"drain: cannot run the {name} stack: {exc}\nFix it, then rerun "
-                                 "`.venv/bin/python benchmarks/drain.py`.") from None
+                raise SystemExit(
+                    f"drain: cannot run the {name} stack: {exc}\nFix it, then rerun "
+                    "`.venv/bin/python benchmarks/drain.py`."
+                ) from None
         report(result)
     return 0
 

@@ -37,6 +37,7 @@ def refused(call: Any, exc: type[Exception]) -> Any:
             call()
         except exc:
             pass
+
     return run
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     except ImportError:
         print("msgspec: not installed (pip install msgspec to compare)")
     else:
+
         class Buy(msgspec.Struct):
             product_id: Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
             quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]

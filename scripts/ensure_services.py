@@ -12,6 +12,7 @@ warning is printed and the integration fixtures will skip. Nothing is exported: 
 fixtures in tests/integration/conftest.py find the same servers by the same rules.
 Stdlib only (pymysql is used for the MySQL login when it is importable, as in the venv).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,9 +41,24 @@ def redis_start_cmd() -> list[str]:
     data_dir = "/var/lib/redis" if os.access("/var/lib/redis", os.W_OK) else tempfile.gettempdir()
     log_dir = "/var/log/redis" if os.access("/var/log/redis", os.W_OK) else data_dir
     # No persistence: test data is throwaway and the contract says Redis may lose everything.
-    return ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-            "--save", "", "--appendonly", "no", "--dir", data_dir,
-            "--logfile", os.path.join(log_dir, "ci.log")]
+    return [
+        "redis-server",
+        "--daemonize",
+        "yes",
+        "--bind",
+        "127.0.0.1",
+        "-::1",
+        "--port",
+        "6379",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        data_dir,
+        "--logfile",
+        os.path.join(log_dir, "ci.log"),
+    ]
 
 
 MARIADB_HINT = (
@@ -52,7 +68,7 @@ MARIADB_HINT = (
 )
 REDIS_HINT = (
     f"set {REDIS_ENV}=redis://HOST:6379/0 to a server you run, or start a local Redis with: "
-    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no "
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
     "--dir /var/lib/redis --logfile /var/log/redis/ci.log "
     "(install it with: apt-get update && apt-get install -y redis-server)"
 )
@@ -79,6 +95,7 @@ def redact(url: str) -> str:
 
 # ---------------------------------------------------------------- probes
 
+
 def tcp_open(host: str, port: int, timeout: float = 2.0) -> bool:
     """True when something accepts a TCP connection on host:port."""
     try:
@@ -100,10 +117,14 @@ def mysql_check(url: str) -> str | None:
         return None
     try:
         conn = pymysql.connect(
-            host=host, port=port,
-            user=unquote(parts.username or "root"), password=unquote(parts.password or ""),
+            host=host,
+            port=port,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
             database=unquote(parts.path.lstrip("/")) or None,
-            connect_timeout=5, read_timeout=5, write_timeout=5,
+            connect_timeout=5,
+            read_timeout=5,
+            write_timeout=5,
         )
     except pymysql.err.MySQLError as exc:
         return f"login to {host}:{port} failed: {exc}"
@@ -137,8 +158,7 @@ def redis_check(url: str) -> str | None:
         if parts.scheme == "rediss":
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         if parts.password:
-            auth = ([unquote(parts.username), unquote(parts.password)] if parts.username
-                    else [unquote(parts.password)])
+            auth = [unquote(parts.username), unquote(parts.password)] if parts.username else [unquote(parts.password)]
             reply = command(sock, "AUTH", *auth)
             if not reply.startswith(b"+OK"):
                 return f"AUTH on {host}:{port} failed: {reply.strip().decode(errors='replace')}"
@@ -157,13 +177,18 @@ def docker_answers() -> bool:
     if not shutil.which("docker"):
         return False
     try:
-        return subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=8).returncode == 0
+        return (
+            subprocess.run(
+                ["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=8
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
 
 # ---------------------------------------------------------------- local servers
+
 
 def run(cmd: list[str], timeout: float = 600) -> bool:
     """Run a command, showing its output; True when it exits 0."""
@@ -221,8 +246,13 @@ def start_mariadb() -> bool:
         return run(MARIADB_START)
     # No start-stop-daemon (not Debian): detach the server ourselves.
     say(f"  $ {MARIADB_BIN} --user=mysql &")
-    subprocess.Popen([MARIADB_BIN, "--user=mysql"], stdin=subprocess.DEVNULL,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.Popen(
+        [MARIADB_BIN, "--user=mysql"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return True
 
 
@@ -235,9 +265,11 @@ def provision_local_mysql() -> bool:
     client = shutil.which("mariadb") or shutil.which("mysql")
     if os.geteuid() != 0 or not client:
         return False
-    sql = ("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; "
-           "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; "
-           "CREATE DATABASE IF NOT EXISTS test; FLUSH PRIVILEGES;")
+    sql = (
+        "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; "
+        "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; "
+        "CREATE DATABASE IF NOT EXISTS test; FLUSH PRIVILEGES;"
+    )
     say("  granting root@127.0.0.1 (empty password) and creating database `test` via the unix socket")
     return run([client, "-uroot", "-e", sql], timeout=30)
 
@@ -250,6 +282,7 @@ def start_redis() -> bool:
 
 
 # ---------------------------------------------------------------- per service
+
 
 def ensure_mysql(docker: bool) -> str | None:
     """Settle the MySQL choice; None when fine, else a message saying what failed."""
@@ -274,8 +307,7 @@ def ensure_mysql(docker: bool) -> str | None:
             return f"could not start a local MariaDB ({problem})"
         started = True
         # Wait for the port, not the login: a fresh install still needs provisioning below.
-        wait_for("MariaDB", lambda _url: None if tcp_open("127.0.0.1", 3306) else "port closed",
-                 LOCAL_MYSQL_URL)
+        wait_for("MariaDB", lambda _url: None if tcp_open("127.0.0.1", 3306) else "port closed", LOCAL_MYSQL_URL)
         problem = mysql_check(LOCAL_MYSQL_URL)
     if problem and tcp_open("127.0.0.1", 3306) and provision_local_mysql():
         problem = mysql_check(LOCAL_MYSQL_URL)
@@ -321,12 +353,18 @@ def main() -> int:
 
     failures = []
     if (problem := ensure_mysql(docker)) is not None:
-        hint = (f"point {MYSQL_ENV} at a server that answers, or unset it to use Docker / the local "
-                "MariaDB" if os.environ.get(MYSQL_ENV) else MARIADB_HINT)
+        hint = (
+            f"point {MYSQL_ENV} at a server that answers, or unset it to use Docker / the local MariaDB"
+            if os.environ.get(MYSQL_ENV)
+            else MARIADB_HINT
+        )
         failures.append(("mysql", problem, hint))
     if (problem := ensure_redis(docker)) is not None:
-        hint = (f"point {REDIS_ENV} at a server that answers, or unset it to use Docker / the local "
-                "Redis" if os.environ.get(REDIS_ENV) else REDIS_HINT)
+        hint = (
+            f"point {REDIS_ENV} at a server that answers, or unset it to use Docker / the local Redis"
+            if os.environ.get(REDIS_ENV)
+            else REDIS_HINT
+        )
         failures.append(("redis", problem, hint))
     if not failures:
         return 0
@@ -340,8 +378,10 @@ def main() -> int:
         print("CI=true: refusing to run the integration tests without their servers.", file=sys.stderr)
         print(bar, file=sys.stderr)
         return 1
-    print("WARNING: integration tests that need these servers will be SKIPPED "
-          "(set CI=true to make this an error).", file=sys.stderr)
+    print(
+        "WARNING: integration tests that need these servers will be SKIPPED (set CI=true to make this an error).",
+        file=sys.stderr,
+    )
     print(bar, file=sys.stderr)
     return 0
 

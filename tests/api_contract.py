@@ -40,10 +40,19 @@ WEBHOOK_SECRET = "whsec"
 MAX_ID = 2**63 - 1
 BIG_BODY = b'{"name": "' + b"x" * (65 * 1024) + b'", "price": 1, "stock": 1}'
 
-PRODUCT_KEYS = {"id", "name", "price", "stock", "reserved", "available", "available_stock", "max_per_customer",
-                "created_at", "updated_at"}
-ORDER_KEYS = {"id", "product_id", "hold_id", "quantity", "total_price", "status", "created_at", "updated_at",
-              "product"}
+PRODUCT_KEYS = {
+    "id",
+    "name",
+    "price",
+    "stock",
+    "reserved",
+    "available",
+    "available_stock",
+    "max_per_customer",
+    "created_at",
+    "updated_at",
+}
+ORDER_KEYS = {"id", "product_id", "hold_id", "quantity", "total_price", "status", "created_at", "updated_at", "product"}
 ORDER_PRODUCT_KEYS = {"id", "name", "price", "stock"}
 NEW_HOLD_KEYS = {"hold_id", "expires_at", "product_id", "quantity", "status"}
 HOLD_KEYS = {"hold_id", "product_id", "quantity", "status", "expires_at", "order_id"}
@@ -58,6 +67,7 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 # ---------------------------------------------------------------- responses vs. the OpenAPI document
+
 
 class DocumentedClient(falcon.testing.TestClient):
     """A TestClient that checks every response against the app's own OpenAPI document.
@@ -74,8 +84,10 @@ class DocumentedClient(falcon.testing.TestClient):
         self.document = falcon.testing.simulate_get(app, "/api/openapi.json").json
         self._components = self.document["components"]
         self._routes = sorted(
-            ((re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"), template)
-             for template in self.document["paths"]),
+            (
+                (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"), template)
+                for template in self.document["paths"]
+            ),
             key=lambda route: route[1].count("{"),  # literal segments win, as in Falcon's router
         )
         self.checked = 0
@@ -124,6 +136,7 @@ class DocumentedClient(falcon.testing.TestClient):
 
 
 # ---------------------------------------------------------------- the fixture object
+
 
 @attrs.define
 class Api:
@@ -184,8 +197,14 @@ class Api:
         assert r.status_code == 200, r.text
         return r.json["data"]
 
-    def webhook(self, order_id: int, status: str = "success", key: str = "pay-1",
-                client: falcon.testing.TestClient | None = None, **kwargs: Any) -> Result:
+    def webhook(
+        self,
+        order_id: int,
+        status: str = "success",
+        key: str = "pay-1",
+        client: falcon.testing.TestClient | None = None,
+        **kwargs: Any,
+    ) -> Result:
         body = {"idempotency_key": key, "order_id": order_id, "status": status}
         return (client or self.client).simulate_post("/api/payments/webhook", json=body, **kwargs)
 
@@ -220,6 +239,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
 
 
 # ---------------------------------------------------------------- shape checks
+
 
 def assert_error(r: Result, status: int, message: str | None = None, field: str | None = None) -> dict:
     """`status` with a JSON body carrying `message` (and `errors[field]` for a 422 about `field`)."""
@@ -259,6 +279,7 @@ def signature(body: bytes, api: "Api", secret: str = WEBHOOK_SECRET, age: int = 
 
 
 # ================================================================ products: list
+
 
 def test_products_are_listed_in_id_order_a_page_at_a_time(api):
     ids = [api.new_product(name=f"P{i}") for i in range(5)]
@@ -306,11 +327,11 @@ def test_bad_list_limit_is_422(api, limit):
 
 @pytest.mark.parametrize("after_id", ["-1", "abc", str(2**63)])
 def test_bad_after_id_is_422(api, after_id):
-    assert_error(api.client.simulate_get("/api/products", query_string=f"after_id={after_id}"), 422,
-                 field="after_id")
+    assert_error(api.client.simulate_get("/api/products", query_string=f"after_id={after_id}"), 422, field="after_id")
 
 
 # ================================================================ products: read
+
 
 def test_a_product_is_read_with_an_etag(api):
     pid = api.new_product(stock=7, price="19.99", name="Lamp")
@@ -318,7 +339,13 @@ def test_a_product_is_read_with_an_etag(api):
     assert r.status_code == 200 and set(r.json) == {"data"}
     assert_product(r.json["data"])
     assert {k: r.json["data"][k] for k in ("id", "name", "price", "stock", "reserved", "available")} == {
-        "id": pid, "name": "Lamp", "price": "19.99", "stock": 7, "reserved": 0, "available": 7}
+        "id": pid,
+        "name": "Lamp",
+        "price": "19.99",
+        "stock": 7,
+        "reserved": 0,
+        "available": 7,
+    }
     assert r.json["data"]["created_at"] == "2026-01-07T08:00:00.000000Z"
     assert r.headers.get("etag")
 
@@ -331,6 +358,7 @@ def test_reading_a_product_that_is_not_there_is_404(api, raw_id):
 
 # ================================================================ products: create
 
+
 def test_create_product_returns_201_with_the_product(api):
     r = api.client.simulate_post("/api/products", json={"name": "iPhone 15", "price": 15000000, "stock": 5})
     assert r.status_code == 201 and set(r.json) == {"data"}
@@ -341,37 +369,92 @@ def test_create_product_returns_201_with_the_product(api):
     assert [e["data"]["product_id"] for e in api.events("product_created")] == [p["id"]]
 
 
-@pytest.mark.parametrize("price, shown", [
-    ("15000000", "15000000.00"), ("19.99", "19.99"), ("0", "0.00"), ("0.5", "0.50"), (10.5, "10.50"),
-    (0, "0.00"), (7, "7.00"), ("9999999999999.99", "9999999999999.99"),
-])
+@pytest.mark.parametrize(
+    "price, shown",
+    [
+        ("15000000", "15000000.00"),
+        ("19.99", "19.99"),
+        ("0", "0.00"),
+        ("0.5", "0.50"),
+        (10.5, "10.50"),
+        (0, "0.00"),
+        (7, "7.00"),
+        ("9999999999999.99", "9999999999999.99"),
+    ],
+)
 def test_price_may_be_a_number_or_a_numeric_string_and_is_shown_with_two_places(api, price, shown):
     r = api.client.simulate_post("/api/products", json={"name": "X", "price": price, "stock": 0})
     assert r.status_code == 201, r.text
     assert r.json["data"]["price"] == shown
 
 
-@pytest.mark.parametrize("name", ["x" * 255, "🛒" * 255, "a", " padded ", "Ünïcødé 🛒", "<b>&amp;</b>'\"",
-                                  "zero\u200bwidth", "\u05e9\u05dc\u05d5\u05dd abc"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x" * 255,
+        "🛒" * 255,
+        "a",
+        " padded ",
+        "Ünïcødé 🛒",
+        "<b>&amp;</b>'\"",
+        "zero\u200bwidth",
+        "\u05e9\u05dc\u05d5\u05dd abc",
+    ],
+)
 def test_names_of_1_to_255_characters_are_accepted(api, name):
     r = api.client.simulate_post("/api/products", json={"name": name, "price": 1, "stock": 2**31 - 1})
     assert r.status_code == 201, r.text
     assert api.product(r.json["data"]["id"])["name"] == name
 
 
-@pytest.mark.parametrize("field, value", [
-    ("name", ""), ("name", "   "), ("name", "\t\n"), ("name", "x" * 256), ("name", 5), ("name", None),
-    ("name", "\ud800"), ("name", ["a"]),
-    # contract section 3: control and bidirectional-override characters; shows only format characters
-    ("name", "a\u0000b"), ("name", "nul\x00inside"), ("name", "line\nbreak"), ("name", "\x7f"),
-    ("name", "\u202eevil\u202c"), ("name", "\u2066isolate\u2069"), ("name", "\u200b"), ("name", " \u200b\ufeff "),
-    ("price", "-0"), ("price", "-0.00"), ("price", -0.0), ("price", " 1.00"),
-    ("price", -1), ("price", "-0.01"), ("price", 1.005), ("price", "1.005"), ("price", 10**13),
-    ("price", "10000000000000"), ("price", 10**13 + 0.5), ("price", "abc"), ("price", ""), ("price", True),
-    ("price", None), ("price", "1e3"), ("price", "NaN"), ("price", {"amount": 1}),
-    ("stock", -1), ("stock", 2**31), ("stock", "5"), ("stock", True), ("stock", 1.0), ("stock", 1.5),
-    ("stock", None), ("stock", 10**30),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("name", ""),
+        ("name", "   "),
+        ("name", "\t\n"),
+        ("name", "x" * 256),
+        ("name", 5),
+        ("name", None),
+        ("name", "\ud800"),
+        ("name", ["a"]),
+        # contract section 3: control and bidirectional-override characters; shows only format characters
+        ("name", "a\u0000b"),
+        ("name", "nul\x00inside"),
+        ("name", "line\nbreak"),
+        ("name", "\x7f"),
+        ("name", "\u202eevil\u202c"),
+        ("name", "\u2066isolate\u2069"),
+        ("name", "\u200b"),
+        ("name", " \u200b\ufeff "),
+        ("price", "-0"),
+        ("price", "-0.00"),
+        ("price", -0.0),
+        ("price", " 1.00"),
+        ("price", -1),
+        ("price", "-0.01"),
+        ("price", 1.005),
+        ("price", "1.005"),
+        ("price", 10**13),
+        ("price", "10000000000000"),
+        ("price", 10**13 + 0.5),
+        ("price", "abc"),
+        ("price", ""),
+        ("price", True),
+        ("price", None),
+        ("price", "1e3"),
+        ("price", "NaN"),
+        ("price", {"amount": 1}),
+        ("stock", -1),
+        ("stock", 2**31),
+        ("stock", "5"),
+        ("stock", True),
+        ("stock", 1.0),
+        ("stock", 1.5),
+        ("stock", None),
+        ("stock", 10**30),
+    ],
+)
 def test_create_product_field_rules_are_422(api, field, value):
     body = json.dumps({"name": "Phone", "price": "1.00", "stock": 1, field: value})  # ASCII: "\ud800" escaped
     assert_error(api.client.simulate_post("/api/products", body=body, headers=JSON_HEADERS), 422, field=field)
@@ -410,13 +493,19 @@ def test_create_product_reports_every_bad_field_at_once(api):
     assert set(body["errors"]) == {"name", "price", "stock"}
 
 
-@pytest.mark.parametrize("path, body, fields", [
-    ("/api/orders/purchase", {"product_id": "1", "quantity": 0}, {"product_id", "quantity"}),
-    ("/api/holds", {"product_id": 0, "quantity": True}, {"product_id", "quantity"}),
-    ("/api/payments/webhook", {"idempotency_key": "", "order_id": -1, "status": "paid"},
-     {"idempotency_key", "order_id", "status"}),
-    ("/api/payments/webhook", {}, {"idempotency_key", "order_id", "status"}),
-])
+@pytest.mark.parametrize(
+    "path, body, fields",
+    [
+        ("/api/orders/purchase", {"product_id": "1", "quantity": 0}, {"product_id", "quantity"}),
+        ("/api/holds", {"product_id": 0, "quantity": True}, {"product_id", "quantity"}),
+        (
+            "/api/payments/webhook",
+            {"idempotency_key": "", "order_id": -1, "status": "paid"},
+            {"idempotency_key", "order_id", "status"},
+        ),
+        ("/api/payments/webhook", {}, {"idempotency_key", "order_id", "status"}),
+    ],
+)
 def test_every_invalid_field_is_named_not_only_the_first(api, path, body, fields):
     assert set(assert_error(api.client.simulate_post(path, json=body), 422)["errors"]) == fields
 
@@ -428,6 +517,7 @@ def test_every_invalid_field_of_a_put_is_named(api):
 
 
 # ================================================================ products: update
+
 
 def test_put_changes_only_the_fields_given(api):
     pid = api.new_product(stock=10, price="100.00", name="Phone")
@@ -446,8 +536,19 @@ def test_put_on_a_missing_product_is_404(api):
     assert_error(api.client.simulate_put("/api/products/abc", json={"stock": 1}), 404)
 
 
-@pytest.mark.parametrize("body", [{}, {"stock": -1}, {"price": "1.001"}, {"name": ""}, {"name": "x" * 256},
-                                  {"stock": "5"}, {"stock": True}, {"unknown": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"stock": -1},
+        {"price": "1.001"},
+        {"name": ""},
+        {"name": "x" * 256},
+        {"stock": "5"},
+        {"stock": True},
+        {"unknown": 1},
+    ],
+)
 def test_put_with_a_bad_or_empty_body_is_422(api, body):
     pid = api.new_product(stock=10)
     before = api.product(pid)
@@ -487,8 +588,7 @@ def test_put_with_a_mismatched_if_match_is_412(api, if_match):
     pid = api.new_product(stock=10)
     etag = api.client.simulate_get(f"/api/products/{pid}").headers["etag"]
     header = if_match.format(etag=etag, pid=pid)
-    assert_error(api.client.simulate_put(f"/api/products/{pid}", json={"stock": 20}, headers={"If-Match": header}),
-                 412)
+    assert_error(api.client.simulate_put(f"/api/products/{pid}", json={"stock": 20}, headers={"If-Match": header}), 412)
     assert api.levels(pid)[0] == 10
 
 
@@ -531,6 +631,7 @@ def test_put_without_if_match_applies_unconditionally(api):
 
 # ================================================================ products: delete
 
+
 def test_delete_product_is_204_and_it_is_gone_from_reads(api):
     keep = api.new_product(name="Keep")
     pid = api.new_product(name="Gone")
@@ -540,10 +641,14 @@ def test_delete_product_is_204_and_it_is_gone_from_reads(api):
     assert [p["id"] for p in api.client.simulate_get("/api/products").json["data"]] == [keep]
     assert_error(api.client.simulate_delete(f"/api/products/{pid}"), 404)
     assert_error(api.client.simulate_put(f"/api/products/{pid}", json={"stock": 1}), 404)
-    assert_error(api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 1}), 422,
-                 field="product_id")
-    assert_error(api.client.simulate_post("/api/holds", json={"product_id": pid, "quantity": 1}), 422,
-                 field="product_id")
+    assert_error(
+        api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 1}),
+        422,
+        field="product_id",
+    )
+    assert_error(
+        api.client.simulate_post("/api/holds", json={"product_id": pid, "quantity": 1}), 422, field="product_id"
+    )
 
 
 def test_delete_of_a_missing_product_is_404(api):
@@ -583,8 +688,10 @@ def test_orders_of_a_deleted_product_keep_their_data(api):
 
 # ================================================================ admin token
 
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Bearer", "s3cret", "Basic czNjcmV0",
-                                           "Bearer s3cret2", "Bearer s3cre"])
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong", "Bearer", "s3cret", "Basic czNjcmV0", "Bearer s3cret2", "Bearer s3cre"]
+)
 def test_product_writes_and_logs_need_the_admin_token(api, authorization):
     pid = api.new_product(stock=10)
     admin = api.app(admin_token=ADMIN_TOKEN)
@@ -629,6 +736,7 @@ def test_product_reads_and_buying_stay_public_with_an_admin_token(api):
 
 # ================================================================ purchase
 
+
 def test_purchase_is_201_with_the_order_and_the_product_after_the_sale(api):
     pid = api.new_product(stock=10, price="15000000.00", name="iPhone")
     r = api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 2})
@@ -636,7 +744,12 @@ def test_purchase_is_201_with_the_order_and_the_product_after_the_sale(api):
     o = r.json["data"]
     assert_order(o)
     assert (o["product_id"], o["hold_id"], o["quantity"], o["total_price"], o["status"]) == (
-        pid, None, 2, "30000000.00", "created")
+        pid,
+        None,
+        2,
+        "30000000.00",
+        "created",
+    )
     assert o["product"] == {"id": pid, "name": "iPhone", "price": "15000000.00", "stock": 8}
     assert api.levels(pid) == (8, 0, 8)
     assert api.get_order(o["id"]) == o
@@ -676,22 +789,25 @@ def test_purchase_succeeds_when_only_expired_unswept_holds_are_in_the_way(api):
     assert api.client.simulate_get(f"/api/holds/{hold}").json["status"] == "expired"
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"product_id": 999999, "quantity": 1}, "product_id"),
-    ({"product_id": "P", "quantity": 1}, "product_id"),
-    ({"product_id": 0, "quantity": 1}, "product_id"),
-    ({"product_id": 2**63, "quantity": 1}, "product_id"),
-    ({"product_id": True, "quantity": 1}, "product_id"),
-    ({"quantity": 1}, "product_id"),
-    ({"product_id": "{pid}", "quantity": 0}, "quantity"),
-    ({"product_id": "{pid}", "quantity": -1}, "quantity"),
-    ({"product_id": "{pid}", "quantity": 101}, "quantity"),
-    ({"product_id": "{pid}", "quantity": "1"}, "quantity"),
-    ({"product_id": "{pid}", "quantity": True}, "quantity"),
-    ({"product_id": "{pid}", "quantity": 1.0}, "quantity"),
-    ({"product_id": "{pid}", "quantity": None}, "quantity"),
-    ({"product_id": "{pid}"}, "quantity"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"product_id": 999999, "quantity": 1}, "product_id"),
+        ({"product_id": "P", "quantity": 1}, "product_id"),
+        ({"product_id": 0, "quantity": 1}, "product_id"),
+        ({"product_id": 2**63, "quantity": 1}, "product_id"),
+        ({"product_id": True, "quantity": 1}, "product_id"),
+        ({"quantity": 1}, "product_id"),
+        ({"product_id": "{pid}", "quantity": 0}, "quantity"),
+        ({"product_id": "{pid}", "quantity": -1}, "quantity"),
+        ({"product_id": "{pid}", "quantity": 101}, "quantity"),
+        ({"product_id": "{pid}", "quantity": "1"}, "quantity"),
+        ({"product_id": "{pid}", "quantity": True}, "quantity"),
+        ({"product_id": "{pid}", "quantity": 1.0}, "quantity"),
+        ({"product_id": "{pid}", "quantity": None}, "quantity"),
+        ({"product_id": "{pid}"}, "quantity"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/api/orders/purchase", "/api/holds"])
 def test_purchase_and_hold_field_rules_are_422(api, path, body, field):
     pid = api.new_product(stock=500)
@@ -701,6 +817,7 @@ def test_purchase_and_hold_field_rules_are_422(api, path, body, field):
 
 
 # ================================================================ holds
+
 
 def test_hold_is_201_with_its_shape_and_reserves_units(api):
     pid = api.new_product(stock=10)
@@ -735,8 +852,14 @@ def test_get_hold_shows_active_then_used(api):
     hold = api.hold(pid, 2)
     r = api.client.simulate_get(f"/api/holds/{hold}")
     assert r.status_code == 200
-    assert r.json == {"hold_id": hold, "product_id": pid, "quantity": 2, "status": "active",
-                      "expires_at": "2026-01-07T08:02:00.000000Z", "order_id": None}
+    assert r.json == {
+        "hold_id": hold,
+        "product_id": pid,
+        "quantity": 2,
+        "status": "active",
+        "expires_at": "2026-01-07T08:02:00.000000Z",
+        "order_id": None,
+    }
     order_id = api.order(hold)
     r = api.client.simulate_get(f"/api/holds/{hold}")
     assert r.json["status"] == "used" and r.json["order_id"] == order_id
@@ -811,6 +934,7 @@ def test_unknown_hold_is_404(api, raw_id):
 
 # ================================================================ orders from holds
 
+
 def test_order_from_a_hold_is_201_pending(api):
     pid = api.new_product(stock=10, price="19.99")
     hold = api.hold(pid, 3)
@@ -818,13 +942,25 @@ def test_order_from_a_hold_is_201_pending(api):
     assert r.status_code == 201
     assert set(r.json) == PENDING_ORDER_KEYS
     order_id = r.json["order_id"]
-    assert r.json == {"order_id": order_id, "status": "pending", "total_price": "59.97", "hold_id": hold,
-                      "product_id": pid, "quantity": 3}
+    assert r.json == {
+        "order_id": order_id,
+        "status": "pending",
+        "total_price": "59.97",
+        "hold_id": hold,
+        "product_id": pid,
+        "quantity": 3,
+    }
     assert api.levels(pid) == (10, 3, 7)
     o = api.get_order(order_id)
     assert_order(o)
     assert (o["id"], o["product_id"], o["hold_id"], o["quantity"], o["total_price"], o["status"]) == (
-        order_id, pid, hold, 3, "59.97", "pending")
+        order_id,
+        pid,
+        hold,
+        3,
+        "59.97",
+        "pending",
+    )
     assert o["product"] == {"id": pid, "name": "Phone", "price": "19.99", "stock": 10}
     assert [e["data"]["order_id"] for e in api.events("order_created")] == [order_id]
 
@@ -859,8 +995,18 @@ def test_an_expired_hold_cannot_become_an_order(api, swept):
     assert api.levels(pid) == (10, 0, 10)
 
 
-@pytest.mark.parametrize("body", [{"hold_id": 999999}, {"hold_id": 0}, {"hold_id": "1"}, {"hold_id": True},
-                                  {"hold_id": 1.0}, {"hold_id": 2**63}, {}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"hold_id": 999999},
+        {"hold_id": 0},
+        {"hold_id": "1"},
+        {"hold_id": True},
+        {"hold_id": 1.0},
+        {"hold_id": 2**63},
+        {},
+    ],
+)
 def test_order_with_a_bad_or_unknown_hold_id_is_422(api, body):
     assert_error(api.client.simulate_post("/api/orders", json=body), 422, field="hold_id")
 
@@ -1010,8 +1156,10 @@ def test_a_request_whose_key_is_in_flight_waits_for_the_first_and_then_replays_o
         first.products.get(pid)  # a statement run at once sends what was held: the key is claimed
         responses: list = []
         second = threading.Thread(
-            target=lambda: responses.append(api.client.simulate_post("/api/orders/purchase", json=body,
-                                                                     headers=headers)))
+            target=lambda: responses.append(
+                api.client.simulate_post("/api/orders/purchase", json=body, headers=headers)
+            )
+        )
         second.start()
         second.join(0.5)
         assert second.is_alive(), "the second request must wait for the first one's transaction"
@@ -1031,6 +1179,7 @@ def test_a_request_whose_key_is_in_flight_waits_for_the_first_and_then_replays_o
 
 
 # ================================================================ payment webhook
+
 
 def test_a_success_for_a_pending_order_pays_it(api):
     pid = api.new_product(stock=10)
@@ -1219,28 +1368,32 @@ def test_a_webhook_for_the_largest_order_id_is_deferred(api):
     assert api.shop.apply_deferred_payments() == 0
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"order_id": 1, "status": "success"}, "idempotency_key"),
-    ({"idempotency_key": "", "order_id": 1, "status": "success"}, "idempotency_key"),
-    ({"idempotency_key": "k" * 256, "order_id": 1, "status": "success"}, "idempotency_key"),
-    ({"idempotency_key": 5, "order_id": 1, "status": "success"}, "idempotency_key"),
-    ({"idempotency_key": "k", "status": "success"}, "order_id"),
-    ({"idempotency_key": "k", "order_id": "1", "status": "success"}, "order_id"),
-    ({"idempotency_key": "k", "order_id": 0, "status": "success"}, "order_id"),
-    ({"idempotency_key": "k", "order_id": True, "status": "success"}, "order_id"),
-    ({"idempotency_key": "k", "order_id": 1.0, "status": "success"}, "order_id"),
-    ({"idempotency_key": "k", "order_id": 2**63, "status": "success"}, "order_id"),
-    ({"idempotency_key": "k", "order_id": 1}, "status"),
-    ({"idempotency_key": "k", "order_id": 1, "status": "paid"}, "status"),
-    ({"idempotency_key": "k", "order_id": 1, "status": "SUCCESS"}, "status"),
-    ({"idempotency_key": "k", "order_id": 1, "status": 1}, "status"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"order_id": 1, "status": "success"}, "idempotency_key"),
+        ({"idempotency_key": "", "order_id": 1, "status": "success"}, "idempotency_key"),
+        ({"idempotency_key": "k" * 256, "order_id": 1, "status": "success"}, "idempotency_key"),
+        ({"idempotency_key": 5, "order_id": 1, "status": "success"}, "idempotency_key"),
+        ({"idempotency_key": "k", "status": "success"}, "order_id"),
+        ({"idempotency_key": "k", "order_id": "1", "status": "success"}, "order_id"),
+        ({"idempotency_key": "k", "order_id": 0, "status": "success"}, "order_id"),
+        ({"idempotency_key": "k", "order_id": True, "status": "success"}, "order_id"),
+        ({"idempotency_key": "k", "order_id": 1.0, "status": "success"}, "order_id"),
+        ({"idempotency_key": "k", "order_id": 2**63, "status": "success"}, "order_id"),
+        ({"idempotency_key": "k", "order_id": 1}, "status"),
+        ({"idempotency_key": "k", "order_id": 1, "status": "paid"}, "status"),
+        ({"idempotency_key": "k", "order_id": 1, "status": "SUCCESS"}, "status"),
+        ({"idempotency_key": "k", "order_id": 1, "status": 1}, "status"),
+    ],
+)
 def test_webhook_field_rules_are_422(api, body, field):
     assert_error(api.client.simulate_post("/api/payments/webhook", json=body), 422, field=field)
     assert api.events() == []
 
 
 # ---------------------------------------------------------------- webhook signature
+
 
 def _signed_client(api: Api) -> falcon.testing.TestClient:
     return api.app(webhook_secret=WEBHOOK_SECRET)
@@ -1250,20 +1403,35 @@ def _raw(order_id: int, key: str = "signed", status: str = "success") -> bytes:
     return json.dumps({"idempotency_key": key, "order_id": order_id, "status": status}).encode()
 
 
-@pytest.mark.parametrize("make_header", [
-    lambda raw, api: None,
-    lambda raw, api: "",
-    lambda raw, api: signature(raw, api, secret="wrong"),
-    lambda raw, api: signature(raw + b" ", api),
-    lambda raw, api: signature(raw, api, age=301),
-    lambda raw, api: signature(raw, api, age=-301),
-    lambda raw, api: signature(raw, api).split(",")[1],
-    lambda raw, api: signature(raw, api).split(",")[0],
-    lambda raw, api: signature(raw, api).replace("v1=", "v0="),
-    lambda raw, api: "t=abc,v1=00",
-    lambda raw, api: signature(raw, api).upper(),
-], ids=["missing", "empty", "wrong-secret", "other-body", "stale", "future", "no-t", "no-v1", "v0", "garbage",
-        "upper"])
+@pytest.mark.parametrize(
+    "make_header",
+    [
+        lambda raw, api: None,
+        lambda raw, api: "",
+        lambda raw, api: signature(raw, api, secret="wrong"),
+        lambda raw, api: signature(raw + b" ", api),
+        lambda raw, api: signature(raw, api, age=301),
+        lambda raw, api: signature(raw, api, age=-301),
+        lambda raw, api: signature(raw, api).split(",")[1],
+        lambda raw, api: signature(raw, api).split(",")[0],
+        lambda raw, api: signature(raw, api).replace("v1=", "v0="),
+        lambda raw, api: "t=abc,v1=00",
+        lambda raw, api: signature(raw, api).upper(),
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "wrong-secret",
+        "other-body",
+        "stale",
+        "future",
+        "no-t",
+        "no-v1",
+        "v0",
+        "garbage",
+        "upper",
+    ],
+)
 def test_a_webhook_without_a_valid_signature_is_401_with_no_effect(api, make_header):
     pid = api.new_product(stock=10)
     order_id = api.pending_order(pid, 2)
@@ -1276,8 +1444,11 @@ def test_a_webhook_without_a_valid_signature_is_401_with_no_effect(api, make_hea
     assert api.levels(pid) == (10, 2, 8)
     assert api.shop.logs() == before
     # Nothing was recorded under the key: a valid delivery applies it now (not a replay).
-    r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw, headers={
-        "Content-Type": "application/json", "Stockade-Signature": signature(raw, api)})
+    r = _signed_client(api).simulate_post(
+        "/api/payments/webhook",
+        body=raw,
+        headers={"Content-Type": "application/json", "Stockade-Signature": signature(raw, api)},
+    )
     assert r.status_code == 200 and r.json["outcome"] == "applied" and "idempotent-replayed" not in r.headers
 
 
@@ -1287,8 +1458,9 @@ def test_a_validly_signed_webhook_is_applied(api, age):
     order_id = api.pending_order(pid, 2)
     raw = _raw(order_id)
     header = signature(raw, api, age=age)
-    r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw,
-                                          headers={"Content-Type": "application/json", "Stockade-Signature": header})
+    r = _signed_client(api).simulate_post(
+        "/api/payments/webhook", body=raw, headers={"Content-Type": "application/json", "Stockade-Signature": header}
+    )
     assert r.status_code == 200 and r.json["status"] == "paid"
     assert api.levels(pid) == (8, 0, 8)
 
@@ -1299,23 +1471,31 @@ def test_a_signature_stamp_with_non_ascii_digits_is_401(api, stamp):
     order_id = api.pending_order(pid, 2)
     raw = _raw(order_id)
     mac = hmac.new(WEBHOOK_SECRET.encode(), f"{stamp}.".encode() + raw, hashlib.sha256).hexdigest()
-    r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw, headers={
-        "Content-Type": "application/json", "Stockade-Signature": f"t={stamp},v1={mac}"})
+    r = _signed_client(api).simulate_post(
+        "/api/payments/webhook",
+        body=raw,
+        headers={"Content-Type": "application/json", "Stockade-Signature": f"t={stamp},v1={mac}"},
+    )
     assert_error(r, 401)
     assert api.get_order(order_id)["status"] == "pending"
 
 
 def test_a_signature_is_checked_before_the_body(api):
     raw = b"{not json"
-    r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw,
-                                          headers={"Content-Type": "application/json"})
+    r = _signed_client(api).simulate_post(
+        "/api/payments/webhook", body=raw, headers={"Content-Type": "application/json"}
+    )
     assert_error(r, 401)
-    r = _signed_client(api).simulate_post("/api/payments/webhook", body=raw, headers={
-        "Content-Type": "application/json", "Stockade-Signature": signature(raw, api)})
+    r = _signed_client(api).simulate_post(
+        "/api/payments/webhook",
+        body=raw,
+        headers={"Content-Type": "application/json", "Stockade-Signature": signature(raw, api)},
+    )
     assert_error(r, 400)
 
 
 # ================================================================ logs
+
 
 def test_logs_are_newest_first_with_their_shape(api):
     pid = api.new_product()
@@ -1341,8 +1521,9 @@ def test_logs_filter_by_event(api):
     assert r.status_code == 200 and r.json["data"] == []
 
 
-@pytest.mark.parametrize("event", ["PRODUCT_CREATED", "Product_Created", "product_created ", "product_créated",
-                                   "product"])
+@pytest.mark.parametrize(
+    "event", ["PRODUCT_CREATED", "Product_Created", "product_created ", "product_créated", "product"]
+)
 def test_the_event_filter_matches_names_exactly(api, event):
     api.new_product()
     r = api.client.simulate_get("/api/logs", params={"event": event})
@@ -1364,30 +1545,39 @@ def test_logs_page_with_limit_and_before_id(api):
     assert len(api.client.simulate_get("/api/logs", params={"limit": 1}).json["data"]) == 1
 
 
-@pytest.mark.parametrize("query, field", [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"),
-                                          ("limit=-1", "limit"), ("before_id=0", "before_id"),
-                                          ("before_id=x", "before_id"), (f"before_id={2**63}", "before_id"),
-                                          ("event=" + "e" * 65, "event")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=-1", "limit"),
+        ("before_id=0", "before_id"),
+        ("before_id=x", "before_id"),
+        (f"before_id={2**63}", "before_id"),
+        ("event=" + "e" * 65, "event"),
+    ],
+)
 def test_bad_log_queries_are_422(api, query, field):
     assert_error(api.client.simulate_get("/api/logs", query_string=query), 422, field=field)
 
 
 def test_every_contract_event_is_recorded_after_its_action(api):
-    pid = api.new_product(stock=20)                                  # product_created
-    bought = api.purchase(pid, 1)["id"]                              # purchase_created
-    released = api.hold(pid, 1)                                      # hold_created
-    api.client.simulate_delete(f"/api/holds/{released}")             # hold_released
+    pid = api.new_product(stock=20)  # product_created
+    bought = api.purchase(pid, 1)["id"]  # purchase_created
+    released = api.hold(pid, 1)  # hold_created
+    api.client.simulate_delete(f"/api/holds/{released}")  # hold_released
     api.hold(pid, 1)
     api.clock.advance(121)
-    api.shop.sweep()                                                 # holds_batch_released
-    paid = api.pending_order(pid, 1)                                 # order_created
-    api.webhook(paid, "success", "s1")                               # order_paid
+    api.shop.sweep()  # holds_batch_released
+    paid = api.pending_order(pid, 1)  # order_created
+    api.webhook(paid, "success", "s1")  # order_paid
     cancelled = api.pending_order(pid, 1)
-    api.webhook(cancelled, "failure", "f1")                          # order_cancelled
-    api.webhook(bought + 1000, "success", "d1")                      # payment_deferred
-    api.webhook(paid, "success", "s2")                               # payment_ignored
-    api.webhook(cancelled, "success", "s3")                          # payment_refund_required
-    api.shop.process_order(bought)                                   # order_processed
+    api.webhook(cancelled, "failure", "f1")  # order_cancelled
+    api.webhook(bought + 1000, "success", "d1")  # payment_deferred
+    api.webhook(paid, "success", "s2")  # payment_ignored
+    api.webhook(cancelled, "success", "s3")  # payment_refund_required
+    api.shop.process_order(bought)  # order_processed
     expected = {
         "product_created": {"product_id": pid},
         "purchase_created": {"order_id": bought, "product_id": pid, "quantity": 1},
@@ -1409,6 +1599,7 @@ def test_every_contract_event_is_recorded_after_its_action(api):
 
 
 # ================================================================ operations endpoints
+
 
 def test_healthz(api):
     r = api.client.simulate_get("/healthz")
@@ -1436,12 +1627,15 @@ def test_readyz_is_503_when_the_database_is_unreachable(api):
 def test_requests_against_an_unreachable_database_are_503_json(api):
     with build_services(settings_for("mysql+pymysql://root@127.0.0.1:1/x"), migrate_schema=False) as down:
         client = DocumentedClient(create_app(down.shop, readiness=down.readiness))
-        for r in (client.simulate_get("/api/products"), client.simulate_get("/api/products/1"),
-                  client.simulate_post("/api/orders/purchase", json={"product_id": 1, "quantity": 1}),
-                  client.simulate_post("/api/holds", json={"product_id": 1, "quantity": 1},
-                                       headers={"Idempotency-Key": "k"}),
-                  client.simulate_post("/api/payments/webhook",
-                                       json={"idempotency_key": "k", "order_id": 1, "status": "success"})):
+        for r in (
+            client.simulate_get("/api/products"),
+            client.simulate_get("/api/products/1"),
+            client.simulate_post("/api/orders/purchase", json={"product_id": 1, "quantity": 1}),
+            client.simulate_post("/api/holds", json={"product_id": 1, "quantity": 1}, headers={"Idempotency-Key": "k"}),
+            client.simulate_post(
+                "/api/payments/webhook", json={"idempotency_key": "k", "order_id": 1, "status": "success"}
+            ),
+        ):
             assert_error(r, 503)
 
 
@@ -1449,8 +1643,9 @@ def test_metrics_count_requests_and_purchases(api):
     pid = api.new_product()
     api.purchase(pid, 1)
     for _ in range(2):  # a keyed purchase and its replay: one sale
-        keyed = api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 1},
-                                         headers={"Idempotency-Key": "metered"})
+        keyed = api.client.simulate_post(
+            "/api/orders/purchase", json={"product_id": pid, "quantity": 1}, headers={"Idempotency-Key": "metered"}
+        )
         assert keyed.status_code == 201
     api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 100})
     api.hold(pid, 1)
@@ -1476,9 +1671,14 @@ def gauges(api: Api) -> dict[str, float]:
     found = {}
     for line in r.text.splitlines():
         name, _, value = line.partition(" ")
-        if name in ("stockade_outbox_pending_messages", "stockade_outbox_oldest_pending_age_seconds",
-                    "stockade_holds_active", "stockade_orders_pending", "stockade_webhooks_deferred",
-                    "stockade_task_lag_seconds"):
+        if name in (
+            "stockade_outbox_pending_messages",
+            "stockade_outbox_oldest_pending_age_seconds",
+            "stockade_holds_active",
+            "stockade_orders_pending",
+            "stockade_webhooks_deferred",
+            "stockade_task_lag_seconds",
+        ):
             found[name] = float(value)
     return found
 
@@ -1506,12 +1706,23 @@ def test_metrics_show_the_backlog_of_background_work_and_its_age(api):
     assert after["stockade_task_lag_seconds"] == 0.0
 
 
-@pytest.mark.parametrize("method, path", [
-    ("PATCH", "/api/products/1"), ("DELETE", "/api/products"), ("PUT", "/api/products"),
-    ("GET", "/api/orders/purchase"), ("GET", "/api/orders"), ("PUT", "/api/holds/1"), ("GET", "/api/holds"),
-    ("GET", "/api/payments/webhook"), ("POST", "/api/logs"), ("POST", "/healthz"), ("DELETE", "/api/orders/1"),
-    ("POST", "/api/openapi.json"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("PATCH", "/api/products/1"),
+        ("DELETE", "/api/products"),
+        ("PUT", "/api/products"),
+        ("GET", "/api/orders/purchase"),
+        ("GET", "/api/orders"),
+        ("PUT", "/api/holds/1"),
+        ("GET", "/api/holds"),
+        ("GET", "/api/payments/webhook"),
+        ("POST", "/api/logs"),
+        ("POST", "/healthz"),
+        ("DELETE", "/api/orders/1"),
+        ("POST", "/api/openapi.json"),
+    ],
+)
 def test_a_wrong_method_is_405_json(api, method, path):
     api.new_product()
     assert_error(api.client.simulate_request(method, path), 405)
@@ -1522,16 +1733,23 @@ def test_an_unknown_path_is_404_json(api, path):
     assert_error(api.client.simulate_get(path), 404)
 
 
-BODY_ENDPOINTS = [("POST", "/api/products"), ("PUT", "/api/products/{pid}"), ("POST", "/api/orders/purchase"),
-                  ("POST", "/api/holds"), ("POST", "/api/orders"), ("POST", "/api/payments/webhook")]
+BODY_ENDPOINTS = [
+    ("POST", "/api/products"),
+    ("PUT", "/api/products/{pid}"),
+    ("POST", "/api/orders/purchase"),
+    ("POST", "/api/holds"),
+    ("POST", "/api/orders"),
+    ("POST", "/api/payments/webhook"),
+]
 
 
 @pytest.mark.parametrize("method, path", BODY_ENDPOINTS)
 def test_a_body_over_64_kib_is_413(api, method, path):
     pid = api.new_product()
     before = (api.shop.list_products(), api.shop.logs())
-    r = api.client.simulate_request(method, path.format(pid=pid), body=BIG_BODY,
-                                     headers={"Content-Type": "application/json"})
+    r = api.client.simulate_request(
+        method, path.format(pid=pid), body=BIG_BODY, headers={"Content-Type": "application/json"}
+    )
     assert_error(r, 413)
     assert (api.shop.list_products(), api.shop.logs()) == before
 
@@ -1541,10 +1759,18 @@ def test_openapi_document_is_served(api):
     assert r.status_code == 200 and r.json["openapi"].startswith("3.")
     paths = r.json["paths"]
     for path, methods in {
-        "/api/products": {"get", "post"}, "/api/products/{product_id}": {"get", "put", "delete"},
-        "/api/orders/purchase": {"post"}, "/api/orders": {"post"}, "/api/orders/{order_id}": {"get"},
-        "/api/holds": {"post"}, "/api/holds/{hold_id}": {"get", "delete"}, "/api/payments/webhook": {"post"},
-        "/api/logs": {"get"}, "/api/openapi.json": {"get"}, "/healthz": {"get"}, "/readyz": {"get"},
+        "/api/products": {"get", "post"},
+        "/api/products/{product_id}": {"get", "put", "delete"},
+        "/api/orders/purchase": {"post"},
+        "/api/orders": {"post"},
+        "/api/orders/{order_id}": {"get"},
+        "/api/holds": {"post"},
+        "/api/holds/{hold_id}": {"get", "delete"},
+        "/api/payments/webhook": {"post"},
+        "/api/logs": {"get"},
+        "/api/openapi.json": {"get"},
+        "/healthz": {"get"},
+        "/readyz": {"get"},
         "/metrics": {"get"},
     }.items():
         assert methods <= set(paths[path]), path
@@ -1552,6 +1778,7 @@ def test_openapi_document_is_served(api):
 
 
 # ================================================================ internal task API
+
 
 def test_task_api_queues_order_processing(api):
     pid = api.new_product()

@@ -1,4 +1,5 @@
 """Root test configuration: kept tiny on purpose; it never imports the application."""
+
 import os
 
 try:

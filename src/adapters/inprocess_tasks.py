@@ -49,8 +49,9 @@ class InProcessTaskRunner:
                 if self._idle:
                     self._idle -= 1
                 elif len(self._threads) < self._size:
-                    thread = threading.Thread(target=self._work, name=f"stockade-task-{len(self._threads)}",
-                                              daemon=True)
+                    thread = threading.Thread(
+                        target=self._work, name=f"stockade-task-{len(self._threads)}", daemon=True
+                    )
                     self._threads.append(thread)
                     thread.start()
             self._queue.put(message)
@@ -111,14 +112,16 @@ class PeriodicRunner:
     a traceback; anything it does not explain is logged with one.
     """
 
-    def __init__(self, jobs: Sequence[PeriodicJob],
-                 explain: Callable[[Exception], str | None] = lambda exc: None) -> None:
+    def __init__(
+        self, jobs: Sequence[PeriodicJob], explain: Callable[[Exception], str | None] = lambda exc: None
+    ) -> None:
         self._explain = explain
         self._started: dict[str, float] = {}
         self._stop = threading.Event()
         self._jobs = list(jobs)
-        self._threads = [threading.Thread(target=self._loop, args=(job,), name=f"stockade-{job.name}", daemon=True)
-                         for job in jobs]
+        self._threads = [
+            threading.Thread(target=self._loop, args=(job,), name=f"stockade-{job.name}", daemon=True) for job in jobs
+        ]
 
     def start(self) -> None:
         for thread in self._threads:

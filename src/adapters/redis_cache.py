@@ -137,8 +137,14 @@ class RoundTrips:
 class RedisVersions:
     """VersionStore on Redis; answers None (cache bypassed) while Redis misbehaves."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "stockade:product:", breaker_seconds: float = 2.0,
-                 wait_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "stockade:product:",
+        breaker_seconds: float = 2.0,
+        wait_seconds: float = 1.0,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.breaker_seconds = breaker_seconds
@@ -155,8 +161,13 @@ class RedisVersions:
         # One sender, so one connection in use at a time; two spare for ping (readiness)
         # and a reconnect.
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=3, timeout=socket_timeout_seconds, socket_timeout=socket_timeout_seconds,
-            socket_connect_timeout=socket_timeout_seconds, retry_on_timeout=False, health_check_interval=0,
+            url,
+            max_connections=3,
+            timeout=socket_timeout_seconds,
+            socket_timeout=socket_timeout_seconds,
+            socket_connect_timeout=socket_timeout_seconds,
+            retry_on_timeout=False,
+            health_check_interval=0,
         )
         # A caller waits for the round trip out before its own, each bounded by the timeout.
         kwargs.setdefault("wait_seconds", 2 * socket_timeout_seconds + 0.5)
@@ -203,8 +214,12 @@ class RedisVersions:
                 self._open_until = time.monotonic() + self.breaker_seconds
                 first, self._healthy = self._healthy, False
             if first:
-                log.warning("Redis cache unavailable during %s (%s); serving from the database, retrying every %ss",
-                            action, exc, self.breaker_seconds)
+                log.warning(
+                    "Redis cache unavailable during %s (%s); serving from the database, retrying every %ss",
+                    action,
+                    exc,
+                    self.breaker_seconds,
+                )
             raise
         if not self._healthy:
             self._healthy = True

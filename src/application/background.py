@@ -23,8 +23,13 @@ def release_expired(deps: Deps) -> tuple[int, int]:
     holds = orders = 0
     batch = deps.policy.sweep_batch
     while True:
-        h, o = transaction(deps, lambda uow, now: (release_expired_holds(uow, deps.policy, now),
-                                                    cancel_overdue_orders(uow, deps.policy, now)))
+        h, o = transaction(
+            deps,
+            lambda uow, now: (
+                release_expired_holds(uow, deps.policy, now),
+                cancel_overdue_orders(uow, deps.policy, now),
+            ),
+        )
         holds, orders = holds + h, orders + o
         if h < batch and o < batch:
             return holds, orders
@@ -87,8 +92,14 @@ def backlog(deps: Deps) -> Backlog:
     def age(since: datetime | None) -> float:
         return max(0.0, (now - since).total_seconds()) if since else 0.0
 
-    return Backlog(outbox.pending, age(outbox.oldest_pending_at), active_holds, pending_orders, deferred,
-                   age(outbox.oldest_unstarted_at))
+    return Backlog(
+        outbox.pending,
+        age(outbox.oldest_pending_at),
+        active_holds,
+        pending_orders,
+        deferred,
+        age(outbox.oldest_unstarted_at),
+    )
 
 
 def sweep(deps: Deps) -> SweepReport:
@@ -98,8 +109,13 @@ def sweep(deps: Deps) -> SweepReport:
     payments = apply_deferred_payments(deps)
     relayed = relay_outbox(deps)
     purged = purge_idempotency_keys(deps)
-    report = SweepReport(holds_expired=holds, orders_cancelled=orders, payments_applied=payments,
-                         messages_relayed=relayed, keys_purged=purged)
+    report = SweepReport(
+        holds_expired=holds,
+        orders_cancelled=orders,
+        payments_applied=payments,
+        messages_relayed=relayed,
+        keys_purged=purged,
+    )
     if holds or orders or payments or relayed:
         log.info("sweep: %s", report)
     return report

@@ -45,8 +45,12 @@ def cancel_overdue_orders(uow: UnitOfWork, policy: Policy, now: datetime, produc
             count += 1
             uow.events.record(
                 "order_cancelled",
-                {"order_id": order.id, "product_id": order.product_id, "quantity": order.quantity,
-                 "reason": "payment_timeout"},
+                {
+                    "order_id": order.id,
+                    "product_id": order.product_id,
+                    "quantity": order.quantity,
+                    "reason": "payment_timeout",
+                },
                 now,
             )
     _unreserve_sorted(uow, freed, now)

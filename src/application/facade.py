@@ -80,8 +80,9 @@ class Shop:
     def order_from_hold_once(self, command: OrderFromHold, idempotency_key: str | None) -> Answer[PendingOrder]:
         return self._once("orders", command, idempotency_key, orders.order_from_hold)
 
-    def _once(self, scope: str, command: C, idempotency_key: str | None,
-              use_case: Callable[[Deps, C, RequestKey | None], T]) -> Answer[T]:
+    def _once(
+        self, scope: str, command: C, idempotency_key: str | None, use_case: Callable[[Deps, C, RequestKey | None], T]
+    ) -> Answer[T]:
         key = None if idempotency_key is None else request_key(scope, idempotency_key, command)
         return answer_once(self.deps, key, lambda k: use_case(self.deps, command, k))
 

@@ -20,8 +20,12 @@ def place_hold(deps: Deps, cmd: PlaceHold, key: RequestKey | None = None) -> Hol
         hold = uow.holds.add(cmd.product_id, cmd.quantity, now + deps.policy.hold_ttl, now)
         uow.events.record(
             "hold_created",
-            {"hold_id": hold.id, "product_id": cmd.product_id, "quantity": cmd.quantity,
-             "expires_at": utc_timestamp(hold.expires_at)},
+            {
+                "hold_id": hold.id,
+                "product_id": cmd.product_id,
+                "quantity": cmd.quantity,
+                "expires_at": utc_timestamp(hold.expires_at),
+            },
             now,
         )
         uow.products.reserve(cmd.product_id, cmd.quantity, now)  # last: the shortest row lock

@@ -44,18 +44,33 @@ def order_from_hold(deps: Deps, cmd: OrderFromHold, key: RequestKey | None = Non
 
     def write(uow: UnitOfWork, now: datetime) -> tuple[PendingOrder, object]:
         due = now + deps.policy.payment_ttl
-        order_id = uow.orders.add(hold.product_id, hold.quantity, total, OrderStatus.PENDING, now,
-                                  hold_id=hold.id, payment_due_at=due)
+        order_id = uow.orders.add(
+            hold.product_id, hold.quantity, total, OrderStatus.PENDING, now, hold_id=hold.id, payment_due_at=due
+        )
         uow.events.record(
             "order_created",
-            {"order_id": order_id, "hold_id": hold.id, "product_id": hold.product_id,
-             "quantity": hold.quantity, "total_price": str(total)},
+            {
+                "order_id": order_id,
+                "hold_id": hold.id,
+                "product_id": hold.product_id,
+                "quantity": hold.quantity,
+                "total_price": str(total),
+            },
             now,
         )
         early_webhook = uow.payments.has_deferred(order_id)
         uow.holds.use(hold, order_id, now)
-        order = Order(order_id, hold.product_id, hold.id, hold.quantity, total, OrderStatus.PENDING,  # type: ignore[arg-type]
-                      due, now, now)
+        order = Order(
+            order_id,  # type: ignore[arg-type]  # a Ref until commit
+            hold.product_id,
+            hold.id,
+            hold.quantity,
+            total,
+            OrderStatus.PENDING,
+            due,
+            now,
+            now,
+        )
         return PendingOrder(order), early_webhook
 
     try:
@@ -71,11 +86,16 @@ def _queue_early_webhooks(deps: Deps, order_id: int) -> None:
     """Queue the deliveries that waited for this order. Best effort: the order is committed
     and its answer must not fail now; the periodic sweep applies them if this does not."""
     try:
-        transaction(deps, lambda uow, now: uow.outbox.add(
-            APPLY_DEFERRED_PAYMENTS, {"order_id": order_id}, now, now + deps.policy.outbox_retry))
+        transaction(
+            deps,
+            lambda uow, now: uow.outbox.add(
+                APPLY_DEFERRED_PAYMENTS, {"order_id": order_id}, now, now + deps.policy.outbox_retry
+            ),
+        )
     except Exception:  # noqa: BLE001 - logged; the sweep is the safety net
-        log.warning("could not queue the early webhooks of order #%s; the sweep will apply them", order_id,
-                    exc_info=True)
+        log.warning(
+            "could not queue the early webhooks of order #%s; the sweep will apply them", order_id, exc_info=True
+        )
 
 
 def _refuse_unusable(deps: Deps, hold: Hold) -> None:
@@ -134,5 +154,6 @@ def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> P
 def request_processing(deps: Deps, order_id: int) -> None:
     """Queue `process_order` durably (outbox) for any producer, e.g. the internal task API."""
     transaction(
-        deps, lambda uow, now: uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
+        deps,
+        lambda uow, now: uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry),
     )

@@ -28,8 +28,12 @@ def settle_payment(
     if decision.outcome is WebhookOutcome.APPLIED:
         assert order is not None and decision.new_status is not None
         if uow.orders.transition(order.id, OrderStatus.PENDING, decision.new_status, now):
-            data = {"order_id": order.id, "product_id": order.product_id, "quantity": order.quantity,
-                    "idempotency_key": key}
+            data = {
+                "order_id": order.id,
+                "product_id": order.product_id,
+                "quantity": order.quantity,
+                "idempotency_key": key,
+            }
             if decision.new_status is OrderStatus.PAID:
                 uow.products.settle(order.product_id, order.quantity, now)
                 uow.outbox.add(PROCESS_ORDER, {"order_id": order.id}, now, now + policy.outbox_retry)
@@ -43,7 +47,9 @@ def settle_payment(
         assert order is not None
         decision = decide_payment(order.status, result)
     if decision.outcome is WebhookOutcome.DEFERRED:
-        uow.events.record("payment_deferred", {"order_id": order_id, "idempotency_key": key, "status": result.value}, now)
+        uow.events.record(
+            "payment_deferred", {"order_id": order_id, "idempotency_key": key, "status": result.value}, now
+        )
         return WebhookOutcome.DEFERRED, "deferred"
     assert order is not None
     data = {"order_id": order_id, "idempotency_key": key, "status": result.value, "order_status": order.status.value}
@@ -62,8 +68,16 @@ def handle_payment(deps: Deps, note: PaymentNotification) -> WebhookResult:
 
     def work(uow: UnitOfWork, now: datetime) -> WebhookResult | None:
         provisional = PaymentEvent(
-            0, note.idempotency_key, note.order_id, note.result, note.fingerprint,
-            WebhookOutcome.DEFERRED, WebhookOutcome.DEFERRED, "", now, None,
+            0,
+            note.idempotency_key,
+            note.order_id,
+            note.result,
+            note.fingerprint,
+            WebhookOutcome.DEFERRED,
+            WebhookOutcome.DEFERRED,
+            "",
+            now,
+            None,
         )
         if not uow.payments.add(provisional):
             return None

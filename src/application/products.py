@@ -82,7 +82,11 @@ def update_product(deps: Deps, cmd: UpdateProduct) -> Product:
                 raise StockBelowReserved()
         product = uow.products.get(cmd.product_id)
         assert product is not None
-        uow.events.record("product_updated", {"product_id": product.id, **{k: str(v) if k == "price" else v for k, v in changes.items()}}, now)
+        uow.events.record(
+            "product_updated",
+            {"product_id": product.id, **{k: str(v) if k == "price" else v for k, v in changes.items()}},
+            now,
+        )
         return product
 
     return transaction(deps, work)

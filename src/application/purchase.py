@@ -29,8 +29,17 @@ def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderV
         # Last, so the row lock it takes is held for the least time. Its guard includes the
         # price: the order was charged what this read showed, or the sale does not happen.
         sold = uow.products.take(cmd.product_id, cmd.quantity, product.price, now)
-        order = Order(order_id, cmd.product_id, None, cmd.quantity, total, OrderStatus.CREATED,  # type: ignore[arg-type]
-                      None, now, now)
+        order = Order(
+            order_id,  # type: ignore[arg-type]  # a Ref until commit
+            cmd.product_id,
+            None,
+            cmd.quantity,
+            total,
+            OrderStatus.CREATED,
+            None,
+            now,
+            now,
+        )
         # The answer shows the product as the sale left it: the price it checked, the name
         # and stock it read back under its own row lock.
         return OrderView(order, attrs.evolve(product, name=sold.name, stock=sold.stock))  # type: ignore[arg-type]

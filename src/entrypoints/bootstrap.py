@@ -52,6 +52,7 @@ def _serving_its_request(run: Callable[[TaskMessage], object]) -> Callable[[Task
     def run_traced(message: TaskMessage) -> object:
         with serving(message.payload.get("request_id")):
             return run(message)
+
     return run_traced
 
 
@@ -96,8 +97,9 @@ class Services:
         """Run the periodic work in this process, once; `close()` stops it. A failure the
         database explains (it is down) is logged in one line, without a traceback."""
         if self.periodic is None:
-            self.periodic = PeriodicRunner(periodic_jobs(self.shop, self.settings.sweep_interval_seconds),
-                                           storage_problem)
+            self.periodic = PeriodicRunner(
+                periodic_jobs(self.shop, self.settings.sweep_interval_seconds), storage_problem
+            )
             self.periodic.start()
             self.closers.insert(0, self.periodic.stop)
 
@@ -113,7 +115,10 @@ class Services:
             checks["database"] = None if current else f"no schema or an older one: {RUN_MIGRATE}"
         except Exception as exc:  # any failure means not ready
             checks["database"] = f"did not answer ({type(exc).__name__})"
-        for name, probe in (("redis", getattr(self.cache, "ping", None)), ("broker", getattr(self.publisher, "ping", None))):
+        for name, probe in (
+            ("redis", getattr(self.cache, "ping", None)),
+            ("broker", getattr(self.publisher, "ping", None)),
+        ):
             if probe is not None:
                 checks[name] = probe()
         return checks
@@ -160,7 +165,7 @@ def _sqlite_file(url: str) -> str | None:
     if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
         return None
     if database.startswith("file:") and parsed.query.get("uri") in ("true", "1"):
-        database = database[len("file:"):]
+        database = database[len("file:") :]
     return os.path.abspath(database)
 
 

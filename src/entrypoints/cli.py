@@ -53,8 +53,11 @@ def _serve_checks(settings: Settings) -> None:
     """What the master checks before it binds: the database answers; a missing schema is only
     reported, since `stockade migrate` may be running right now (until then: 503s)."""
     if not _database_ready(settings):
-        log.warning("the database %s has no schema or an older one: run `stockade migrate`; "
-                    "until then /readyz and the API answer 503", redacted(settings.database_url))
+        log.warning(
+            "the database %s has no schema or an older one: run `stockade migrate`; "
+            "until then /readyz and the API answer 503",
+            redacted(settings.database_url),
+        )
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,13 +75,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         services = build_services(settings, migrate_schema=False)
         services.start_background()
         atexit.register(services.close)
-        return create_app(services.shop, admin_token=settings.admin_token,
-                          webhook_secret=settings.webhook_secret, readiness=services.readiness,
-                          cors_origins=settings.cors_origins)
+        return create_app(
+            services.shop,
+            admin_token=settings.admin_token,
+            webhook_secret=settings.webhook_secret,
+            readiness=services.readiness,
+            cors_origins=settings.cors_origins,
+        )
 
-    banner = (f"stockade: serving http://{args.host}:{args.port} ({args.workers} worker(s), "
-              f"{'embedded tasks' if settings.embedded else 'Celery broker'}, "
-              f"database {redacted(settings.database_url)})")
+    banner = (
+        f"stockade: serving http://{args.host}:{args.port} ({args.workers} worker(s), "
+        f"{'embedded tasks' if settings.embedded else 'Celery broker'}, "
+        f"database {redacted(settings.database_url)})"
+    )
     with multiprocess_metrics(args.workers):
         serve(factory, args.host, args.port, args.workers, banner=banner, log_format=settings.log_format)
     return 0
@@ -99,15 +108,23 @@ def cmd_serve_tasks(args: argparse.Namespace, settings: Settings) -> int:
         atexit.register(services.close)
         return create_tasks_app(services.shop)
 
-    serve(factory, args.host, args.port, 1, banner=f"stockade: internal task API on http://{args.host}:{args.port}",
-          log_format=settings.log_format)
+    serve(
+        factory,
+        args.host,
+        args.port,
+        1,
+        banner=f"stockade: internal task API on http://{args.host}:{args.port}",
+        log_format=settings.log_format,
+    )
     return 0
 
 
 def _require_broker(settings: Settings, command: str) -> None:
     if settings.embedded:
-        raise SettingsError(f"stockade {command} needs STOCKADE_BROKER_URL (e.g. redis://127.0.0.1:6379/1); "
-                            "without it, `stockade serve` runs tasks and sweeps in-process")
+        raise SettingsError(
+            f"stockade {command} needs STOCKADE_BROKER_URL (e.g. redis://127.0.0.1:6379/1); "
+            "without it, `stockade serve` runs tasks and sweeps in-process"
+        )
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -147,8 +164,10 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
             if after is None:
                 break
         product = shop.create_product(**SAMPLE_PRODUCT)
-        print(f"stockade: added sample product id {product.id}: {product.name}, "
-              f"price {product.price}, stock {product.stock}")
+        print(
+            f"stockade: added sample product id {product.id}: {product.name}, "
+            f"price {product.price}, stock {product.stock}"
+        )
     return 0
 
 
@@ -163,8 +182,10 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     with _services(settings) as services:
         report = services.shop.check()
     for drift in report.drifts:
-        print(f"DRIFT product {drift.product_id} ({drift.name}): stock={drift.stock} reserved={drift.reserved} "
-              f"expected_reserved={drift.expected_reserved}: {'; '.join(drift.problems)}")
+        print(
+            f"DRIFT product {drift.product_id} ({drift.name}): stock={drift.stock} reserved={drift.reserved} "
+            f"expected_reserved={drift.expected_reserved}: {'; '.join(drift.problems)}"
+        )
     print(f"stockade check: {report.products_checked} product(s) checked, {len(report.drifts)} drifted")
     return 0 if report.ok else 1
 
@@ -191,14 +212,19 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stockade", description="Stockade order and flash-sale checkout service",
-                                epilog=settings_help(), formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="stockade",
+        description="Stockade order and flash-sale checkout service",
+        epilog=settings_help(),
+        formatter_class=_HelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"stockade {version('stockade')}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, func, *, outage_exit: int = 1, parent=sub) -> argparse.ArgumentParser:
-        cmd = parent.add_parser(name, help=summary, description=summary, epilog=settings_help(),
-                                formatter_class=_HelpFormatter)
+        cmd = parent.add_parser(
+            name, help=summary, description=summary, epilog=settings_help(), formatter_class=_HelpFormatter
+        )
         cmd.set_defaults(func=func, outage_exit=outage_exit)
         return cmd
 
@@ -213,25 +239,48 @@ def parser() -> argparse.ArgumentParser:
 
     worker = command("worker", "the background worker (Celery); needs STOCKADE_BROKER_URL", cmd_worker)
     worker.add_argument(
-        "--concurrency", type=_positive, default=None, metavar="N",
+        "--concurrency",
+        type=_positive,
+        default=None,
+        metavar="N",
         help="tasks run at once, one thread each (default: STOCKADE_TASK_CONCURRENCY, else 200). Order processing "
-             "mostly waits on other systems, so a thread per order costs little: 200 drain a 1000-order sale in "
-             "about 25 s at the default 5 s processing time; memory stays bounded, as the worker takes at most "
-             "N tasks from the broker at a time")
-    beat = command("beat", "the periodic work, run in this process, each job on its own thread: expiry sweeps, "
-                   "the outbox relay, deferred webhooks, the Idempotency-Key purge; any number may run", cmd_beat)
-    beat.add_argument("--heartbeat", default=None, metavar="FILE",
-                      help="touch FILE every sweep interval while every job runs on time (for a healthcheck)")
-    command("migrate", "bring the database schema to the latest version; safe to run from many "
-            "processes at once", cmd_migrate)
+        "mostly waits on other systems, so a thread per order costs little: 200 drain a 1000-order sale in "
+        "about 25 s at the default 5 s processing time; memory stays bounded, as the worker takes at most "
+        "N tasks from the broker at a time",
+    )
+    beat = command(
+        "beat",
+        "the periodic work, run in this process, each job on its own thread: expiry sweeps, "
+        "the outbox relay, deferred webhooks, the Idempotency-Key purge; any number may run",
+        cmd_beat,
+    )
+    beat.add_argument(
+        "--heartbeat",
+        default=None,
+        metavar="FILE",
+        help="touch FILE every sweep interval while every job runs on time (for a healthcheck)",
+    )
+    command(
+        "migrate",
+        "bring the database schema to the latest version; safe to run from many processes at once",
+        cmd_migrate,
+    )
     command("seed", "add the sample product (once)", cmd_seed)
 
     holds = sub.add_parser("holds", help="hold maintenance", description="hold maintenance")
-    command("release-expired", "one sweep of expired holds and timed-out orders, then exit", cmd_release_expired,
-            parent=holds.add_subparsers(dest="holds_command", required=True, metavar="COMMAND"))
-    command("check", "verify the stock invariants against the holds and orders tables; exit 0 clean, "
-            "1 naming each product that drifted, 2 when it could not check", cmd_check,
-            outage_exit=EXIT_BAD_SETTING)
+    command(
+        "release-expired",
+        "one sweep of expired holds and timed-out orders, then exit",
+        cmd_release_expired,
+        parent=holds.add_subparsers(dest="holds_command", required=True, metavar="COMMAND"),
+    )
+    command(
+        "check",
+        "verify the stock invariants against the holds and orders tables; exit 0 clean, "
+        "1 naming each product that drifted, 2 when it could not check",
+        cmd_check,
+        outage_exit=EXIT_BAD_SETTING,
+    )
     return p
 
 

@@ -79,8 +79,10 @@ def json_refusal(status: int, message: str) -> bytes:
     except ValueError:
         reason = "Error"
     body = json.dumps({"message": message}).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -157,9 +159,13 @@ def _allow_open_files(needed: int) -> None:
     except (ValueError, OSError):
         target = soft
     if target < needed:
-        log.warning("open-files limit %s is below the %s that %s connections per worker need; "
-                    "raise it (ulimit -n) or expect refused connections under load",
-                    target, needed, needed - SPARE_FILES)
+        log.warning(
+            "open-files limit %s is below the %s that %s connections per worker need; "
+            "raise it (ulimit -n) or expect refused connections under load",
+            target,
+            needed,
+            needed - SPARE_FILES,
+        )
 
 
 @contextmanager
@@ -193,8 +199,16 @@ def _worker_exited(arbiter, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def serve(factory: Callable[[], object], host: str, port: int, workers: int, *, banner: str,
-          connections: int = WORKER_CONNECTIONS, log_format: str = "text") -> None:
+def serve(
+    factory: Callable[[], object],
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    banner: str,
+    connections: int = WORKER_CONNECTIONS,
+    log_format: str = "text",
+) -> None:
     """Run gunicorn until it stops; `banner` is printed once it listens (not before: the bind may fail)."""
     _allow_open_files(connections + SPARE_FILES)  # workers inherit it
     StockadeServer(

@@ -70,21 +70,29 @@ class Settings:
 
     def validate(self) -> None:
         if self.task_visibility_timeout_seconds <= self.order_processing_seconds:
-            raise SettingsError("STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS must exceed STOCKADE_ORDER_PROCESSING_SECONDS, "
-                                "or Redis redelivers tasks that are still running")
+            raise SettingsError(
+                "STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS must exceed STOCKADE_ORDER_PROCESSING_SECONDS, "
+                "or Redis redelivers tasks that are still running"
+            )
 
     def require_public_api_secrets(self) -> None:
         """production: the public API needs a long admin token and webhook secret."""
         if self.env != "production":
             return
-        for variable, value in (("STOCKADE_ADMIN_TOKEN", self.admin_token),
-                                ("STOCKADE_WEBHOOK_SECRET", self.webhook_secret)):
+        for variable, value in (
+            ("STOCKADE_ADMIN_TOKEN", self.admin_token),
+            ("STOCKADE_WEBHOOK_SECRET", self.webhook_secret),
+        ):
             if not value:
-                raise SettingsError(f"STOCKADE_ENV=production refuses to serve without {variable}: set it (or "
-                                    f"{variable}_FILE) to a random string of at least {MIN_SECRET_LENGTH} characters")
+                raise SettingsError(
+                    f"STOCKADE_ENV=production refuses to serve without {variable}: set it (or "
+                    f"{variable}_FILE) to a random string of at least {MIN_SECRET_LENGTH} characters"
+                )
             if len(value) < MIN_SECRET_LENGTH:
-                raise SettingsError(f"{variable} has {len(value)} characters; production needs at least "
-                                    f"{MIN_SECRET_LENGTH}, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'")
+                raise SettingsError(
+                    f"{variable} has {len(value)} characters; production needs at least "
+                    f"{MIN_SECRET_LENGTH}, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'"
+                )
 
     @property
     def embedded(self) -> bool:
@@ -108,11 +116,13 @@ def _raw(env: Mapping[str, str], variable: str) -> str | None:
         with open(path, encoding="utf-8") as file:
             return file.read().rstrip("\r\n")
     except OSError as exc:
-        raise SettingsError(f"{variable}_FILE={path}: cannot read it ({exc.strerror}); "
-                            "point it at a readable file holding the value") from None
+        raise SettingsError(
+            f"{variable}_FILE={path}: cannot read it ({exc.strerror}); point it at a readable file holding the value"
+        ) from None
 
 
 # ---------------------------------------------------------------- how values are checked
+
 
 def _text(variable: str, raw: str) -> str:
     return raw
@@ -127,6 +137,7 @@ def _number(convert: Callable[[str], Any], minimum: float, maximum: float, what:
         if not minimum <= value <= maximum:  # NaN fails this too
             raise SettingsError(f"{variable}={raw} is out of range; use {_shown(minimum)}..{_shown(maximum)}")
         return value
+
     return parse
 
 
@@ -147,11 +158,15 @@ def _database_url(variable: str, raw: str) -> str:
         url = make_url(raw)
         url.get_dialect()
     except Exception as exc:  # ArgumentError, NoSuchModuleError: the message says which
-        raise SettingsError(f"{variable} is not a usable database URL ({exc}); use e.g. sqlite:///stockade.db "
-                            "or mysql+pymysql://user:password@host:3306/database") from None
+        raise SettingsError(
+            f"{variable} is not a usable database URL ({exc}); use e.g. sqlite:///stockade.db "
+            "or mysql+pymysql://user:password@host:3306/database"
+        ) from None
     if url.get_backend_name() not in ("sqlite", "mysql", "mariadb"):
-        raise SettingsError(f"{variable} names a {url.get_backend_name()} database; Stockade runs on SQLite "
-                            "(sqlite:///path) and MySQL/MariaDB (mysql+pymysql://...)")
+        raise SettingsError(
+            f"{variable} names a {url.get_backend_name()} database; Stockade runs on SQLite "
+            "(sqlite:///path) and MySQL/MariaDB (mysql+pymysql://...)"
+        )
     return raw
 
 
@@ -192,8 +207,10 @@ def _origins(variable: str, raw: str) -> tuple[str, ...]:
     origins = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
     for origin in origins:
         if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
-            raise SettingsError(f"{variable}: {origin!r} is not an origin; give scheme://host[:port] values "
-                                "separated by commas, e.g. https://shop.example,http://localhost:3000")
+            raise SettingsError(
+                f"{variable}: {origin!r} is not an origin; give scheme://host[:port] values "
+                "separated by commas, e.g. https://shop.example,http://localhost:3000"
+            )
     return origins
 
 
@@ -221,41 +238,95 @@ class Setting:
 DATABASE_PASSWORD = "STOCKADE_DATABASE_PASSWORD"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("STOCKADE_DATABASE_URL", "database_url",
-            "SQLAlchemy URL; production: mysql+pymysql://user:pw@host:3306/db?charset=utf8mb4", _database_url),
-    Setting("STOCKADE_REDIS_URL", "redis_url", "Redis for the product cache (give it its own db number)",
-            _redis_url, unset="unset: in-process cache"),
-    Setting("STOCKADE_BROKER_URL", "broker_url", "Celery broker, e.g. redis://host:6379/1",
-            _redis_url, unset="unset: in-process task runner"),
+    Setting(
+        "STOCKADE_DATABASE_URL",
+        "database_url",
+        "SQLAlchemy URL; production: mysql+pymysql://user:pw@host:3306/db?charset=utf8mb4",
+        _database_url,
+    ),
+    Setting(
+        "STOCKADE_REDIS_URL",
+        "redis_url",
+        "Redis for the product cache (give it its own db number)",
+        _redis_url,
+        unset="unset: in-process cache",
+    ),
+    Setting(
+        "STOCKADE_BROKER_URL",
+        "broker_url",
+        "Celery broker, e.g. redis://host:6379/1",
+        _redis_url,
+        unset="unset: in-process task runner",
+    ),
     Setting("STOCKADE_HOLD_TTL_SECONDS", "hold_ttl_seconds", "hold lifetime", _integer(1, 86400 * 30)),
-    Setting("STOCKADE_ORDER_PAYMENT_TTL_SECONDS", "order_payment_ttl_seconds",
-            "a pending order not paid by then is cancelled", _integer(1, 86400 * 30)),
-    Setting("STOCKADE_SWEEP_INTERVAL_SECONDS", "sweep_interval_seconds",
-            "how often expiry sweeps, the outbox relay and deferred webhooks run", _seconds(0.01)),
-    Setting("STOCKADE_ORDER_PROCESSING_SECONDS", "order_processing_seconds",
-            "simulated processing time of process_order", _seconds(0)),
-    Setting("STOCKADE_MAX_QUANTITY", "max_quantity", "largest quantity of one purchase or hold (422 above)",
-            _integer(1)),
-    Setting("STOCKADE_ADMIN_TOKEN", "admin_token",
-            "when set, product writes and /api/logs need Authorization: Bearer <token>"),
+    Setting(
+        "STOCKADE_ORDER_PAYMENT_TTL_SECONDS",
+        "order_payment_ttl_seconds",
+        "a pending order not paid by then is cancelled",
+        _integer(1, 86400 * 30),
+    ),
+    Setting(
+        "STOCKADE_SWEEP_INTERVAL_SECONDS",
+        "sweep_interval_seconds",
+        "how often expiry sweeps, the outbox relay and deferred webhooks run",
+        _seconds(0.01),
+    ),
+    Setting(
+        "STOCKADE_ORDER_PROCESSING_SECONDS",
+        "order_processing_seconds",
+        "simulated processing time of process_order",
+        _seconds(0),
+    ),
+    Setting(
+        "STOCKADE_MAX_QUANTITY", "max_quantity", "largest quantity of one purchase or hold (422 above)", _integer(1)
+    ),
+    Setting(
+        "STOCKADE_ADMIN_TOKEN",
+        "admin_token",
+        "when set, product writes and /api/logs need Authorization: Bearer <token>",
+    ),
     Setting("STOCKADE_WEBHOOK_SECRET", "webhook_secret", "when set, webhooks need a valid Stockade-Signature"),
-    Setting("STOCKADE_ENV", "env", "production: `stockade serve` refuses to start without the admin token and "
-            f"webhook secret, or with either shorter than {MIN_SECRET_LENGTH} characters", _environment),
-    Setting("STOCKADE_STARTUP_TIMEOUT_SECONDS", "startup_timeout_seconds",
-            "how long a command waits for the database at start before it exits", _seconds(0, 3600)),
-    Setting("STOCKADE_OUTBOX_RETRY_SECONDS", "outbox_retry_seconds",
-            "a task no worker has started by then is sent again if it may be lost; a started one once this long "
-            "past the processing time (tasks are idempotent)", _integer(1, 86400)),
-    Setting("STOCKADE_TASK_CONCURRENCY", "task_concurrency",
-            "tasks one process runs at once, a thread each: `stockade worker` (unless --concurrency says "
-            "otherwise) and the embedded runner", _integer(1, 2000)),
+    Setting(
+        "STOCKADE_ENV",
+        "env",
+        "production: `stockade serve` refuses to start without the admin token and "
+        f"webhook secret, or with either shorter than {MIN_SECRET_LENGTH} characters",
+        _environment,
+    ),
+    Setting(
+        "STOCKADE_STARTUP_TIMEOUT_SECONDS",
+        "startup_timeout_seconds",
+        "how long a command waits for the database at start before it exits",
+        _seconds(0, 3600),
+    ),
+    Setting(
+        "STOCKADE_OUTBOX_RETRY_SECONDS",
+        "outbox_retry_seconds",
+        "a task no worker has started by then is sent again if it may be lost; a started one once this long "
+        "past the processing time (tasks are idempotent)",
+        _integer(1, 86400),
+    ),
+    Setting(
+        "STOCKADE_TASK_CONCURRENCY",
+        "task_concurrency",
+        "tasks one process runs at once, a thread each: `stockade worker` (unless --concurrency says "
+        "otherwise) and the embedded runner",
+        _integer(1, 2000),
+    ),
     Setting("STOCKADE_LOG_FORMAT", "log_format", "text, or json: one JSON object per log line", _log_format),
-    Setting("STOCKADE_CORS_ORIGINS", "cors_origins",
-            "origins a browser may call the public API from, comma-separated (* for any)", _origins,
-            unset="unset: no CORS headers"),
-    Setting("STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS", "task_visibility_timeout_seconds",
-            "Redis broker: a task never acknowledged is redelivered after this long; longer than the longest task",
-            _integer(1, 86400 * 7)),
+    Setting(
+        "STOCKADE_CORS_ORIGINS",
+        "cors_origins",
+        "origins a browser may call the public API from, comma-separated (* for any)",
+        _origins,
+        unset="unset: no CORS headers",
+    ),
+    Setting(
+        "STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS",
+        "task_visibility_timeout_seconds",
+        "Redis broker: a task never acknowledged is redelivered after this long; longer than the longest task",
+        _integer(1, 86400 * 7),
+    ),
 )
 
 

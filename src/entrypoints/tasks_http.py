@@ -28,8 +28,11 @@ class OrderProcessedTask:
         try:
             data = parse_object(read_body(req))
         except falcon.HTTPError as exc:
-            _error(resp, 413 if exc.status in (413, "413 Content Too Large", falcon.HTTP_413) else 400,
-                   exc.description or "Request body must be a JSON object")
+            _error(
+                resp,
+                413 if exc.status in (413, "413 Content Too Large", falcon.HTTP_413) else 400,
+                exc.description or "Request body must be a JSON object",
+            )
             return
         if "order_id" not in data:
             _error(resp, 400, "order_id is required")

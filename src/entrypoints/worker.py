@@ -63,8 +63,12 @@ def create_worker_app(settings: Settings) -> Celery:
     _holders.append(holder)
     app.stockade_services = holder
     # shared=False: each app runs its own closures, with its own settings.
-    opts = {"autoretry_for": (TransientStorageError, OSError), "retry_backoff": True, "max_retries": 10,
-            "shared": False}
+    opts = {
+        "autoretry_for": (TransientStorageError, OSError),
+        "retry_backoff": True,
+        "max_retries": 10,
+        "shared": False,
+    }
 
     @app.task(name=PROCESS_ORDER, **opts)
     def process_order(order_id: int, message_id: int | None = None, request_id: str | None = None) -> None:
@@ -72,8 +76,9 @@ def create_worker_app(settings: Settings) -> Celery:
             holder.shop().process_order(int(order_id), message_id)
 
     @app.task(name=APPLY_DEFERRED_PAYMENTS, **opts)
-    def apply_deferred_payments(order_id: int | None = None, message_id: int | None = None,
-                                request_id: str | None = None) -> None:
+    def apply_deferred_payments(
+        order_id: int | None = None, message_id: int | None = None, request_id: str | None = None
+    ) -> None:
         with serving(request_id):
             holder.shop().apply_deferred_payments(order_id, message_id)
 
@@ -98,8 +103,18 @@ def run_worker(settings: Settings, concurrency: int) -> int:
     app.set_current()
     # Threads: a task mostly waits, so one thread each. Prefetch (one per thread) bounds
     # what the worker holds; the rest stays in the broker.
-    app.worker_main(["worker", "--loglevel=INFO", "--pool=threads", f"--concurrency={concurrency}", "-Q", QUEUE,
-                     "--without-gossip", "--without-mingle"])
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
     return 0
 
 

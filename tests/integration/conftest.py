@@ -8,6 +8,7 @@ a Redis db is leased first (a key in db 0), so concurrent runs on one server nev
 share or flush each other's dbs.
 The schema is not created here: tests call stockade.adapters.sql.migrate(url).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -65,10 +66,16 @@ def _mysql_connect(url: str, database: str | None = None) -> pymysql.connections
     """A pymysql connection to the server named by a SQLAlchemy URL (autocommit)."""
     u = make_url(url)
     return pymysql.connect(
-        host=u.host or "127.0.0.1", port=u.port or 3306,
-        user=u.username or "root", password=u.password or "",
-        database=database, charset="utf8mb4", autocommit=True,
-        connect_timeout=5, read_timeout=30, write_timeout=30,
+        host=u.host or "127.0.0.1",
+        port=u.port or 3306,
+        user=u.username or "root",
+        password=u.password or "",
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+        connect_timeout=5,
+        read_timeout=30,
+        write_timeout=30,
     )
 
 
@@ -123,6 +130,7 @@ def _redis_container_class():
 
 # ---------------------------------------------------------------- markers
 
+
 def pytest_collection_modifyitems(config, items):
     """Mark every test under tests/integration with `integration` (so -m 'not integration' works)."""
     for item in items:
@@ -132,6 +140,7 @@ def pytest_collection_modifyitems(config, items):
 
 # ---------------------------------------------------------------- MySQL
 
+
 @pytest.fixture(scope="session")
 def mysql_server_url() -> Iterator[str]:
     """SQLAlchemy URL (mysql+pymysql) of a MySQL-compatible server on which databases may be created."""
@@ -139,8 +148,9 @@ def mysql_server_url() -> Iterator[str]:
     if env_url:
         problem = _mysql_problem(env_url)
         if problem:
-            _unavailable("MySQL", f"{MYSQL_ENV}={_redacted(env_url)} does not answer ({problem})",
-                         f"fix {MYSQL_ENV} or unset it")
+            _unavailable(
+                "MySQL", f"{MYSQL_ENV}={_redacted(env_url)} does not answer ({problem})", f"fix {MYSQL_ENV} or unset it"
+            )
         yield env_url
         return
 
@@ -161,7 +171,8 @@ def mysql_server_url() -> Iterator[str]:
     problem = _mysql_problem(LOCAL_MYSQL_URL)
     if problem:
         _unavailable(
-            "MySQL", f"no {MYSQL_ENV}, no Docker engine, and the local server does not answer ({problem})",
+            "MySQL",
+            f"no {MYSQL_ENV}, no Docker engine, and the local server does not answer ({problem})",
             f"set {MYSQL_ENV}=mysql+pymysql://USER:PW@HOST:3306/DB, or run "
             "`python scripts/ensure_services.py` (starts a local MariaDB), or start Docker",
         )
@@ -179,9 +190,7 @@ def mysql_url(mysql_server_url: str) -> Iterator[str]:
     finally:
         admin.close()
 
-    url = make_url(mysql_server_url).set(
-        drivername="mysql+pymysql", database=name, query={"charset": "utf8mb4"}
-    )
+    url = make_url(mysql_server_url).set(drivername="mysql+pymysql", database=name, query={"charset": "utf8mb4"})
     try:
         yield url.render_as_string(hide_password=False)
     finally:
@@ -196,6 +205,7 @@ def mysql_url(mysql_server_url: str) -> Iterator[str]:
 
 # ---------------------------------------------------------------- Redis
 
+
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
     """URL (without a db number) of a Redis server whose dbs 1..15 the tests may lease and flush."""
@@ -203,8 +213,9 @@ def redis_server_url() -> Iterator[str]:
     if env_url:
         problem = _redis_problem(env_url)
         if problem:
-            _unavailable("Redis", f"{REDIS_ENV}={_redacted(env_url)} does not answer ({problem})",
-                         f"fix {REDIS_ENV} or unset it")
+            _unavailable(
+                "Redis", f"{REDIS_ENV}={_redacted(env_url)} does not answer ({problem})", f"fix {REDIS_ENV} or unset it"
+            )
         yield env_url
         return
 
@@ -222,7 +233,8 @@ def redis_server_url() -> Iterator[str]:
     problem = _redis_problem(LOCAL_REDIS_URL)
     if problem:
         _unavailable(
-            "Redis", f"no {REDIS_ENV}, no Docker engine, and the local server does not answer ({problem})",
+            "Redis",
+            f"no {REDIS_ENV}, no Docker engine, and the local server does not answer ({problem})",
             f"set {REDIS_ENV}=redis://HOST:6379/0, or run "
             "`python scripts/ensure_services.py` (starts a local Redis), or start Docker",
         )

@@ -1,4 +1,5 @@
 """Helpers for the distributed-mode tests: a broker db, a real Celery worker, polling, raw SQL."""
+
 from __future__ import annotations
 
 import inspect
@@ -40,6 +41,7 @@ DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 
 # ---------------------------------------------------------------- Redis dbs
 
+
 def flushdb(url: str) -> None:
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
     try:
@@ -69,6 +71,7 @@ def broker_url(redis_dbs) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------- services
+
 
 def settings_for(mysql_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"database_url": mysql_url, "order_processing_seconds": 0}
@@ -107,14 +110,22 @@ def celery_worker(settings: Settings) -> Iterator[Any]:
 
     app = worker_module.create_worker_app(settings)
     try:
-        with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, queues=[QUEUE],
-                          loglevel="WARNING", shutdown_timeout=30):
+        with start_worker(
+            app,
+            pool="solo",
+            concurrency=1,
+            perform_ping_check=False,
+            queues=[QUEUE],
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ):
             yield app
     finally:
         app.stockade_services.close()
 
 
 # ---------------------------------------------------------------- waiting
+
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_SECONDS) -> Any:
     """Poll `condition` until it returns something truthy; fail naming `what` after `timeout`."""
@@ -129,6 +140,7 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE_
 
 
 # ---------------------------------------------------------------- raw SQL reads
+
 
 def scalar(engine: sa.Engine, sql: str, **params: Any) -> Any:
     with engine.connect() as conn:
@@ -168,6 +180,7 @@ def process_order_rows(engine: sa.Engine, order_id: int) -> list[sa.Row]:
 
 # ---------------------------------------------------------------- subprocesses
 
+
 def stockade_env(**variables: str) -> dict[str, str]:
     """The environment of a `stockade` subprocess: ours minus every STOCKADE_*, plus `variables`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKADE_")}
@@ -180,8 +193,9 @@ def spawn_stockade(args: list[str], env: dict[str, str], log_path: Path) -> subp
     """`stockade ARGS` in its own session (so killpg reaches its children), output to log_path."""
     log = open(log_path, "wb")  # noqa: SIM115 - the child holds it; closed with the Popen below
     try:
-        return subprocess.Popen([STOCKADE_BIN, *args], env=env, cwd=REPO_ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [STOCKADE_BIN, *args], env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     finally:
         log.close()
 
@@ -197,8 +211,11 @@ WORKER_START_SECONDS = 120.0
 def spawn_ready_worker(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     """`stockade worker ARGS`, once it says it is ready to take tasks."""
     proc = spawn_stockade(["worker", *args], env, log_path)
-    wait_for(lambda: "ready" in read_log(log_path) or proc.poll() is not None, "the worker ready",
-             timeout=WORKER_START_SECONDS)
+    wait_for(
+        lambda: "ready" in read_log(log_path) or proc.poll() is not None,
+        "the worker ready",
+        timeout=WORKER_START_SECONDS,
+    )
     assert proc.poll() is None, read_log(log_path)
     return proc
 
@@ -241,12 +258,14 @@ def stockade_servers(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.
     OSError from it means "not yet"). Every server started is stopped on exit."""
     procs: list[subprocess.Popen] = []
 
-    def start(env: dict[str, str], workers: int,
-              ready: Callable[[subprocess.Popen, int], bool]) -> tuple[subprocess.Popen, int, Path]:
+    def start(
+        env: dict[str, str], workers: int, ready: Callable[[subprocess.Popen, int], bool]
+    ) -> tuple[subprocess.Popen, int, Path]:
         port = free_port()
         log_path = tmp_path / f"serve-{len(procs)}.log"
-        proc = spawn_stockade(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-                              env, log_path)
+        proc = spawn_stockade(
+            ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)], env, log_path
+        )
         procs.append(proc)
 
         def up() -> bool:

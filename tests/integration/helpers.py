@@ -1,4 +1,5 @@
 """Helpers for the SQL integration tests: Services on MariaDB, raw-SQL reads, racing threads."""
+
 from __future__ import annotations
 
 import threading
@@ -49,9 +50,7 @@ def open_services(
     deferred-payment task runs behind the test's back: the outbox keeps the messages, and
     the test drives background work itself (as a dead worker would leave it).
     """
-    services = build_services(
-        settings_for(url, **overrides), clock=clock, migrate_schema=migrate_schema
-    )
+    services = build_services(settings_for(url, **overrides), clock=clock, migrate_schema=migrate_schema)
     try:
         if not background:
             services.publisher.close()  # type: ignore[attr-defined]
@@ -72,6 +71,7 @@ def set_clock(clock: FixedClock, moment: datetime) -> None:
 
 
 # ---------------------------------------------------------------- raw SQL reads
+
 
 def scalar(engine: sa.Engine, sql: str, **params: Any) -> Any:
     """One value from raw SQL, read outside every cache."""
@@ -119,6 +119,7 @@ def count_events(engine: sa.Engine, event: str) -> int:
 
 
 # ---------------------------------------------------------------- racing threads
+
 
 @attrs.frozen
 class Outcome:
@@ -182,6 +183,7 @@ def summary(tracebacks: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- racing processes
+
 
 def purchase_in_process(url: str, product_id: int, purchases: int, barrier, results) -> None:
     """Body of one spawned process: its own Services, then `purchases` purchases of one unit.

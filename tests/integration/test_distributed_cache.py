@@ -1,5 +1,6 @@
 """The Redis-versioned product cache in distributed mode: snapshots in each process's memory,
 a write from any process outdates them all, Redis down or hanging is survived."""
+
 from __future__ import annotations
 
 import functools
@@ -84,15 +85,16 @@ def test_product_reads_come_from_memory_and_a_purchase_bumps_the_redis_generatio
 def test_a_write_through_one_process_outdates_every_other_processes_memory(database, redis_url, patient_cache):
     """Two Services (two API processes, each with its own memory) on one Redis: a purchase
     through one is seen by the other's very next read."""
-    with open_services(database, redis_url=redis_url) as reader, \
-            open_services(database, redis_url=redis_url) as writer:
+    with open_services(database, redis_url=redis_url) as reader, open_services(database, redis_url=redis_url) as writer:
         reading = client_for(reader)
         product = writer.shop.create_product("Original", "5.00", 10)
         assert get_product(reading, product.id)["stock"] == 10
         assert execute(reader.engine, "UPDATE products SET name = 'Renamed' WHERE id = :id", id=product.id) == 1
         assert get_product(reading, product.id)["name"] == "Original"  # from the reader's memory
 
-        bought = client_for(writer).simulate_post("/api/orders/purchase", json={"product_id": product.id, "quantity": 4})
+        bought = client_for(writer).simulate_post(
+            "/api/orders/purchase", json={"product_id": product.id, "quantity": 4}
+        )
         assert bought.status_code == 201, bought.text
 
         after = get_product(reading, product.id)
@@ -196,16 +198,22 @@ class SwitchableProxy(LocalRedisStandIn):
 
 
 def test_invalidations_missed_while_redis_was_unreachable_are_sent_when_it_answers_again(
-        database, redis_url, patient_cache, monkeypatch, caplog):
+    database, redis_url, patient_cache, monkeypatch, caplog
+):
     """The writer's Redis goes away during a purchase: the purchase succeeds, the bump is kept,
     and the first time Redis answers the writer again every other process's memory is outdated."""
     caplog.set_level(logging.WARNING, logger="stockade.cache")
     # No breaker pause: "Redis answers again" is then the proxy's restore, not a clock.
-    monkeypatch.setattr(RedisVersions, "from_url", functools.partial(
-        RedisVersions.from_url, socket_timeout_seconds=10, breaker_seconds=0))
-    with SwitchableProxy(redis_url) as proxy, \
-            open_services(database, redis_url=redis_url) as reader, \
-            open_services(database, redis_url=proxy.url) as writer:
+    monkeypatch.setattr(
+        RedisVersions,
+        "from_url",
+        functools.partial(RedisVersions.from_url, socket_timeout_seconds=10, breaker_seconds=0),
+    )
+    with (
+        SwitchableProxy(redis_url) as proxy,
+        open_services(database, redis_url=redis_url) as reader,
+        open_services(database, redis_url=proxy.url) as writer,
+    ):
         reading, writing = client_for(reader), client_for(writer)
         product = writer.shop.create_product("Lamp", "12.50", 10)
         assert get_product(reading, product.id)["stock"] == 10  # in the reader's memory now

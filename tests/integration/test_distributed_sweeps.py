@@ -1,4 +1,5 @@
 """Sweeps from several processes at once: every expired hold is released exactly once."""
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,7 @@ def assert_all_released_once(url: str, product_id: int) -> None:
         assert scalar(engine, "SELECT COUNT(*) FROM holds WHERE status = 'active'") == 0
         assert scalar(engine, "SELECT reserved FROM products WHERE id = :id", id=product_id) == 0
         assert scalar(engine, "SELECT stock FROM products WHERE id = :id", id=product_id) == HOLDS
-        batch_total = scalar(
-            engine, "SELECT COUNT(*) FROM event_log WHERE event = 'holds_batch_released'")
+        batch_total = scalar(engine, "SELECT COUNT(*) FROM event_log WHERE event = 'holds_batch_released'")
         assert batch_total >= 1
         assert services.shop.check().ok
 
@@ -93,9 +93,18 @@ def test_two_release_expired_commands_at_once_release_each_expired_hold_once(dat
     """`stockade holds release-expired` twice in parallel: between them, each hold released once."""
     product_id = place_expired_holds(database, HOLDS)
     env = stockade_env(STOCKADE_DATABASE_URL=database)
-    procs = [subprocess.Popen([STOCKADE_BIN, "holds", "release-expired"], env=env, cwd=REPO_ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [STOCKADE_BIN, "holds", "release-expired"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
     outputs = []
     try:
         for proc in procs:

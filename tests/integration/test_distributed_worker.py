@@ -1,4 +1,5 @@
 """Distributed mode: a real Celery worker (solo pool) on the real Redis broker and MariaDB."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -51,8 +52,10 @@ def worker(database: str, broker_url: str):
 def assert_processed_once(services: Services, order_id: int) -> None:
     engine = services.engine
     wait_for(lambda: order_status(engine, order_id) == "processed", f"order #{order_id} processed")
-    wait_for(lambda: all(r.completed_at is not None for r in process_order_rows(engine, order_id)),
-             f"process_order outbox rows of order #{order_id} completed")
+    wait_for(
+        lambda: all(r.completed_at is not None for r in process_order_rows(engine, order_id)),
+        f"process_order outbox rows of order #{order_id} completed",
+    )
     assert count_events(engine, "order_processed", order_id) == 1
     rows = process_order_rows(engine, order_id)
     assert len(rows) == 1, rows
@@ -88,8 +91,10 @@ def test_a_deferred_webhook_is_applied_by_the_worker_once_its_order_exists(servi
     wait_for(lambda: order_status(engine, target) == "processed", f"order #{target} paid then processed")
     assert count_events(engine, "order_paid", target) == 1
     assert count_events(engine, "order_processed", target) == 1
-    wait_for(lambda: all(r.completed_at is not None for r in outbox_rows(engine, APPLY_DEFERRED_PAYMENTS, target)),
-             "apply_deferred_payments outbox row completed")
+    wait_for(
+        lambda: all(r.completed_at is not None for r in outbox_rows(engine, APPLY_DEFERRED_PAYMENTS, target)),
+        "apply_deferred_payments outbox row completed",
+    )
     # The other order made from a hold got no payment and stays pending.
     assert order_status(engine, target - 1) == "pending"
     assert shop.check().ok

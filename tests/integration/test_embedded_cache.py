@@ -6,6 +6,7 @@ they need neither MySQL nor Redis. Which worker answers a request is read from /
 worker process that holds the server side of the connection), so "every worker" is checked,
 not hoped for.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -122,8 +123,9 @@ class Server:
                 conn.close()
         for conn in found.values():
             conn.close()
-        raise AssertionError(f"after {MAX_CONNECTIONS} connections only workers {sorted(found)} of "
-                             f"{sorted(pids)} answered one")
+        raise AssertionError(
+            f"after {MAX_CONNECTIONS} connections only workers {sorted(found)} of {sorted(pids)} answered one"
+        )
 
 
 HOST_HEX = socket.inet_aton(HOST)[::-1].hex().upper()  # /proc/net/tcp: little-endian hex
@@ -215,8 +217,9 @@ def test_a_cli_sweep_in_another_process_is_seen_at_once_by_every_worker(start_se
 
     while datetime.now(timezone.utc) <= expires_at + timedelta(milliseconds=100):
         time.sleep(0.05)
-    swept = subprocess.run([STOCKADE_BIN, "holds", "release-expired"], env=env, cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=120)
+    swept = subprocess.run(
+        [STOCKADE_BIN, "holds", "release-expired"], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert swept.returncode == 0, swept.stderr
     assert "released 1 expired hold" in swept.stdout, swept.stdout
 
@@ -232,7 +235,8 @@ def test_a_cli_sweep_in_another_process_is_seen_at_once_by_every_worker(start_se
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_stock_change_through_one_worker_is_seen_by_every_following_read_on_every_worker(
-        start_server, database_url, workers):
+    start_server, database_url, workers
+):
     """Each worker in turn changes the stock; right after each change every read on every worker shows it."""
     server = start_server(workers)
     with closing(server.connect()) as conn:
@@ -250,7 +254,8 @@ def test_a_stock_change_through_one_worker_is_seen_by_every_following_read_on_ev
             status, body = call(conns[writer], "PUT", f"/api/products/{product_id}", {"stock": stock})
             assert status == 200, body
             assert distinct(reads(conns, product_id), "name", "stock", "available") == {
-                w: {("Steel kettle", stock, stock)} for w in conns}
+                w: {("Steel kettle", stock, stock)} for w in conns
+            }
     finally:
         close_all(conns)
     assert "Traceback" not in server.log(), server.log()

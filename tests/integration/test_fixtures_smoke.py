@@ -1,4 +1,5 @@
 """Prove the integration fixtures: real servers, one empty database / Redis db per test."""
+
 import pytest
 import redis
 import sqlalchemy as sa
@@ -18,9 +19,7 @@ def test_mysql_url_is_a_fresh_empty_database(mysql_url: str, run: str) -> None:
     try:
         assert _tables(engine) == []
         with engine.begin() as conn:
-            conn.execute(sa.text(
-                "CREATE TABLE probe (id INT PRIMARY KEY, name VARCHAR(50)) ENGINE=InnoDB"
-            ))
+            conn.execute(sa.text("CREATE TABLE probe (id INT PRIMARY KEY, name VARCHAR(50)) ENGINE=InnoDB"))
             # A 4-byte character proves the connection and database really are utf8mb4.
             conn.execute(sa.text("INSERT INTO probe VALUES (1, :n)"), {"n": f"{run} \N{SHOPPING TROLLEY}"})
         with engine.connect() as conn:

@@ -8,6 +8,7 @@ body, then nothing more. With gunicorn's gthread worker each such connection hel
 the 8 threads of a worker, so 16 of them starved every other client. The gevent worker
 parks each on a greenlet; the tests keep 200 open while other clients are served.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -51,8 +52,9 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def request(self, method: str, path: str, body: dict | None = None,
-                timeout: float = REQUEST_TIMEOUT_SECONDS) -> tuple[int, dict | None]:
+    def request(
+        self, method: str, path: str, body: dict | None = None, timeout: float = REQUEST_TIMEOUT_SECONDS
+    ) -> tuple[int, dict | None]:
         """(status, parsed JSON body or None) of one request on a fresh connection."""
         conn = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
         try:
@@ -82,7 +84,8 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             env.update(variables)
             started += 1
             _, port, log_path = serve(
-                env, workers, lambda proc, port: Server(port, Path()).request("GET", "/healthz", timeout=2)[0] == 200)
+                env, workers, lambda proc, port: Server(port, Path()).request("GET", "/healthz", timeout=2)[0] == 200
+            )
             return Server(port, log_path)
 
         yield start
@@ -145,8 +148,10 @@ def stalled_connections(server: Server) -> Iterator[list[socket.socket]]:
 
 def assert_probes_answered(server: Server) -> None:
     failures = probe_healthz(server)
-    assert not failures, f"{len(failures)} of {PROBES} /healthz probes failed with {STALLED} stalled bodies " \
-                         f"open:\n" + "\n".join(failures)
+    assert not failures, (
+        f"{len(failures)} of {PROBES} /healthz probes failed with {STALLED} stalled bodies "
+        f"open:\n" + "\n".join(failures)
+    )
 
 
 def create_product(server: Server, stock: int = 1000) -> int:
@@ -186,10 +191,14 @@ def test_stalled_request_bodies_do_not_delay_other_clients(start_server, workers
         # While the in-process task runner sleeps through process_order: the probes pass only
         # if neither the stalled bodies nor that time.sleep hold the worker.
         assert_probes_answered(server)
-        wait_for(lambda: server.request("GET", f"/api/orders/{order_id}")[1]["data"]["status"] == "processed",
-                 f"order {order_id} processed by the in-process task runner")
-        wait_for(lambda: server.request("GET", f"/api/products/{product_id}")[1]["data"]["reserved"] == 0,
-                 "the sweeper releasing the expired hold's 2 units")
+        wait_for(
+            lambda: server.request("GET", f"/api/orders/{order_id}")[1]["data"]["status"] == "processed",
+            f"order {order_id} processed by the in-process task runner",
+        )
+        wait_for(
+            lambda: server.request("GET", f"/api/products/{product_id}")[1]["data"]["reserved"] == 0,
+            "the sweeper releasing the expired hold's 2 units",
+        )
 
     status, product = server.request("GET", f"/api/products/{product_id}")
     assert status == 200
@@ -198,12 +207,16 @@ def test_stalled_request_bodies_do_not_delay_other_clients(start_server, workers
 
 
 def test_stalled_request_bodies_do_not_delay_other_clients_in_distributed_mode(
-    start_server, mysql_url, redis_url, broker_url  # noqa: F811 - broker_url is a fixture
+    start_server,
+    mysql_url,
+    redis_url,
+    broker_url,  # noqa: F811 - broker_url is a fixture
 ):
     """The same on MySQL (PyMySQL), the Redis cache (redis-py) and the Celery publisher (kombu)."""
     migrate(mysql_url)
-    server = start_server(2, STOCKADE_DATABASE_URL=mysql_url, STOCKADE_REDIS_URL=redis_url,
-                          STOCKADE_BROKER_URL=broker_url)
+    server = start_server(
+        2, STOCKADE_DATABASE_URL=mysql_url, STOCKADE_REDIS_URL=redis_url, STOCKADE_BROKER_URL=broker_url
+    )
     product_id = create_product(server)
 
     with stalled_connections(server):
@@ -220,6 +233,7 @@ def test_stalled_request_bodies_do_not_delay_other_clients_in_distributed_mode(
 
 
 # ---------------------------------------------------------------- refusals by the server layer
+
 
 @pytest.fixture
 def server(start_server) -> Server:
@@ -246,8 +260,10 @@ REFUSALS = {
     "malformed request line": (b"GARBAGE\r\n\r\n", 400),
     "request line too long": (b"GET /" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     "header too large": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
-    "too many headers": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
-                         + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n", 431),
+    "too many headers": (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n",
+        431,
+    ),
     "bad HTTP version": (b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", 400),
     "invalid header name": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n", 400),
     "NUL in a header name": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBa\x00d: v\r\n\r\n", 400),
@@ -259,13 +275,20 @@ REFUSALS = {
     "malformed HTTP version": (b"GET /healthz HTTP/1.1x\r\nHost: x\r\n\r\n", 400),
     "Content-Length -1": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
     "Content-Length not a number": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
-    "two Content-Lengths": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3"
-                            b"\r\n\r\n{}", 400),
-    "Content-Length with chunked": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                                    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    "two Content-Lengths": (
+        b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        400,
+    ),
+    "Content-Length with chunked": (
+        b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     "unknown transfer coding": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
-    "broken chunked body": (b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                            b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"product_id\": 1}\r\n0\r\n\r\n", 400),
+    "broken chunked body": (
+        b"POST /api/holds HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"product_id": 1}\r\n0\r\n\r\n',
+        400,
+    ),
 }
 
 
@@ -290,9 +313,13 @@ def test_a_chunked_body_is_read_through_the_real_server(server):
     product_id = created[1]["data"]["id"]
     body = json.dumps({"product_id": product_id, "quantity": 2}).encode()
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:19], body[19:]))
-    status, headers, answer = raw_exchange(server.port, (
-        b"POST /api/orders/purchase HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"))
+    status, headers, answer = raw_exchange(
+        server.port,
+        (
+            b"POST /api/orders/purchase HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+        ),
+    )
     assert status == 201, answer
     assert json.loads(answer)["data"]["product"]["stock"] == 3
 
@@ -301,8 +328,12 @@ def test_with_json_logs_every_line_of_the_server_is_a_json_object(start_server):
     server = start_server(1, STOCKADE_LOG_FORMAT="json", STOCKADE_ORDER_PROCESSING_SECONDS="0")
     product = server.request("POST", "/api/products", {"name": "Logged", "price": "1.00", "stock": 5})[1]
     conn = http.client.HTTPConnection(HOST, server.port, timeout=REQUEST_TIMEOUT_SECONDS)
-    conn.request("POST", "/api/orders/purchase", body=json.dumps({"product_id": product["data"]["id"], "quantity": 1}),
-                 headers={"Content-Type": "application/json", "X-Request-ID": "follow-me"})
+    conn.request(
+        "POST",
+        "/api/orders/purchase",
+        body=json.dumps({"product_id": product["data"]["id"], "quantity": 1}),
+        headers={"Content-Type": "application/json", "X-Request-ID": "follow-me"},
+    )
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 201 and resp.getheader("X-Request-ID") == "follow-me"

@@ -1,4 +1,5 @@
 """No oversell, no double effect: real concurrency (threads and processes) on a real MariaDB."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -56,6 +57,7 @@ def _assert_consistent(services) -> None:
 
 
 # ---------------------------------------------------------------- selling out
+
 
 def test_120_racing_purchases_sell_exactly_the_50_units_in_stock(services) -> None:
     shop, engine = services.shop, services.engine
@@ -162,6 +164,7 @@ def test_racing_purchases_and_holds_of_mixed_quantities_never_exceed_the_stock(s
 
 # ---------------------------------------------------------------- one hold, many orders
 
+
 def test_ten_racing_orders_from_one_hold_make_exactly_one_order(services) -> None:
     shop, engine = services.shop, services.engine
     product = shop.create_product("Seat", "10.00", 100)
@@ -185,6 +188,7 @@ def test_ten_racing_orders_from_one_hold_make_exactly_one_order(services) -> Non
 
 
 # ---------------------------------------------------------------- webhooks
+
 
 def test_forty_racing_deliveries_of_one_webhook_apply_it_exactly_once(services) -> None:
     shop, engine = services.shop, services.engine
@@ -277,6 +281,7 @@ def test_racing_releases_of_thirty_holds_of_one_product_all_give_their_units_bac
 
 # ---------------------------------------------------------------- expiry
 
+
 @pytest.mark.parametrize(
     "mode",
     ["both-at-expiry", "both-just-before", "order-just-before-sweep-at-expiry"],
@@ -284,8 +289,10 @@ def test_racing_releases_of_thirty_holds_of_one_product_all_give_their_units_bac
 def test_a_sweep_racing_an_order_at_the_expiry_instant_lets_exactly_one_happen(mysql_url: str, mode: str) -> None:
     order_clock, sweep_clock = FixedClock(), FixedClock()
     start = order_clock.now()
-    with open_services(mysql_url, clock=order_clock, migrate_schema=True, hold_ttl_seconds=HOLD_TTL) as buyer, \
-         open_services(mysql_url, clock=sweep_clock, hold_ttl_seconds=HOLD_TTL) as sweeper:
+    with (
+        open_services(mysql_url, clock=order_clock, migrate_schema=True, hold_ttl_seconds=HOLD_TTL) as buyer,
+        open_services(mysql_url, clock=sweep_clock, hold_ttl_seconds=HOLD_TTL) as sweeper,
+    ):
         engine = buyer.engine
         product = buyer.shop.create_product("Ticket", "5.00", 1000)
         orders_won = expired = 0
@@ -333,8 +340,10 @@ def test_concurrent_sweeps_release_each_of_200_expired_holds_exactly_once(
     mysql_url: str, sweepers: str, sweep_batch: int
 ) -> None:
     clock = FixedClock()
-    with open_services(mysql_url, clock=clock, migrate_schema=True, hold_ttl_seconds=HOLD_TTL) as first, \
-         open_services(mysql_url, clock=clock, hold_ttl_seconds=HOLD_TTL) as second:
+    with (
+        open_services(mysql_url, clock=clock, migrate_schema=True, hold_ttl_seconds=HOLD_TTL) as first,
+        open_services(mysql_url, clock=clock, hold_ttl_seconds=HOLD_TTL) as second,
+    ):
         engine = first.engine
         products = [first.shop.create_product(f"P{i}", "1.00", 100) for i in range(4)]
         for i in range(200):
@@ -358,6 +367,7 @@ def test_concurrent_sweeps_release_each_of_200_expired_holds_exactly_once(
 
 
 # ---------------------------------------------------------------- idempotency keys
+
 
 def test_racing_requests_with_one_idempotency_key_purchase_exactly_once(services) -> None:
     shop, engine = services.shop, services.engine
@@ -411,15 +421,15 @@ def test_a_buyer_waits_for_a_sweeper_holding_its_expired_holds_and_then_succeeds
     """Only an expired, unswept hold stands in the way, and a sweeper has it locked: the buyer
     must wait for the sweeper to release it, not skip the locked row and answer 409."""
     clock = FixedClock()
-    with open_services(mysql_url, clock=clock, migrate_schema=True, background=False,
-                       hold_ttl_seconds=HOLD_TTL) as services:
+    with open_services(
+        mysql_url, clock=clock, migrate_schema=True, background=False, hold_ttl_seconds=HOLD_TTL
+    ) as services:
         shop, engine = services.shop, services.engine
         product = shop.create_product("Last two", "1.00", 2)
         hold = shop.hold(product.id, 2)
         clock.advance(HOLD_TTL + 1)
         outcome: list[object] = []
-        buyer = threading.Thread(target=lambda: outcome.append(
-            race_once(lambda: getattr(shop, buy)(product.id, 2))[0]))
+        buyer = threading.Thread(target=lambda: outcome.append(race_once(lambda: getattr(shop, buy)(product.id, 2))[0]))
 
         with engine.connect() as sweeper:  # a sweep in progress: the hold locked, not yet released
             sweeper.execute(sa.text("SELECT id FROM holds WHERE id = :h FOR UPDATE"), {"h": hold.id})

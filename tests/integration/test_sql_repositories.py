@@ -1,4 +1,5 @@
 """The SQL adapter on a real MariaDB: schema, constraints, and every use case's round trip."""
+
 from __future__ import annotations
 
 import re
@@ -34,8 +35,9 @@ def clock() -> FixedClock:
 @pytest.fixture
 def services(mysql_url: str, clock: FixedClock):
     """Migrated database, Services on a fixed clock, background tasks off (the test drives them)."""
-    with open_services(mysql_url, clock=clock, migrate_schema=True, background=False,
-                       hold_ttl_seconds=HOLD_TTL) as services:
+    with open_services(
+        mysql_url, clock=clock, migrate_schema=True, background=False, hold_ttl_seconds=HOLD_TTL
+    ) as services:
         yield services
 
 
@@ -62,14 +64,18 @@ def _pending_order(shop, product_id: int, quantity: int) -> int:
 
 # ---------------------------------------------------------------- migrations
 
+
 def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> None:
     migrate(mysql_url)
     engine = sa.create_engine(mysql_url)
     try:
         before = _schema(engine)
         assert before["alembic_version"] == "0004"
-        execute(engine, "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
-                        "VALUES ('kept', 1.50, 3, 0, 1, NOW(6), NOW(6))")
+        execute(
+            engine,
+            "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
+            "VALUES ('kept', 1.50, 3, 0, 1, NOW(6), NOW(6))",
+        )
         migrate(mysql_url)
         assert _schema(engine) == before
         assert [tuple(r) for r in rows(engine, "SELECT name, price, stock FROM products")] == [
@@ -84,14 +90,26 @@ def test_migration_0003_keeps_each_webhooks_first_outcome_and_forgets_old_key_re
     engine = sa.create_engine(mysql_url)
     try:
         for key, outcome, status in (("early", "applied", 202), ("on-time", "applied", 200), ("late", "ignored", 200)):
-            execute(engine, "INSERT INTO payment_events (key_hash, idempotency_key, order_id, result, fingerprint, "
-                            "outcome, http_status, response_status, created_at) VALUES "
-                            "(:k, :k, 1, 'success', 'f', :o, :s, 'paid', NOW(6))", k=key, o=outcome, s=status)
-        execute(engine, "INSERT INTO idempotency_keys (scope, key_hash, fingerprint, status_code, body, claimed_at) "
-                        "VALUES ('orders', 'h', 'f', 201, '{}', NOW(6))")
+            execute(
+                engine,
+                "INSERT INTO payment_events (key_hash, idempotency_key, order_id, result, fingerprint, "
+                "outcome, http_status, response_status, created_at) VALUES "
+                "(:k, :k, 1, 'success', 'f', :o, :s, 'paid', NOW(6))",
+                k=key,
+                o=outcome,
+                s=status,
+            )
+        execute(
+            engine,
+            "INSERT INTO idempotency_keys (scope, key_hash, fingerprint, status_code, body, claimed_at) "
+            "VALUES ('orders', 'h', 'f', 201, '{}', NOW(6))",
+        )
         migrate(mysql_url)
         assert dict(rows(engine, "SELECT idempotency_key, first_outcome FROM payment_events")) == {
-            "early": "deferred", "on-time": "applied", "late": "ignored"}
+            "early": "deferred",
+            "on-time": "applied",
+            "late": "ignored",
+        }
         assert scalar(engine, "SELECT COUNT(*) FROM idempotency_keys") == 0
     finally:
         engine.dispose()
@@ -101,11 +119,15 @@ def test_migration_0004_keeps_outbox_messages_and_reads_them_as_never_started(my
     migrate(mysql_url, "0003")
     engine = sa.create_engine(mysql_url)
     try:
-        execute(engine, "INSERT INTO outbox (task, payload, created_at, retry_at, attempts) "
-                        "VALUES ('stockade.process_order', '{\"order_id\": 1}', NOW(6), NOW(6), 2)")
+        execute(
+            engine,
+            "INSERT INTO outbox (task, payload, created_at, retry_at, attempts) "
+            "VALUES ('stockade.process_order', '{\"order_id\": 1}', NOW(6), NOW(6), 2)",
+        )
         migrate(mysql_url)
         assert [tuple(r) for r in rows(engine, "SELECT attempts, started_at, deliveries, resent_at FROM outbox")] == [
-            (2, None, 0, None)]
+            (2, None, 0, None)
+        ]
         assert "KEY `ix_outbox_started` (`started_at`)" in rows(engine, "SHOW CREATE TABLE outbox")[0][1]
     finally:
         engine.dispose()
@@ -113,8 +135,11 @@ def test_migration_0004_keeps_outbox_messages_and_reads_them_as_never_started(my
 
 def test_the_schema_declares_the_three_stock_check_constraints(engine: sa.Engine) -> None:
     ddl = rows(engine, "SHOW CREATE TABLE products")[0][1]
-    for name in ("ck_products_stock_nonnegative", "ck_products_reserved_nonnegative",
-                 "ck_products_available_nonnegative"):
+    for name in (
+        "ck_products_stock_nonnegative",
+        "ck_products_reserved_nonnegative",
+        "ck_products_available_nonnegative",
+    ):
         assert name in ddl
 
 
@@ -143,12 +168,16 @@ def test_check_constraints_reject_a_direct_update_that_breaks_the_stock_model(sh
 
 def test_check_constraints_reject_negative_stock_on_insert(engine: sa.Engine) -> None:
     with pytest.raises((sa.exc.IntegrityError, sa.exc.OperationalError)):
-        execute(engine, "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
-                        "VALUES ('bad', 1, -5, 0, 1, NOW(6), NOW(6))")
+        execute(
+            engine,
+            "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
+            "VALUES ('bad', 1, -5, 0, 1, NOW(6), NOW(6))",
+        )
     assert scalar(engine, "SELECT COUNT(*) FROM products") == 0
 
 
 # ---------------------------------------------------------------- products
+
 
 def test_a_price_of_fifteen_million_round_trips_exactly(shop, engine) -> None:
     product = shop.create_product("Phone", "15000000.00", 5)
@@ -213,6 +242,7 @@ def test_a_soft_deleted_product_is_hidden_but_its_orders_keep_it(shop, engine) -
 
 # ---------------------------------------------------------------- buying
 
+
 def test_a_purchase_takes_stock_and_writes_an_order(shop, engine) -> None:
     product = shop.create_product("Widget", "15000000.00", 10)
 
@@ -224,7 +254,10 @@ def test_a_purchase_takes_stock_and_writes_an_order(shop, engine) -> None:
     assert (product_row(engine, product.id).stock, product_row(engine, product.id).reserved) == (7, 0)
     stored = shop.get_order(view.order.id).order
     assert (stored.product_id, stored.quantity, stored.status, stored.hold_id) == (
-        product.id, 3, OrderStatus.CREATED, None
+        product.id,
+        3,
+        OrderStatus.CREATED,
+        None,
     )
     assert stored.total_price == Decimal("45000000.00")
     assert count_events(engine, "purchase_created") == 1
@@ -365,6 +398,7 @@ def test_a_webhook_before_its_order_is_deferred_then_applied_once_the_order_appe
 
 
 # ---------------------------------------------------------------- expiry
+
 
 def test_a_sweep_after_the_ttl_releases_the_hold_and_its_units(shop, engine, clock) -> None:
     product = shop.create_product("Ticket", "20.00", 10)
@@ -533,8 +567,9 @@ def test_a_guard_followed_by_more_statements_still_stops_the_batch(cached_shop, 
     execute(engine, "UPDATE products SET stock = 0 WHERE id = :id", id=scarce.id)  # behind memory's back
 
     client = testing.TestClient(create_app(shop.deps))
-    refused = client.simulate_post("/api/orders/purchase", json={"product_id": scarce.id, "quantity": 1},
-                                   headers={"Idempotency-Key": "guarded-1"})
+    refused = client.simulate_post(
+        "/api/orders/purchase", json={"product_id": scarce.id, "quantity": 1}, headers={"Idempotency-Key": "guarded-1"}
+    )
 
     assert refused.status_code == 409, refused.text
     assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :id", id=scarce.id) == 0
@@ -544,6 +579,7 @@ def test_a_guard_followed_by_more_statements_still_stops_the_batch(cached_shop, 
 
 
 # ---------------------------------------------------------------- check
+
 
 def test_check_is_clean_then_names_a_product_whose_reserved_drifted(shop, engine) -> None:
     drifting = shop.create_product("Drifts", "1.00", 10)
@@ -564,6 +600,7 @@ def test_check_is_clean_then_names_a_product_whose_reserved_drifted(shop, engine
 
 
 # ---------------------------------------------------------------- idempotency keys
+
 
 def _key(name: str, quantity: int = 1):
     return request_key("orders.purchase", name, Purchase(1, quantity))

@@ -1,4 +1,5 @@
 """Starting the `stockade` commands: clear one-line failures, exit codes, serialized migrations."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,9 @@ RACERS = 8
 
 
 def run(args: list[str], cwd: Path, timeout: float = 60, **variables: str) -> subprocess.CompletedProcess:
-    return subprocess.run([STOCKADE_BIN, *args], env=stockade_env(**variables), cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [STOCKADE_BIN, *args], env=stockade_env(**variables), cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess, *expected: str) -> str:
@@ -61,12 +63,28 @@ def sqlite_url(tmp_path: Path) -> str:
 
 # ---------------------------------------------------------------- exit codes and one-line failures
 
-@pytest.mark.parametrize("command", [["seed"], ["holds", "release-expired"], ["migrate"], ["check"], ["worker"],
-                                     ["beat"], ["serve-tasks", "--port", "1"]])
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["seed"],
+        ["holds", "release-expired"],
+        ["migrate"],
+        ["check"],
+        ["worker"],
+        ["beat"],
+        ["serve-tasks", "--port", "1"],
+    ],
+)
 def test_a_database_that_does_not_answer_is_retried_until_the_startup_timeout_then_one_line(tmp_path, command):
     started = time.monotonic()
-    result = run(command, tmp_path, STOCKADE_DATABASE_URL=DEAD_MYSQL_URL, STOCKADE_STARTUP_TIMEOUT_SECONDS="2",
-                 STOCKADE_BROKER_URL="redis://127.0.0.1:1/0")
+    result = run(
+        command,
+        tmp_path,
+        STOCKADE_DATABASE_URL=DEAD_MYSQL_URL,
+        STOCKADE_STARTUP_TIMEOUT_SECONDS="2",
+        STOCKADE_BROKER_URL="redis://127.0.0.1:1/0",
+    )
     took = time.monotonic() - started
 
     assert result.returncode == (2 if command == ["check"] else 1), result.stderr
@@ -93,13 +111,16 @@ def test_check_exits_0_when_clean_and_1_naming_the_product_that_drifted(tmp_path
     assert "DRIFT product 1 (Laptop Gaming)" in drifted.stdout
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("STOCKADE_DATABASE_URL", "not a url"),
-    ("STOCKADE_DATABASE_URL", "postgresql://db/stockade"),
-    ("STOCKADE_REDIS_URL", "http://127.0.0.1:6379/0"),
-    ("STOCKADE_BROKER_URL", "redis//missing-colon"),
-    ("STOCKADE_HOLD_TTL_SECONDS", "two minutes"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STOCKADE_DATABASE_URL", "not a url"),
+        ("STOCKADE_DATABASE_URL", "postgresql://db/stockade"),
+        ("STOCKADE_REDIS_URL", "http://127.0.0.1:6379/0"),
+        ("STOCKADE_BROKER_URL", "redis//missing-colon"),
+        ("STOCKADE_HOLD_TTL_SECONDS", "two minutes"),
+    ],
+)
 @pytest.mark.parametrize("command", [["check"], ["seed"], ["serve"]])
 def test_a_bad_setting_exits_2_at_once_naming_that_variable(tmp_path, command, variable, value):
     started = time.monotonic()
@@ -120,9 +141,15 @@ def test_serve_refuses_zero_workers(tmp_path):
 
 
 def test_production_refuses_to_serve_with_a_secret_shorter_than_32_characters(tmp_path):
-    result = run(["serve", "--port", str(free_port())], tmp_path, timeout=SLACK_SECONDS,
-                 STOCKADE_DATABASE_URL=sqlite_url(tmp_path), STOCKADE_ENV="production",
-                 STOCKADE_ADMIN_TOKEN="x" * 32, STOCKADE_WEBHOOK_SECRET="x" * 31)
+    result = run(
+        ["serve", "--port", str(free_port())],
+        tmp_path,
+        timeout=SLACK_SECONDS,
+        STOCKADE_DATABASE_URL=sqlite_url(tmp_path),
+        STOCKADE_ENV="production",
+        STOCKADE_ADMIN_TOKEN="x" * 32,
+        STOCKADE_WEBHOOK_SECRET="x" * 31,
+    )
 
     assert result.returncode == 2
     assert_one_line_failure(result, "STOCKADE_WEBHOOK_SECRET has 31 characters", "at least 32")
@@ -137,6 +164,7 @@ def test_the_version_is_printed():
 
 # ---------------------------------------------------------------- serve
 
+
 def wait_for_exit(proc: subprocess.Popen, seconds: float) -> int:
     try:
         return proc.wait(seconds)
@@ -146,8 +174,11 @@ def wait_for_exit(proc: subprocess.Popen, seconds: float) -> int:
 
 def test_serve_with_an_unparseable_database_url_exits_2_instead_of_respawning_workers(tmp_path):
     log = tmp_path / "serve.log"
-    proc = spawn_stockade(["serve", "--port", str(free_port())],
-                          stockade_env(STOCKADE_DATABASE_URL="mysql+pymysql://root@:bad-port/x"), log)
+    proc = spawn_stockade(
+        ["serve", "--port", str(free_port())],
+        stockade_env(STOCKADE_DATABASE_URL="mysql+pymysql://root@:bad-port/x"),
+        log,
+    )
 
     assert wait_for_exit(proc, SLACK_SECONDS) == 2
     output = log.read_text()
@@ -157,8 +188,11 @@ def test_serve_with_an_unparseable_database_url_exits_2_instead_of_respawning_wo
 
 def test_serve_with_a_database_that_does_not_answer_exits_1_within_the_startup_timeout(tmp_path):
     log = tmp_path / "serve.log"
-    proc = spawn_stockade(["serve", "--port", str(free_port())],
-                          stockade_env(STOCKADE_DATABASE_URL=DEAD_MYSQL_URL, STOCKADE_STARTUP_TIMEOUT_SECONDS="2"), log)
+    proc = spawn_stockade(
+        ["serve", "--port", str(free_port())],
+        stockade_env(STOCKADE_DATABASE_URL=DEAD_MYSQL_URL, STOCKADE_STARTUP_TIMEOUT_SECONDS="2"),
+        log,
+    )
 
     assert wait_for_exit(proc, 2 + SLACK_SECONDS) == 1
     output = log.read_text()
@@ -172,8 +206,9 @@ def test_serve_prints_its_banner_only_once_it_listens(tmp_path):
     port = taken.getsockname()[1]
     log = tmp_path / "serve.log"
     try:
-        proc = spawn_stockade(["serve", "--port", str(port)], stockade_env(STOCKADE_DATABASE_URL=sqlite_url(tmp_path)),
-                              log)
+        proc = spawn_stockade(
+            ["serve", "--port", str(port)], stockade_env(STOCKADE_DATABASE_URL=sqlite_url(tmp_path)), log
+        )
         assert wait_for_exit(proc, 2 * SLACK_SECONDS) != 0
     finally:
         taken.close()
@@ -190,6 +225,7 @@ def socket_listening() -> socket.socket:
 
 
 # ---------------------------------------------------------------- a database without the schema
+
 
 def test_an_unmigrated_mysql_database_is_reported_as_run_stockade_migrate(tmp_path, mysql_url):
     port = free_port()
@@ -222,6 +258,7 @@ def _answers(port: int) -> bool:
 
 
 # ---------------------------------------------------------------- serialized migrations
+
 
 def start_racers(args: list[str], tmp_path: Path, url: str) -> list[tuple[subprocess.Popen, Path]]:
     racers = []
@@ -282,9 +319,11 @@ def test_serve_with_several_workers_leaves_no_metrics_folder_behind(tmp_path):
     temp = tmp_path / "tmp"
     temp.mkdir()
     port = free_port()
-    proc = spawn_stockade(["serve", "--port", str(port), "--workers", "2"],
-                          stockade_env(STOCKADE_DATABASE_URL=sqlite_url(tmp_path), TMPDIR=str(temp)),
-                          tmp_path / "serve.log")
+    proc = spawn_stockade(
+        ["serve", "--port", str(port), "--workers", "2"],
+        stockade_env(STOCKADE_DATABASE_URL=sqlite_url(tmp_path), TMPDIR=str(temp)),
+        tmp_path / "serve.log",
+    )
     try:
         wait_for(lambda: _answers(port), "stockade serve answering", timeout=60)
         assert [p.name for p in temp.iterdir() if p.name.startswith("stockade-metrics-")]

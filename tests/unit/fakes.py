@@ -167,13 +167,19 @@ class InMemoryProductRepository(_Repository):
         product = self.get(product_id)
         if product is None:
             return None
-        lapses = [h.expires_at for h in self.t.holds.values()
-                  if h.product_id == product_id and h.status is HoldStatus.ACTIVE]
-        lapses += [o.payment_due_at for o in self.t.orders.values()
-                   if o.product_id == product_id and o.status is OrderStatus.PENDING and o.payment_due_at]
+        lapses = [
+            h.expires_at for h in self.t.holds.values() if h.product_id == product_id and h.status is HoldStatus.ACTIVE
+        ]
+        lapses += [
+            o.payment_due_at
+            for o in self.t.orders.values()
+            if o.product_id == product_id and o.status is OrderStatus.PENDING and o.payment_due_at
+        ]
         return ProductSnapshot(product, min(lapses) if lapses else None)
 
-    def update(self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None) -> bool:
+    def update(
+        self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None
+    ) -> bool:
         product = self._live(product_id)
         if product is None:
             return False
@@ -219,10 +225,16 @@ class InMemoryProductRepository(_Repository):
     def audit(self) -> list[tuple[Product, int]]:
         rows = []
         for product in sorted(self.t.products.values(), key=lambda p: p.id):
-            held = sum(h.quantity for h in self.t.holds.values()
-                       if h.product_id == product.id and h.status is HoldStatus.ACTIVE)
-            pending = sum(o.quantity for o in self.t.orders.values()
-                          if o.product_id == product.id and o.status is OrderStatus.PENDING)
+            held = sum(
+                h.quantity
+                for h in self.t.holds.values()
+                if h.product_id == product.id and h.status is HoldStatus.ACTIVE
+            )
+            pending = sum(
+                o.quantity
+                for o in self.t.orders.values()
+                if o.product_id == product.id and o.status is OrderStatus.PENDING
+            )
             rows.append((product, held + pending))
         return rows
 
@@ -255,9 +267,13 @@ class InMemoryHoldRepository(_Repository):
         return True
 
     def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
-        due = [h for h in self.t.holds.values()
-               if h.status is HoldStatus.ACTIVE and h.expires_at <= now
-               and (product_id is None or h.product_id == product_id)]
+        due = [
+            h
+            for h in self.t.holds.values()
+            if h.status is HoldStatus.ACTIVE
+            and h.expires_at <= now
+            and (product_id is None or h.product_id == product_id)
+        ]
         return sorted(due, key=lambda h: h.id)[:limit]
 
     def count_active(self) -> int:
@@ -265,8 +281,17 @@ class InMemoryHoldRepository(_Repository):
 
 
 class InMemoryOrderRepository(_Repository):
-    def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
-            hold_id: int | None = None, payment_due_at: datetime | None = None) -> int:
+    def add(
+        self,
+        product_id: int,
+        quantity: int,
+        total_price: Decimal,
+        status: OrderStatus,
+        now: datetime,
+        *,
+        hold_id: int | None = None,
+        payment_due_at: datetime | None = None,
+    ) -> int:
         if quantity <= 0:
             raise ConstraintViolation("order quantity must be positive")
         if product_id not in self.t.products:
@@ -274,8 +299,9 @@ class InMemoryOrderRepository(_Repository):
         if hold_id is not None and any(o.hold_id == hold_id for o in self.t.orders.values()):
             raise DuplicateHoldOrder(hold_id)
         order_id = self.t.next_id("orders")
-        self.t.orders[order_id] = Order(order_id, product_id, hold_id, quantity, total_price, status,
-                                        payment_due_at, now, now)
+        self.t.orders[order_id] = Order(
+            order_id, product_id, hold_id, quantity, total_price, status, payment_due_at, now, now
+        )
         return order_id
 
     def get(self, order_id: int) -> Order | None:
@@ -289,9 +315,14 @@ class InMemoryOrderRepository(_Repository):
         return True
 
     def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
-        due = [o for o in self.t.orders.values()
-               if o.status is OrderStatus.PENDING and o.payment_due_at is not None and o.payment_due_at <= now
-               and (product_id is None or o.product_id == product_id)]
+        due = [
+            o
+            for o in self.t.orders.values()
+            if o.status is OrderStatus.PENDING
+            and o.payment_due_at is not None
+            and o.payment_due_at <= now
+            and (product_id is None or o.product_id == product_id)
+        ]
         return sorted(due, key=lambda o: o.id)[:limit]
 
     def count_pending(self) -> int:
@@ -323,13 +354,16 @@ class InMemoryPaymentEventRepository(_Repository):
 
     def has_deferred(self, order_id: int | Ref) -> Ref:
         wanted = order_id.value if isinstance(order_id, Ref) else order_id
-        return Ref(any(e.order_id == wanted and e.outcome is WebhookOutcome.DEFERRED
-                       for e in self.t.payments.values()))
+        return Ref(any(e.order_id == wanted and e.outcome is WebhookOutcome.DEFERRED for e in self.t.payments.values()))
 
     def deferred(self, limit: int, order_id: int | None = None) -> list[PaymentEvent]:
-        found = [e for e in self.t.payments.values()
-                 if e.outcome is WebhookOutcome.DEFERRED and e.order_id in self.t.orders
-                 and (order_id is None or e.order_id == order_id)]
+        found = [
+            e
+            for e in self.t.payments.values()
+            if e.outcome is WebhookOutcome.DEFERRED
+            and e.order_id in self.t.orders
+            and (order_id is None or e.order_id == order_id)
+        ]
         return sorted(found, key=lambda e: e.id)[:limit]
 
     def resolve_deferred(self, event_id: int, outcome: WebhookOutcome, now: datetime) -> bool:
@@ -373,8 +407,9 @@ class InMemoryEventLog(_Repository):
         self.t.events.append(LoggedEvent(self.t.next_id("events"), event, _as_stored_json(data), now))
 
     def list(self, limit: int, event: str | None = None, before_id: int | None = None) -> list[LoggedEvent]:
-        found = [e for e in self.t.events
-                 if (event is None or e.event == event) and (before_id is None or e.id < before_id)]
+        found = [
+            e for e in self.t.events if (event is None or e.event == event) and (before_id is None or e.id < before_id)
+        ]
         return sorted(found, key=lambda e: e.id, reverse=True)[:limit]
 
 
@@ -399,8 +434,10 @@ class InMemoryOutbox(_Repository):
             row.completed_at = now
 
     def due(self, now: datetime, limit: int) -> list[DueMessage]:
-        rows = sorted((r for r in self.t.outbox.values() if r.completed_at is None and r.retry_at <= now),
-                      key=lambda r: r.message.id)
+        rows = sorted(
+            (r for r in self.t.outbox.values() if r.completed_at is None and r.retry_at <= now),
+            key=lambda r: r.message.id,
+        )
         return [DueMessage(r.message, r.started_at, r.resent_at or r.created_at) for r in rows[:limit]]
 
     def latest_start(self) -> LatestStart | None:
@@ -420,15 +457,17 @@ class InMemoryOutbox(_Repository):
     def backlog(self) -> OutboxBacklog:
         pending = [r for r in self.t.outbox.values() if r.completed_at is None]
         unstarted = [r.created_at for r in pending if r.started_at is None]
-        return OutboxBacklog(len(pending), min((r.created_at for r in pending), default=None),
-                             min(unstarted, default=None))
+        return OutboxBacklog(
+            len(pending), min((r.created_at for r in pending), default=None), min(unstarted, default=None)
+        )
 
 
 class InMemoryUnitOfWork(AbstractUnitOfWork):
     """One serial transaction over the store: snapshot on begin, restore on rollback."""
 
-    def __init__(self, store: InMemoryStore, publisher: TaskPublisher, cache: ProductCache, *,
-                 read_only: bool = False) -> None:
+    def __init__(
+        self, store: InMemoryStore, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False
+    ) -> None:
         super().__init__(publisher, cache)
         self.store = store
         self.read_only = read_only
@@ -477,7 +516,9 @@ class RecordingPublisher:
         return [m for m in self.published if m.task == task]
 
 
-def make_shop(clock: FixedClock | None = None, **policy: Any) -> tuple[Shop, InMemoryStore, RecordingPublisher, FixedClock]:
+def make_shop(
+    clock: FixedClock | None = None, **policy: Any
+) -> tuple[Shop, InMemoryStore, RecordingPublisher, FixedClock]:
     """A Shop on fresh fakes; `policy` overrides Policy fields (processing takes no time)."""
     store, publisher, cache = InMemoryStore(), RecordingPublisher(), VersionedProductCache(LocalVersions())
     clock = clock or FixedClock()

@@ -45,8 +45,12 @@ class World:
 
     def snapshot(self) -> tuple:
         """Everything a request could have written, as seen through the use cases."""
-        return (self.shop.list_products(200), self.shop.logs(1000), self.shop.get_hold(self.hold_id),
-                self.shop.get_order(self.order_id))
+        return (
+            self.shop.list_products(200),
+            self.shop.logs(1000),
+            self.shop.get_hold(self.hold_id),
+            self.shop.get_order(self.order_id),
+        )
 
 
 def _world(path, **app_options) -> Iterator[World]:
@@ -94,30 +98,104 @@ def assert_4xx_json(r: falcon.testing.Result, allowed: set[int] | None = None) -
 
 #: (method, path template, a valid body, field -> kind)
 BODY_ENDPOINTS = [
-    ("POST", "/api/products", {"name": "N", "price": "1.00", "stock": 1},
-     {"name": "text", "price": "price", "stock": "count"}),
-    ("PUT", "/api/products/{product_id}", {"name": "N", "price": "1.00", "stock": 60},
-     {"name": "text", "price": "price", "stock": "count"}),
-    ("POST", "/api/orders/purchase", {"product_id": "{product_id}", "quantity": 1},
-     {"product_id": "id", "quantity": "id"}),
+    (
+        "POST",
+        "/api/products",
+        {"name": "N", "price": "1.00", "stock": 1},
+        {"name": "text", "price": "price", "stock": "count"},
+    ),
+    (
+        "PUT",
+        "/api/products/{product_id}",
+        {"name": "N", "price": "1.00", "stock": 60},
+        {"name": "text", "price": "price", "stock": "count"},
+    ),
+    (
+        "POST",
+        "/api/orders/purchase",
+        {"product_id": "{product_id}", "quantity": 1},
+        {"product_id": "id", "quantity": "id"},
+    ),
     ("POST", "/api/holds", {"product_id": "{product_id}", "quantity": 1}, {"product_id": "id", "quantity": "id"}),
     ("POST", "/api/orders", {"hold_id": "{hold_id}"}, {"hold_id": "id"}),
-    ("POST", "/api/payments/webhook", {"idempotency_key": "k", "order_id": "{order_id}", "status": "success"},
-     {"idempotency_key": "text", "order_id": "id", "status": "status"}),
+    (
+        "POST",
+        "/api/payments/webhook",
+        {"idempotency_key": "k", "order_id": "{order_id}", "status": "success"},
+        {"idempotency_key": "text", "order_id": "id", "status": "status"},
+    ),
 ]
 BODY_IDS = [f"{m} {p}" for m, p, _, _ in BODY_ENDPOINTS]
 
 #: Raw JSON literals that no field of the given kind accepts.
-_BAD_INTEGERS = ['"1"', "true", "false", "1.5", "1.0", "1e2", "null", "[]", "{}", "[1]", str(10**30), HUGE,
-                 "-" + HUGE, str(-(10**30)), "-1", "NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '""']
+_BAD_INTEGERS = [
+    '"1"',
+    "true",
+    "false",
+    "1.5",
+    "1.0",
+    "1e2",
+    "null",
+    "[]",
+    "{}",
+    "[1]",
+    str(10**30),
+    HUGE,
+    "-" + HUGE,
+    str(-(10**30)),
+    "-1",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e400",
+    '"\\ud800"',
+    '""',
+]
 BAD_VALUES = {
     "count": [*_BAD_INTEGERS, str(2**31)],
     "id": [*_BAD_INTEGERS, "0", str(2**63)],
-    "price": ["true", "null", "[]", "{}", str(10**30), HUGE, "-1", "1e400", "NaN", "Infinity", "-Infinity",
-              '"1e400"', '"\\ud800"', '"abc"', '""', "0.001", '"0.001"', '"1,00"', '"Infinity"', '"NaN"',
-              '"0x10"', '"1_000"', "10000000000000", '"10000000000000"', "1E13"],
-    "text": ["true", "null", "[]", "{}", "5", HUGE, '""', '"   "', '"\\ud800"', '"\\udfff"', '"a\\ud800b"',
-             '"' + "x" * 256 + '"', "NaN"],
+    "price": [
+        "true",
+        "null",
+        "[]",
+        "{}",
+        str(10**30),
+        HUGE,
+        "-1",
+        "1e400",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        '"1e400"',
+        '"\\ud800"',
+        '"abc"',
+        '""',
+        "0.001",
+        '"0.001"',
+        '"1,00"',
+        '"Infinity"',
+        '"NaN"',
+        '"0x10"',
+        '"1_000"',
+        "10000000000000",
+        '"10000000000000"',
+        "1E13",
+    ],
+    "text": [
+        "true",
+        "null",
+        "[]",
+        "{}",
+        "5",
+        HUGE,
+        '""',
+        '"   "',
+        '"\\ud800"',
+        '"\\udfff"',
+        '"a\\ud800b"',
+        '"' + "x" * 256 + '"',
+        "NaN",
+    ],
     "status": ["true", "null", "[]", '"paid"', '"\\ud800"', "1", '""', '"Success"', "NaN"],
 }
 
@@ -157,17 +235,49 @@ TOO_BIG_BODIES = {
 
 #: (method, path template) of every endpoint with an id in its path
 PATH_ENDPOINTS = [
-    ("GET", "/api/products/{}"), ("PUT", "/api/products/{}"), ("DELETE", "/api/products/{}"),
-    ("GET", "/api/orders/{}"), ("GET", "/api/holds/{}"), ("DELETE", "/api/holds/{}"),
+    ("GET", "/api/products/{}"),
+    ("PUT", "/api/products/{}"),
+    ("DELETE", "/api/products/{}"),
+    ("GET", "/api/orders/{}"),
+    ("GET", "/api/holds/{}"),
+    ("DELETE", "/api/holds/{}"),
 ]
-BAD_PATH_IDS = ["999999", "0", "-1", "00", "abc", "1.0", "1e3", "+1", " 1", "0x1", str(2**63), str(2**64),
-                "9" * 40, HUGE, "%00", "%F0%9F%9B%92", "%ED%A0%80", "%FF", "１", "NaN", "null", "true", "[1]"]
+BAD_PATH_IDS = [
+    "999999",
+    "0",
+    "-1",
+    "00",
+    "abc",
+    "1.0",
+    "1e3",
+    "+1",
+    " 1",
+    "0x1",
+    str(2**63),
+    str(2**64),
+    "9" * 40,
+    HUGE,
+    "%00",
+    "%F0%9F%9B%92",
+    "%ED%A0%80",
+    "%FF",
+    "１",
+    "NaN",
+    "null",
+    "true",
+    "[1]",
+]
 
 QUERY_ENDPOINTS = {
-    "/api/products": {"limit": ["0", "201", "-1", "abc", "1.5", "", "%00", HUGE, str(2**64), "１"],
-                      "after_id": ["-1", "x", HUGE, str(2**63), "1.0", "", "+1", " 1", "01x"]},
-    "/api/logs": {"limit": ["0", "1001", "-5", "many", HUGE, ""], "before_id": ["0", "y", HUGE, str(2**63), ""],
-                  "event": ["e" * 65, "e" * 5000, ""]},
+    "/api/products": {
+        "limit": ["0", "201", "-1", "abc", "1.5", "", "%00", HUGE, str(2**64), "１"],
+        "after_id": ["-1", "x", HUGE, str(2**63), "1.0", "", "+1", " 1", "01x"],
+    },
+    "/api/logs": {
+        "limit": ["0", "1001", "-5", "many", HUGE, ""],
+        "before_id": ["0", "y", HUGE, str(2**63), ""],
+        "event": ["e" * 65, "e" * 5000, ""],
+    },
 }
 
 
@@ -186,6 +296,7 @@ def _body_with(world: World, valid: dict, field: str, raw_literal: str) -> bytes
 
 
 # ---------------------------------------------------------------- body endpoints
+
 
 @pytest.mark.parametrize("kind", list(MALFORMED_BODIES))
 @pytest.mark.parametrize("method, path, valid, fields", BODY_ENDPOINTS, ids=BODY_IDS)
@@ -207,8 +318,9 @@ def test_bodies_over_64_kib_are_413(world, method, path, valid, fields, kind):
 
 @pytest.mark.parametrize("method, path, valid, fields", BODY_ENDPOINTS, ids=BODY_IDS)
 def test_a_content_length_over_64_kib_is_413_before_reading(world, method, path, valid, fields):
-    r = world.client.simulate_request(method, _path(world, path), body=b"{}",
-                                      headers={**JSON_HEADERS, "Content-Length": str(10**9)})
+    r = world.client.simulate_request(
+        method, _path(world, path), body=b"{}", headers={**JSON_HEADERS, "Content-Length": str(10**9)}
+    )
     assert_4xx_json(r, {413})
 
 
@@ -230,13 +342,15 @@ def test_wrong_types_and_out_of_range_values_are_422(world, method, path, valid,
 def test_a_body_without_any_known_field_is_422(world, method, path, valid, fields):
     before = world.snapshot()
     for body in (b"{}", b'{"unknown": 1}', json.dumps({f.upper(): 1 for f in fields}).encode()):
-        assert_4xx_json(world.client.simulate_request(method, _path(world, path), body=body, headers=JSON_HEADERS),
-                        {422})
+        assert_4xx_json(
+            world.client.simulate_request(method, _path(world, path), body=body, headers=JSON_HEADERS), {422}
+        )
     assert world.snapshot() == before
 
 
-@pytest.mark.parametrize("path, field", [("/api/orders/purchase", "product_id"), ("/api/holds", "product_id"),
-                                         ("/api/orders", "hold_id")])
+@pytest.mark.parametrize(
+    "path, field", [("/api/orders/purchase", "product_id"), ("/api/holds", "product_id"), ("/api/orders", "hold_id")]
+)
 @pytest.mark.parametrize("unknown", [999999, 2**63 - 1])
 def test_ids_in_the_body_that_name_nothing_are_422(world, path, field, unknown):
     before = world.snapshot()
@@ -252,13 +366,17 @@ def test_a_refused_request_does_not_burn_its_idempotency_key(world, path):
     headers = {**JSON_HEADERS, "Idempotency-Key": "retry-me"}
     for body in (b"{", b"[]", b'{"product_id": "1", "hold_id": "1", "quantity": 0}'):
         assert_4xx_json(world.client.simulate_post(path, body=body, headers=headers))
-    valid = ({"hold_id": world.shop.hold(world.product_id, 1).id} if path == "/api/orders"
-             else {"product_id": world.product_id, "quantity": 1})
+    valid = (
+        {"hold_id": world.shop.hold(world.product_id, 1).id}
+        if path == "/api/orders"
+        else {"product_id": world.product_id, "quantity": 1}
+    )
     r = world.client.simulate_post(path, json=valid, headers=headers)
     assert r.status_code == 201 and "idempotent-replayed" not in r.headers
 
 
 # ---------------------------------------------------------------- ids in paths, query strings
+
 
 @pytest.mark.parametrize("raw_id", BAD_PATH_IDS)
 @pytest.mark.parametrize("method, template", PATH_ENDPOINTS, ids=[f"{m} {p}" for m, p in PATH_ENDPOINTS])
@@ -269,20 +387,31 @@ def test_ids_in_the_path_that_name_nothing_are_404(world, method, template, raw_
     assert world.snapshot() == before
 
 
-@pytest.mark.parametrize("path, param, value", [
-    (path, param, value) for path, params in QUERY_ENDPOINTS.items()
-    for param, values in params.items() for value in values
-], ids=lambda v: v[:20] if isinstance(v, str) else v)
+@pytest.mark.parametrize(
+    "path, param, value",
+    [
+        (path, param, value)
+        for path, params in QUERY_ENDPOINTS.items()
+        for param, values in params.items()
+        for value in values
+    ],
+    ids=lambda v: v[:20] if isinstance(v, str) else v,
+)
 def test_bad_query_parameters_are_422(world, path, param, value):
     r = world.client.simulate_get(path, query_string=f"{param}={value}")
     assert_4xx_json(r, {422})
     assert param in r.json["errors"]
 
 
-@pytest.mark.parametrize("path, param, value", [
-    (path, param, value) for path, params in QUERY_ENDPOINTS.items() for param, values in params.items()
-    for value in [values[0]]
-])
+@pytest.mark.parametrize(
+    "path, param, value",
+    [
+        (path, param, value)
+        for path, params in QUERY_ENDPOINTS.items()
+        for param, values in params.items()
+        for value in [values[0]]
+    ],
+)
 @pytest.mark.parametrize("form", ["{param}=", "{param}", "{param}=1&{param}=2", "{param}=2&{param}=2"])
 def test_an_empty_or_repeated_query_parameter_is_422(world, path, param, value, form):
     r = world.client.simulate_get(path, query_string=form.format(param=param))
@@ -298,12 +427,21 @@ def test_odd_query_strings_never_fail_the_server(world, query):
         assert_4xx_json(r)
 
 
-@pytest.mark.parametrize("header, value", [
-    ("If-Match", '"x"' * 5000), ("If-Match", '"1-' + HUGE + '"'), ("If-Match", "W/\"1-1\", \"\""),
-    ("If-Match", '"1-\u00b2"'), ("If-Match", "\u00ff"), ("Idempotency-Key", "\u00b2"),
-    ("Idempotency-Key", "\x7f"), ("Authorization", "Bearer " + "x" * 10000), ("Content-Type", "text/plain"),
-    ("Content-Type", "application/json; charset=latin-1"),
-])
+@pytest.mark.parametrize(
+    "header, value",
+    [
+        ("If-Match", '"x"' * 5000),
+        ("If-Match", '"1-' + HUGE + '"'),
+        ("If-Match", 'W/"1-1", ""'),
+        ("If-Match", '"1-\u00b2"'),
+        ("If-Match", "\u00ff"),
+        ("Idempotency-Key", "\u00b2"),
+        ("Idempotency-Key", "\x7f"),
+        ("Authorization", "Bearer " + "x" * 10000),
+        ("Content-Type", "text/plain"),
+        ("Content-Type", "application/json; charset=latin-1"),
+    ],
+)
 def test_odd_headers_never_fail_the_server(world, header, value):
     for method, path, valid, _ in BODY_ENDPOINTS:
         body = json.dumps(_valid(world, valid)).encode()
@@ -329,21 +467,50 @@ def test_an_invalid_content_length_is_4xx(world, method, path, valid, fields, co
 
 # ---------------------------------------------------------------- property-based: random JSON
 
-_scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**64), max_value=2**64)
-            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-            | st.sampled_from(["\ud800", "\udfff", "", " ", "1", "1.00", "1e3", "-0", "success", "failure", "failed",
-                               "x" * 256, "0.001", "9999999999999.99", "10000000000000"]))
-json_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=15)
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(
+        [
+            "\ud800",
+            "\udfff",
+            "",
+            " ",
+            "1",
+            "1.00",
+            "1e3",
+            "-0",
+            "success",
+            "failure",
+            "failed",
+            "x" * 256,
+            "0.001",
+            "9999999999999.99",
+            "10000000000000",
+        ]
+    )
+)
+json_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=15,
+)
 
 POSTS = [(m, p, fields) for m, p, _, fields in BODY_ENDPOINTS]
 
 
 def _field_values(kind: str):
-    near = {"id": st.integers(min_value=-2, max_value=2**63 + 2),
-            "count": st.integers(min_value=-2, max_value=2**31 + 2), "price": st.decimals(allow_nan=False,
-                                                                                          allow_infinity=False)
-            .map(str), "text": st.text(max_size=300), "status": st.sampled_from(["success", "failure", "failed"])}
+    near = {
+        "id": st.integers(min_value=-2, max_value=2**63 + 2),
+        "count": st.integers(min_value=-2, max_value=2**31 + 2),
+        "price": st.decimals(allow_nan=False, allow_infinity=False).map(str),
+        "text": st.text(max_size=300),
+        "status": st.sampled_from(["success", "failure", "failed"]),
+    }
     return near[kind] | json_values
 
 
@@ -351,8 +518,9 @@ def _dicts_with_fields(fields: dict[str, str]):
     return st.fixed_dictionaries({}, optional={f: _field_values(kind) for f, kind in fields.items()})
 
 
-HYPOTHESIS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                                 HealthCheck.too_slow])
+HYPOTHESIS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 
 def _post_and_check(world: World, method: str, path: str, body: bytes) -> None:
@@ -396,18 +564,30 @@ _stamps = st.one_of(st.integers(min_value=-(10**13), max_value=10**13).map(str),
 
 
 @HYPOTHESIS
-@given(if_match=st.one_of(_header_text, st.tuples(st.sampled_from(["1", "2", "x"]), st.one_of(_digits, _header_text))
-                          .map(lambda iv: f'"{iv[0]}-{iv[1]}"')),
-       key=_header_text,
-       authorization=st.one_of(st.just("Bearer s3cret"), _header_text, _header_text.map(lambda v: f"Bearer {v}")),
-       signature=st.one_of(_header_text, st.tuples(_stamps, _header_text).map(lambda tv: f"t={tv[0]},v1={tv[1]}")))
+@given(
+    if_match=st.one_of(
+        _header_text,
+        st.tuples(st.sampled_from(["1", "2", "x"]), st.one_of(_digits, _header_text)).map(
+            lambda iv: f'"{iv[0]}-{iv[1]}"'
+        ),
+    ),
+    key=_header_text,
+    authorization=st.one_of(st.just("Bearer s3cret"), _header_text, _header_text.map(lambda v: f"Bearer {v}")),
+    signature=st.one_of(_header_text, st.tuples(_stamps, _header_text).map(lambda tv: f"t={tv[0]},v1={tv[1]}")),
+)
 def test_random_header_values_never_fail_the_server(guarded_world, if_match, key, authorization, signature):
     w = guarded_world
-    headers = {"If-Match": if_match, "Idempotency-Key": key, "Authorization": authorization,
-               "Stockade-Signature": signature, **JSON_HEADERS}
+    headers = {
+        "If-Match": if_match,
+        "Idempotency-Key": key,
+        "Authorization": authorization,
+        "Stockade-Signature": signature,
+        **JSON_HEADERS,
+    }
     for method, path, valid, _ in BODY_ENDPOINTS:
-        r = w.client.simulate_request(method, _path(w, path), body=json.dumps(_valid(w, valid)).encode(),
-                                      headers=headers)
+        r = w.client.simulate_request(
+            method, _path(w, path), body=json.dumps(_valid(w, valid)).encode(), headers=headers
+        )
         assert r.status_code < 500, (method, path, headers, r.status_code, r.text[:300])
         if r.status_code >= 400:
             assert_4xx_json(r)

@@ -47,25 +47,41 @@ def _wsgi(app: falcon.App, environ: dict) -> tuple[int, dict[str, str], bytes]:
 
 # ---------------------------------------------------------------- media types
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
-                                          "application/jsonx", "text/json"])
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "application/jsonx", "text/json"],
+)
 @pytest.mark.parametrize("path", BODY_POSTS)
 def test_a_body_declared_as_anything_but_json_is_415_and_not_parsed(api, path, content_type):
     pid = api.new_product()
-    body = json.dumps({"name": "N", "price": "1.00", "stock": 1, "product_id": pid, "quantity": 1, "hold_id": 1,
-                       "idempotency_key": "k", "order_id": 1, "status": "success"})
+    body = json.dumps(
+        {
+            "name": "N",
+            "price": "1.00",
+            "stock": 1,
+            "product_id": pid,
+            "quantity": 1,
+            "hold_id": 1,
+            "idempotency_key": "k",
+            "order_id": 1,
+            "status": "success",
+        }
+    )
     r = api.client.simulate_post(path, body=body, headers={"Content-Type": content_type})
     assert r.status_code == 415 and r.json["message"], r.text
     assert api.levels(pid) == (10, 0, 10) and len(api.shop.list_products()[0]) == 1
 
 
-@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8",
-                                          "Application/JSON;charset=UTF-8"])
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8"]
+)
 def test_a_json_body_may_name_its_charset_or_no_content_type_at_all(api, content_type):
     pid = api.new_product()
     headers = {} if content_type is None else {"Content-Type": content_type}
-    r = api.client.simulate_post("/api/orders/purchase", body=json.dumps({"product_id": pid, "quantity": 1}),
-                                 headers=headers)
+    r = api.client.simulate_post(
+        "/api/orders/purchase", body=json.dumps({"product_id": pid, "quantity": 1}), headers=headers
+    )
     assert r.status_code == 201, r.text
 
 
@@ -73,9 +89,11 @@ def test_a_chunked_body_is_read_like_any_other(api):
     pid = api.new_product()
     app = api.client.app
     raw = json.dumps({"product_id": pid, "quantity": 2}).encode()
-    environ = falcon.testing.create_environ("/api/orders/purchase", method="POST",
-                                            headers={"Content-Type": "application/json",
-                                                     "Transfer-Encoding": "chunked"})
+    environ = falcon.testing.create_environ(
+        "/api/orders/purchase",
+        method="POST",
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+    )
     environ.pop("CONTENT_LENGTH", None)  # a chunked request has none; the server decodes the chunks
     environ["wsgi.input"] = io.BytesIO(raw)
     status, _, body = _wsgi(app, environ)
@@ -84,6 +102,7 @@ def test_a_chunked_body_is_read_like_any_other(api):
 
 
 # ---------------------------------------------------------------- HEAD, canonical ids
+
 
 def test_every_get_route_answers_head_with_the_headers_and_no_body(api):
     pid = api.new_product()
@@ -101,8 +120,19 @@ def test_every_get_route_answers_head_with_the_headers_and_no_body(api):
         assert head.headers.get("etag") == got.headers.get("etag"), path
 
 
-@pytest.mark.parametrize("path", ["/api/products/01", "/api/products/1/", "/api/products/+1", "/api/products/1.",
-                                  "/api/orders/01", "/api/holds/001", "/api/products/", "/api/products/1//"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/products/01",
+        "/api/products/1/",
+        "/api/products/+1",
+        "/api/products/1.",
+        "/api/orders/01",
+        "/api/holds/001",
+        "/api/products/",
+        "/api/products/1//",
+    ],
+)
 def test_path_ids_are_canonical_decimal_integers(api, path):
     api.new_product()
     api.pending_order(1)
@@ -110,17 +140,21 @@ def test_path_ids_are_canonical_decimal_integers(api, path):
     assert r.status_code == 404 and r.json["message"], (path, r.status_code, r.text)
 
 
-@pytest.mark.parametrize("path, query, fields", [
-    ("/api/products", "limit=0&after_id=x", {"limit", "after_id"}),
-    ("/api/logs", "limit=1001&before_id=0&event=" + "e" * 65, {"limit", "before_id", "event"}),
-    ("/api/logs", "limit=&limit=2&before_id=y", {"limit", "before_id"}),
-])
+@pytest.mark.parametrize(
+    "path, query, fields",
+    [
+        ("/api/products", "limit=0&after_id=x", {"limit", "after_id"}),
+        ("/api/logs", "limit=1001&before_id=0&event=" + "e" * 65, {"limit", "before_id", "event"}),
+        ("/api/logs", "limit=&limit=2&before_id=y", {"limit", "before_id"}),
+    ],
+)
 def test_every_invalid_query_parameter_is_named(api, path, query, fields):
     r = api.client.simulate_get(path, query_string=query)
     assert r.status_code == 422 and set(r.json["errors"]) == fields, r.text
 
 
 # ---------------------------------------------------------------- request ids and the access log
+
 
 def test_every_response_carries_a_new_request_id(api):
     seen = set()
@@ -133,8 +167,9 @@ def test_every_response_carries_a_new_request_id(api):
 
 @pytest.mark.parametrize("given", ["abc-123", "x" * 128, "!~", "0f8fad5b-d9cb-469f-a165-70867728950e"])
 def test_a_sane_client_request_id_is_echoed(api, given):
-    r = api.client.simulate_post("/api/orders/purchase", json={"product_id": 1, "quantity": 0},
-                                 headers={"X-Request-ID": given})
+    r = api.client.simulate_post(
+        "/api/orders/purchase", json={"product_id": 1, "quantity": 0}, headers={"X-Request-ID": given}
+    )
     assert r.status_code == 422 and r.headers["x-request-id"] == given
 
 
@@ -147,20 +182,21 @@ def test_an_insane_client_request_id_is_replaced(api, given):
 def test_each_request_has_one_access_log_line_with_method_route_status_duration_and_id(api, caplog):
     pid = api.new_product()
     with caplog.at_level(logging.INFO, logger="stockade.access"):
-        r = api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 1},
-                                     headers={"X-Request-ID": "trace-me"})
+        r = api.client.simulate_post(
+            "/api/orders/purchase", json={"product_id": pid, "quantity": 1}, headers={"X-Request-ID": "trace-me"}
+        )
         api.client.simulate_get("/api/nope")
     lines = [rec for rec in caplog.records if rec.name == "stockade.access"]
     assert len(lines) == 2
     sale, unknown = lines
-    assert (sale.method, sale.route, sale.status, sale.request_id) == ("POST", "/api/orders/purchase", 201,
-                                                                       "trace-me")
+    assert (sale.method, sale.route, sale.status, sale.request_id) == ("POST", "/api/orders/purchase", 201, "trace-me")
     assert r.status_code == 201 and sale.duration_ms >= 0
     assert "POST /api/orders/purchase 201" in sale.getMessage()
     assert (unknown.route, unknown.status) == ("unmatched", 404)
 
 
 # ---------------------------------------------------------------- CORS
+
 
 def test_no_cors_headers_unless_origins_are_configured(api):
     r = api.client.simulate_get("/api/products", headers={"Origin": "https://shop.example"})
@@ -174,9 +210,14 @@ def test_configured_origins_get_cors_headers_and_preflights(api):
     assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
     other = client.simulate_get("/api/products", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
-    preflight = client.simulate_options("/api/orders/purchase", headers={
-        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    preflight = client.simulate_options(
+        "/api/orders/purchase",
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert "POST" in preflight.headers["access-control-allow-methods"]
 
@@ -196,6 +237,7 @@ def test_every_timestamp_in_the_event_log_ends_in_z(api):
 
 
 # ---------------------------------------------------------------- metrics and logs
+
 
 def test_metrics_have_process_metrics_and_no_created_series(api):
     api.client.simulate_get("/healthz")
@@ -223,8 +265,9 @@ def json_lines() -> Iterator[io.StringIO]:
 
 def test_a_background_task_logs_with_the_request_id_that_caused_it(api, json_lines):
     pid = api.new_product()
-    r = api.client.simulate_post("/api/orders/purchase", json={"product_id": pid, "quantity": 1},
-                                 headers={"X-Request-ID": "cause-7"})
+    r = api.client.simulate_post(
+        "/api/orders/purchase", json={"product_id": pid, "quantity": 1}, headers={"X-Request-ID": "cause-7"}
+    )
     assert r.status_code == 201
     assert [m.payload.get("request_id") for m in api.pending_tasks()] == ["cause-7"]
     assert api.run_tasks() == 1
@@ -241,18 +284,22 @@ def test_work_outside_any_request_logs_without_a_request_id(api, json_lines):
     assert json.loads(json_lines.getvalue())["request_id"] is None
 
 
-@pytest.mark.parametrize("env, problem", [
-    ({"STOCKADE_LOG_FORMAT": "xml"}, "STOCKADE_LOG_FORMAT"),
-    ({"STOCKADE_CORS_ORIGINS": "shop.example"}, "STOCKADE_CORS_ORIGINS"),
-    ({"STOCKADE_CORS_ORIGINS": "https://shop.example/path"}, "STOCKADE_CORS_ORIGINS"),
-])
+@pytest.mark.parametrize(
+    "env, problem",
+    [
+        ({"STOCKADE_LOG_FORMAT": "xml"}, "STOCKADE_LOG_FORMAT"),
+        ({"STOCKADE_CORS_ORIGINS": "shop.example"}, "STOCKADE_CORS_ORIGINS"),
+        ({"STOCKADE_CORS_ORIGINS": "https://shop.example/path"}, "STOCKADE_CORS_ORIGINS"),
+    ],
+)
 def test_unusable_log_format_or_cors_origins_are_refused_naming_the_variable(env, problem):
     with pytest.raises(SettingsError, match=problem):
         Settings.from_env(env)
 
 
 def test_cors_origins_are_read_as_a_comma_separated_list():
-    settings = Settings.from_env({"STOCKADE_CORS_ORIGINS": " https://a.example, http://localhost:3000/ ,",
-                                  "STOCKADE_LOG_FORMAT": "JSON"})
+    settings = Settings.from_env(
+        {"STOCKADE_CORS_ORIGINS": " https://a.example, http://localhost:3000/ ,", "STOCKADE_LOG_FORMAT": "JSON"}
+    )
     assert settings.cors_origins == ("https://a.example", "http://localhost:3000")
     assert settings.log_format == "json"

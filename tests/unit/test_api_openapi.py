@@ -27,8 +27,13 @@ from stockade.entrypoints.settings import Settings
 ADMIN_TOKEN = "s3cret"
 MAX_QUANTITY = 100  # Settings' default, which the test app uses
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 
 
 def _app(path, **options) -> Iterator[falcon.App]:
@@ -59,13 +64,17 @@ schema = schemathesis.openapi.from_dict(openapi_document(MAX_QUANTITY))
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
 def test_every_operation_conforms_to_the_document(case, app):
     case.call_and_validate(app=app, headers=AUTH, checks=CHECKS)
 
 
 # ---------------------------------------------------------------- the document itself
+
 
 def test_the_app_serves_this_document(app):
     loaded = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
@@ -91,8 +100,7 @@ def test_every_route_of_the_app_is_documented_with_exactly_its_methods(app):
 def test_quantity_limits_follow_the_configured_maximum():
     for max_quantity in (1, 100, 7):
         buy = openapi_document(max_quantity)["components"]["schemas"]["BuyRequest"]
-        assert buy["properties"]["quantity"] == {**buy["properties"]["quantity"], "minimum": 1,
-                                                  "maximum": max_quantity}
+        assert buy["properties"]["quantity"] == {**buy["properties"]["quantity"], "minimum": 1, "maximum": max_quantity}
 
 
 def test_field_rules_are_stated_exactly():
@@ -107,26 +115,48 @@ def test_field_rules_are_stated_exactly():
     assert (number["type"], number["minimum"], number["exclusiveMaximum"]) == ("number", 0, 10**13)
     assert "multipleOf" not in number  # applied in floating point, it would refuse 19.99
     assert text["type"] == "string"
-    for schema_name, field in (("BuyRequest", "product_id"), ("OrderFromHoldRequest", "hold_id"),
-                               ("PaymentNotificationBody", "order_id")):
+    for schema_name, field in (
+        ("BuyRequest", "product_id"),
+        ("OrderFromHoldRequest", "hold_id"),
+        ("PaymentNotificationBody", "order_id"),
+    ):
         prop = schemas[schema_name]["properties"][field]
         assert (prop["type"], prop["minimum"], prop["maximum"]) == ("integer", 1, 2**63 - 1)
-    assert schemas["ProductUpdate"]["anyOf"] == [{"required": ["name"]}, {"required": ["price"]},
-                                                 {"required": ["stock"]}]
+    assert schemas["ProductUpdate"]["anyOf"] == [
+        {"required": ["name"]},
+        {"required": ["price"]},
+        {"required": ["stock"]},
+    ]
     assert schemas["ErrorBody"]["required"] == ["message"]
-    assert set(schemas["ProductBody"]["properties"]) == {"id", "name", "price", "stock", "reserved", "available",
-                                                         "available_stock", "max_per_customer", "created_at",
-                                                         "updated_at"}
+    assert set(schemas["ProductBody"]["properties"]) == {
+        "id",
+        "name",
+        "price",
+        "stock",
+        "reserved",
+        "available",
+        "available_stock",
+        "max_per_customer",
+        "created_at",
+        "updated_at",
+    }
 
 
 def test_headers_and_security_are_documented():
     doc = openapi_document(100)
     components = doc["components"]
-    assert components["securitySchemes"]["adminBearer"] == {**components["securitySchemes"]["adminBearer"],
-                                                           "type": "http", "scheme": "bearer"}
+    assert components["securitySchemes"]["adminBearer"] == {
+        **components["securitySchemes"]["adminBearer"],
+        "type": "http",
+        "scheme": "bearer",
+    }
     paths = doc["paths"]
-    for path, method in (("/api/products", "post"), ("/api/products/{product_id}", "put"),
-                         ("/api/products/{product_id}", "delete"), ("/api/logs", "get")):
+    for path, method in (
+        ("/api/products", "post"),
+        ("/api/products/{product_id}", "put"),
+        ("/api/products/{product_id}", "delete"),
+        ("/api/logs", "get"),
+    ):
         assert paths[path][method]["security"] == [{"adminBearer": []}]
         assert "401" in paths[path][method]["responses"]
     for path in ("/api/orders/purchase", "/api/holds", "/api/orders"):

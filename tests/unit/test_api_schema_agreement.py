@@ -40,27 +40,51 @@ def client(tmp_path_factory) -> Iterator[falcon.testing.TestClient]:
 
 def _validator(client: falcon.testing.TestClient, name: str) -> jsonschema_rs.Draft202012Validator:
     document = client.simulate_get("/api/openapi.json").json
-    return jsonschema_rs.Draft202012Validator({"$ref": f"#/components/schemas/{name}",
-                                               "components": document["components"]})
+    return jsonschema_rs.Draft202012Validator(
+        {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
+    )
 
 
 _names = st.one_of(
     st.text(max_size=260),
-    st.text(st.sampled_from(" \t\u00a0\u200b\u200e\u2060\ufeff\u202a\u202e\u2066\u2069\x00\x1f\x7f\x85a🛒"),
-            max_size=6),
+    st.text(
+        st.sampled_from(" \t\u00a0\u200b\u200e\u2060\ufeff\u202a\u202e\u2066\u2069\x00\x1f\x7f\x85a🛒"), max_size=6
+    ),
     st.sampled_from(["", " ", "\u200b", "a\u0000b", "\u202eevil\u202c", "x" * 255, "x" * 256, "🛒" * 255]),
 )
 _price_text = st.one_of(
     st.from_regex(r"\A-?[0-9]{1,15}(\.[0-9]{0,4})?\Z"),
-    st.sampled_from(["-0", "0", "19.99", "0.07", "1.500", "1.005", "1e3", " 1", "9999999999999.99",
-                     "10000000000000", "00000000000001.00", ".5", "1."]),
+    st.sampled_from(
+        [
+            "-0",
+            "0",
+            "19.99",
+            "0.07",
+            "1.500",
+            "1.005",
+            "1e3",
+            " 1",
+            "9999999999999.99",
+            "10000000000000",
+            "00000000000001.00",
+            ".5",
+            "1.",
+        ]
+    ),
     st.text(max_size=6),
 )
-_price_number = st.one_of(st.integers(min_value=-5, max_value=10**14),
-                          st.floats(min_value=-1, max_value=10**13 + 1),
-                          st.sampled_from([19.99, 0.07, 0.001, -0.0, 1e2, 9999999999999.99]))
-_integers = st.one_of(st.integers(min_value=-3, max_value=2**63 + 3), st.booleans(), st.floats(allow_nan=False,
-                      allow_infinity=False), st.text(max_size=3), st.none())
+_price_number = st.one_of(
+    st.integers(min_value=-5, max_value=10**14),
+    st.floats(min_value=-1, max_value=10**13 + 1),
+    st.sampled_from([19.99, 0.07, 0.001, -0.0, 1e2, 9999999999999.99]),
+)
+_integers = st.one_of(
+    st.integers(min_value=-3, max_value=2**63 + 3),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=3),
+    st.none(),
+)
 
 
 def _body(fields: dict) -> st.SearchStrategy[dict]:
@@ -108,7 +132,14 @@ def test_buy_request_schema_and_server_agree(client, body):
 
 
 @AGREE
-@given(body=_body({"idempotency_key": st.one_of(_names, st.text(max_size=3)), "order_id": _integers,
-                   "status": st.sampled_from(["success", "failure", "failed", "paid", "", "Success"])}))
+@given(
+    body=_body(
+        {
+            "idempotency_key": st.one_of(_names, st.text(max_size=3)),
+            "order_id": _integers,
+            "status": st.sampled_from(["success", "failure", "failed", "paid", "", "Success"]),
+        }
+    )
+)
 def test_payment_notification_schema_and_server_agree(client, body):
     _agree(client, "PaymentNotificationBody", "POST", "/api/payments/webhook", body)

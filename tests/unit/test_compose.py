@@ -2,6 +2,7 @@
 
 No Docker engine is needed: this checks the file, which `docker compose config` would accept.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 #: The images the integration tests run against, read from their fixtures (not imported: a unit
 #: test does not load the integration conftest).
-TEST_IMAGES = dict(re.findall(r'^(MYSQL_IMAGE|REDIS_IMAGE) = "([^"]+)"',
-                              (ROOT / "tests" / "integration" / "conftest.py").read_text(), re.M))
+TEST_IMAGES = dict(
+    re.findall(
+        r'^(MYSQL_IMAGE|REDIS_IMAGE) = "([^"]+)"', (ROOT / "tests" / "integration" / "conftest.py").read_text(), re.M
+    )
+)
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 STOCKADE_SERVICES = [name for name, s in SERVICES.items() if str(s.get("image", "")).startswith("stockade:")]
@@ -59,8 +63,9 @@ def test_every_image_is_pinned_and_the_servers_are_the_ones_the_tests_use():
     assert re.search(r"ARG PYTHON_IMAGE=python:3\.11\.\d+-slim", dockerfile)
 
 
-@pytest.mark.parametrize("service", ["api", "proxy", "tasks-api", "worker", "beat", "mysql", "redis-cache",
-                                     "redis-broker"])
+@pytest.mark.parametrize(
+    "service", ["api", "proxy", "tasks-api", "worker", "beat", "mysql", "redis-cache", "redis-broker"]
+)
 def test_every_long_running_service_has_a_healthcheck(service):
     check = SERVICES[service].get("healthcheck", {})
     assert not check.get("disable"), service
@@ -83,8 +88,10 @@ def test_secrets_are_files_given_only_to_the_services_that_use_them():
     for name in ("proxy", "redis-cache", "redis-broker"):
         assert not given[name], name
     for name in SERVICES:
-        assert not any(k in environment(name) for k in ("STOCKADE_ADMIN_TOKEN", "STOCKADE_WEBHOOK_SECRET",
-                                                          "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")), name
+        assert not any(
+            k in environment(name)
+            for k in ("STOCKADE_ADMIN_TOKEN", "STOCKADE_WEBHOOK_SECRET", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD")
+        ), name
     assert environment("api")["STOCKADE_ADMIN_TOKEN_FILE"] == "/run/secrets/admin_token"
     assert environment("api")["STOCKADE_WEBHOOK_SECRET_FILE"] == "/run/secrets/webhook_secret"
 

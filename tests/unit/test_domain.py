@@ -82,8 +82,9 @@ def test_inconsistent_stock_levels_cannot_exist(stock, reserved):
         StockLevels(stock, reserved)
 
 
-_operation = st.tuples(st.sampled_from(["purchase", "hold", "release", "settle", "set_stock"]),
-                       st.integers(min_value=0, max_value=30))
+_operation = st.tuples(
+    st.sampled_from(["purchase", "hold", "release", "settle", "set_stock"]), st.integers(min_value=0, max_value=30)
+)
 
 
 @given(stock=st.integers(0, 50), ops=st.lists(_operation, max_size=40))
@@ -141,11 +142,14 @@ def test_used_hold_stays_used_after_its_ttl():
         ensure_hold_usable(hold, NOW + timedelta(hours=1))
 
 
-@pytest.mark.parametrize("status, error", [
-    (HoldStatus.USED, HoldAlreadyUsed),
-    (HoldStatus.RELEASED, HoldReleased),
-    (HoldStatus.EXPIRED, HoldExpired),
-])
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        (HoldStatus.USED, HoldAlreadyUsed),
+        (HoldStatus.RELEASED, HoldReleased),
+        (HoldStatus.EXPIRED, HoldExpired),
+    ],
+)
 def test_ended_hold_refuses_with_the_error_that_names_its_status(status, error):
     assert isinstance(_hold(status).refusal(NOW), error)
     with pytest.raises(error):
@@ -158,20 +162,23 @@ S, F = PaymentResult.SUCCESS, PaymentResult.FAILURE
 APPLIED, DEFERRED, IGNORED = WebhookOutcome.APPLIED, WebhookOutcome.DEFERRED, WebhookOutcome.IGNORED
 
 
-@pytest.mark.parametrize("order_status, result, decision", [
-    (OrderStatus.PENDING, S, PaymentDecision(APPLIED, OrderStatus.PAID)),
-    (OrderStatus.PENDING, F, PaymentDecision(APPLIED, OrderStatus.CANCELLED)),
-    (None, S, PaymentDecision(DEFERRED, None)),
-    (None, F, PaymentDecision(DEFERRED, None)),
-    (OrderStatus.PAID, S, PaymentDecision(IGNORED, None)),
-    (OrderStatus.PAID, F, PaymentDecision(IGNORED, None)),
-    (OrderStatus.PROCESSED, S, PaymentDecision(IGNORED, None)),
-    (OrderStatus.PROCESSED, F, PaymentDecision(IGNORED, None)),
-    (OrderStatus.CANCELLED, S, PaymentDecision(IGNORED, None, refund_required=True)),
-    (OrderStatus.CANCELLED, F, PaymentDecision(IGNORED, None)),
-    (OrderStatus.CREATED, S, PaymentDecision(IGNORED, None)),
-    (OrderStatus.CREATED, F, PaymentDecision(IGNORED, None)),
-])
+@pytest.mark.parametrize(
+    "order_status, result, decision",
+    [
+        (OrderStatus.PENDING, S, PaymentDecision(APPLIED, OrderStatus.PAID)),
+        (OrderStatus.PENDING, F, PaymentDecision(APPLIED, OrderStatus.CANCELLED)),
+        (None, S, PaymentDecision(DEFERRED, None)),
+        (None, F, PaymentDecision(DEFERRED, None)),
+        (OrderStatus.PAID, S, PaymentDecision(IGNORED, None)),
+        (OrderStatus.PAID, F, PaymentDecision(IGNORED, None)),
+        (OrderStatus.PROCESSED, S, PaymentDecision(IGNORED, None)),
+        (OrderStatus.PROCESSED, F, PaymentDecision(IGNORED, None)),
+        (OrderStatus.CANCELLED, S, PaymentDecision(IGNORED, None, refund_required=True)),
+        (OrderStatus.CANCELLED, F, PaymentDecision(IGNORED, None)),
+        (OrderStatus.CREATED, S, PaymentDecision(IGNORED, None)),
+        (OrderStatus.CREATED, F, PaymentDecision(IGNORED, None)),
+    ],
+)
 def test_payment_decision_follows_the_webhook_table(order_status, result, decision):
     assert decide_payment(order_status, result) == decision
 
@@ -179,15 +186,18 @@ def test_payment_decision_follows_the_webhook_table(order_status, result, decisi
 # money
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("1.005", "1.01"),
-    ("2.675", "2.68"),
-    ("1.004", "1.00"),
-    ("-1.005", "-1.01"),
-    (3, "3.00"),
-    (Decimal("15000000"), "15000000.00"),
-    ("0.1", "0.10"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1.005", "1.01"),
+        ("2.675", "2.68"),
+        ("1.004", "1.00"),
+        ("-1.005", "-1.01"),
+        (3, "3.00"),
+        (Decimal("15000000"), "15000000.00"),
+        ("0.1", "0.10"),
+    ],
+)
 def test_money_has_two_places_rounded_half_up(value, expected):
     result = money(value)
     assert result == Decimal(expected)

@@ -78,7 +78,9 @@ def test_order_transition_applies_only_from_the_given_status(uow, now):
 
 
 def test_payment_event_key_is_added_once(uow, now):
-    event = PaymentEvent(0, "k", 1, PaymentResult.SUCCESS, "1:success", WebhookOutcome.DEFERRED, WebhookOutcome.DEFERRED, "", now, None)
+    event = PaymentEvent(
+        0, "k", 1, PaymentResult.SUCCESS, "1:success", WebhookOutcome.DEFERRED, WebhookOutcome.DEFERRED, "", now, None
+    )
     with uow:
         assert uow.payments.add(event)
         assert not uow.payments.add(event)

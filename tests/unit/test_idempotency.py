@@ -20,8 +20,7 @@ def buy(shop, phone):
 
     def call(key, quantity=1):
         command = Purchase(phone.id, quantity)
-        return answer_once(shop.deps, request_key("purchase", key, command),
-                           lambda k: purchase(shop.deps, command, k))
+        return answer_once(shop.deps, request_key("purchase", key, command), lambda k: purchase(shop.deps, command, k))
 
     return call
 
@@ -80,6 +79,7 @@ def test_a_request_that_fails_before_commit_leaves_no_key_and_can_be_retried(sho
             raise RuntimeError("connection lost before commit")
 
         from stockade.application.services import transaction
+
         return transaction(shop.deps, write_then_crash)
 
     with pytest.raises(RuntimeError):

@@ -250,8 +250,9 @@ def test_periodic_runner_runs_each_job_on_its_own_thread_so_a_slow_one_delays_no
         if fast_runs.count(True) >= 3:
             fast_ran_thrice.set()
 
-    runner = PeriodicRunner([PeriodicJob("slow", lambda: (slow_started.set(), stop_slow.wait(30)), 0.01),
-                             PeriodicJob("fast", fast, 0.01)])
+    runner = PeriodicRunner(
+        [PeriodicJob("slow", lambda: (slow_started.set(), stop_slow.wait(30)), 0.01), PeriodicJob("fast", fast, 0.01)]
+    )
     runner.start()
     try:
         assert fast_ran_thrice.wait(30)  # three runs while the slow job was still inside its first

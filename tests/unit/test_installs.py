@@ -1,5 +1,6 @@
 """Installs are reproducible: the lock files match pyproject.toml, and make, the Dockerfile and
 CI install from them."""
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,9 @@ def pins(lock: str) -> dict[str, str]:
     return {normalized(name): version for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+)", text, re.M)}
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("serve.txt", []), ("test.txt", ["test", "lint"]),
-                                              ("bench.txt", ["test", "lint", "bench"])])
+@pytest.mark.parametrize(
+    ("lock", "extras"), [("serve.txt", []), ("test.txt", ["test", "lint"]), ("bench.txt", ["test", "lint", "bench"])]
+)
 def test_each_lock_pins_everything_its_install_needs(lock, extras):
     needed = list(PROJECT["dependencies"]) + [r for extra in extras for r in PROJECT["optional-dependencies"][extra]]
     locked = pins(lock)

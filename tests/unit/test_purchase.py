@@ -21,7 +21,11 @@ def test_purchase_creates_an_order_and_takes_units_from_stock(shop, store, phone
     view = shop.purchase(phone.id, 3)
     order = store.order(view.order.id)
     assert (order.status, order.quantity, order.total_price, order.hold_id) == (
-        OrderStatus.CREATED, 3, Decimal("300.00"), None)
+        OrderStatus.CREATED,
+        3,
+        Decimal("300.00"),
+        None,
+    )
     assert (view.product.stock, view.product.reserved) == (7, 0)
     assert (store.product(phone.id).stock, store.product(phone.id).reserved) == (7, 0)
 

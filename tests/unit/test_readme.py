@@ -1,5 +1,6 @@
 """README.md stands on its own: every knob in it, nothing it points at outside the repository,
 and its Python example runs again and again."""
+
 from __future__ import annotations
 
 import re
@@ -34,13 +35,19 @@ def test_every_default_in_the_table_is_the_one_the_code_has():
         assert row, setting.variable
         shown = row.group(1).strip().strip("`")
         assert shown == setting.default or (shown.startswith("unset") and setting.default.startswith("unset")), (
-            setting.variable, shown, setting.default)
+            setting.variable,
+            shown,
+            setting.default,
+        )
 
 
-@pytest.mark.parametrize(("source", "variable_pattern"), [
-    ("scripts/run-distributed.sh", r"\b(STOCKADE_[A-Z_]+)\b"),
-    (".env.example", r"^([A-Z_]+)="),
-])
+@pytest.mark.parametrize(
+    ("source", "variable_pattern"),
+    [
+        ("scripts/run-distributed.sh", r"\b(STOCKADE_[A-Z_]+)\b"),
+        (".env.example", r"^([A-Z_]+)="),
+    ],
+)
 def test_every_variable_of_run_distributed_and_of_the_compose_env_is_documented(source, variable_pattern):
     variables = set(re.findall(variable_pattern, (ROOT / source).read_text(), re.M))
     assert variables
@@ -65,8 +72,9 @@ def python_example() -> str:
 
 def test_the_python_facade_example_runs_twice_on_the_same_database(tmp_path):
     for run in (1, 2):
-        result = subprocess.run([sys.executable, "-c", python_example()], cwd=tmp_path, capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", python_example()], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, f"run {run}:\n{result.stderr}"
         assert "sold out" in result.stdout
     assert (tmp_path / "demo.db").exists()

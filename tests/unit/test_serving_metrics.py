@@ -1,4 +1,5 @@
 """The Prometheus multiprocess folder of `stockade serve`: nothing of a run is left behind."""
+
 from __future__ import annotations
 
 import os

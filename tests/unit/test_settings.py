@@ -1,4 +1,5 @@
 """Settings from the environment, and the --help that documents them."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,22 +35,26 @@ def test_an_unreadable_FILE_is_named(tmp_path):
 
 
 def test_the_database_password_replaces_the_urls_and_needs_no_escaping():
-    settings = Settings.from_env({"STOCKADE_DATABASE_URL": "mysql+pymysql://app:old@db:3306/shop",
-                                  "STOCKADE_DATABASE_PASSWORD": "p@ss/w:rd#"})
+    settings = Settings.from_env(
+        {"STOCKADE_DATABASE_URL": "mysql+pymysql://app:old@db:3306/shop", "STOCKADE_DATABASE_PASSWORD": "p@ss/w:rd#"}
+    )
 
     assert settings.database_url == "mysql+pymysql://app:p%40ss%2Fw%3Ard%23@db:3306/shop"
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("STOCKADE_DATABASE_URL", "://nothing"),
-    ("STOCKADE_DATABASE_URL", "oracle://db/x"),
-    ("STOCKADE_REDIS_URL", "localhost:6379"),
-    ("STOCKADE_BROKER_URL", "http://broker"),
-    ("STOCKADE_STARTUP_TIMEOUT_SECONDS", "-1"),
-    ("STOCKADE_MAX_QUANTITY", "0"),
-    ("STOCKADE_SWEEP_INTERVAL_SECONDS", "nan"),
-    ("STOCKADE_ENV", "staging"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STOCKADE_DATABASE_URL", "://nothing"),
+        ("STOCKADE_DATABASE_URL", "oracle://db/x"),
+        ("STOCKADE_REDIS_URL", "localhost:6379"),
+        ("STOCKADE_BROKER_URL", "http://broker"),
+        ("STOCKADE_STARTUP_TIMEOUT_SECONDS", "-1"),
+        ("STOCKADE_MAX_QUANTITY", "0"),
+        ("STOCKADE_SWEEP_INTERVAL_SECONDS", "nan"),
+        ("STOCKADE_ENV", "staging"),
+    ],
+)
 def test_an_unusable_value_is_refused_naming_its_variable(variable, value):
     with pytest.raises(SettingsError) as refused:
         Settings.from_env({variable: value})
@@ -57,11 +62,14 @@ def test_an_unusable_value_is_refused_naming_its_variable(variable, value):
     assert str(refused.value).startswith(variable)
 
 
-@pytest.mark.parametrize(("token", "secret", "problem"), [
-    (None, LONG_SECRET, "without STOCKADE_ADMIN_TOKEN"),
-    (LONG_SECRET, "ab", "STOCKADE_WEBHOOK_SECRET has 2 characters"),
-    ("x" * 31, LONG_SECRET, "STOCKADE_ADMIN_TOKEN has 31 characters"),
-])
+@pytest.mark.parametrize(
+    ("token", "secret", "problem"),
+    [
+        (None, LONG_SECRET, "without STOCKADE_ADMIN_TOKEN"),
+        (LONG_SECRET, "ab", "STOCKADE_WEBHOOK_SECRET has 2 characters"),
+        ("x" * 31, LONG_SECRET, "STOCKADE_ADMIN_TOKEN has 31 characters"),
+    ],
+)
 def test_production_needs_both_secrets_of_at_least_32_characters(token, secret, problem):
     settings = Settings(env="production", admin_token=token, webhook_secret=secret)
 
@@ -73,8 +81,10 @@ def test_production_accepts_secrets_of_32_characters():
     Settings(env="production", admin_token=LONG_SECRET, webhook_secret=LONG_SECRET).require_public_api_secrets()
 
 
-@pytest.mark.parametrize("command", [["serve"], ["serve-tasks"], ["worker"], ["beat"], ["migrate"], ["seed"],
-                                     ["holds", "release-expired"], ["check"]])
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["serve-tasks"], ["worker"], ["beat"], ["migrate"], ["seed"], ["holds", "release-expired"], ["check"]],
+)
 def test_each_subcommands_help_describes_it_and_gives_every_variable_with_its_default(capsys, command):
     assert main([*command, "--help"]) == 0
     text = capsys.readouterr().out

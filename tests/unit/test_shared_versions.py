@@ -84,9 +84,17 @@ def test_processes_creating_the_file_together_share_one_counter_and_lose_no_bump
         "    versions.bump([7])\n"
         "versions.close()\n"
     )
-    children = [subprocess.Popen([sys.executable, "-c", code], cwd=SRC_ROOT, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(PROCESSES)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=SRC_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCESSES)
+    ]
     try:
         for child in children:
             assert child.stdout.readline() == "ready\n", child.stderr.read()

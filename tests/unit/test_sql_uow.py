@@ -42,8 +42,10 @@ def test_a_failed_commit_discards_its_connection(engine, invalidated, monkeypatc
     uow = SqlUnitOfWork(engine, _NoPublisher(), NullProductCache())
     with pytest.raises(sa.exc.DBAPIError):
         with uow:
+
             def broken_commit():
                 raise sa.exc.OperationalError("COMMIT", {}, Exception("server went away mid-commit"))
+
             monkeypatch.setattr(uow._session, "commit", broken_commit)
             uow.commit()
     assert len(invalidated) == 1
@@ -75,8 +77,11 @@ class _RecordingLock:
 @pytest.fixture
 def statements(engine) -> list[str]:
     seen: list[str] = []
-    sa.event.listen(engine, "before_cursor_execute",
-                    lambda conn, cursor, sql, params, context, many: seen.append(sql.split()[0].upper()))
+    sa.event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, params, context, many: seen.append(sql.split()[0].upper()),
+    )
     return seen
 
 

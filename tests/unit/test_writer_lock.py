@@ -19,8 +19,16 @@ TURNS = 200
 
 def run_children(codes: list[str]) -> list[str]:
     """Run each code in a fresh interpreter at once; their outputs, after all succeeded."""
-    children = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=SRC_ROOT, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for code in codes]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            cwd=SRC_ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for code in codes
+    ]
     outputs = []
     for child in children:
         out, err = child.communicate(timeout=120)
@@ -74,8 +82,13 @@ def test_under_gevent_a_writer_waiting_for_another_process_lets_other_requests_r
         waiter.join(30)
         print("got it after release:", waiter.dead and waiter.successful())
     """
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=SRC_ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=SRC_ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.append(child.stdout.readline()), daemon=True)
     reader.start()

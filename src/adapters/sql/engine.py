@@ -130,7 +130,8 @@ def storage_problem(exc: BaseException) -> str | None:
     if is_schema_behind(exc):
         return f"the database has no schema or an older one: {RUN_MIGRATE}"
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or (
-            isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated):
+        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    ):
         return "the database did not answer: " + (" ".join(str(exc.orig).split()) or type(exc.orig).__name__)
     if isinstance(exc, sa.exc.TimeoutError):
         return f"no database connection came free in time: {exc}"

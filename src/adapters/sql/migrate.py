@@ -65,8 +65,11 @@ def _migration_engine(url: str) -> sa.Engine:
     if sa.engine.make_url(url).get_backend_name() == "sqlite":
         # isolation_level=None: the driver opens no transaction of its own, so the one
         # _migration_lock opens holds every statement of the migration.
-        return sa.create_engine(url, poolclass=sa.pool.NullPool,
-                                connect_args={"isolation_level": None, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS})
+        return sa.create_engine(
+            url,
+            poolclass=sa.pool.NullPool,
+            connect_args={"isolation_level": None, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS},
+        )
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
@@ -80,12 +83,15 @@ def _migration_lock(connection: sa.Connection) -> Iterator[None]:
         yield
         return
     name = connection.exec_driver_sql("SELECT CONCAT('stockade-migrate:', DATABASE())").scalar()
-    granted = connection.execute(sa.text("SELECT GET_LOCK(:name, :timeout)"),
-                                 {"name": name, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS}).scalar()
+    granted = connection.execute(
+        sa.text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS}
+    ).scalar()
     connection.commit()
     if granted != 1:
-        raise MigrationLockTimeout(f"another `stockade migrate` held the lock {name!r} for over "
-                                   f"{MIGRATION_LOCK_TIMEOUT_SECONDS} s; wait for it to finish, then retry")
+        raise MigrationLockTimeout(
+            f"another `stockade migrate` held the lock {name!r} for over "
+            f"{MIGRATION_LOCK_TIMEOUT_SECONDS} s; wait for it to finish, then retry"
+        )
     try:
         yield
     finally:

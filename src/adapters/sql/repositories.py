@@ -62,35 +62,57 @@ def key_hash(key: str) -> str:
 
 def _product(row) -> Product:
     return Product(
-        id=row.id, name=row.name, price=Decimal(row.price), stock=row.stock, reserved=row.reserved,
-        version=row.version, created_at=from_db(row.created_at), updated_at=from_db(row.updated_at),
+        id=row.id,
+        name=row.name,
+        price=Decimal(row.price),
+        stock=row.stock,
+        reserved=row.reserved,
+        version=row.version,
+        created_at=from_db(row.created_at),
+        updated_at=from_db(row.updated_at),
         deleted_at=from_db(row.deleted_at),
     )
 
 
 def _hold(row) -> Hold:
     return Hold(
-        id=row.id, product_id=row.product_id, quantity=row.quantity, status=HoldStatus(row.status),
-        expires_at=from_db(row.expires_at), order_id=row.order_id,
-        created_at=from_db(row.created_at), updated_at=from_db(row.updated_at),
+        id=row.id,
+        product_id=row.product_id,
+        quantity=row.quantity,
+        status=HoldStatus(row.status),
+        expires_at=from_db(row.expires_at),
+        order_id=row.order_id,
+        created_at=from_db(row.created_at),
+        updated_at=from_db(row.updated_at),
     )
 
 
 def _order(row) -> Order:
     return Order(
-        id=row.id, product_id=row.product_id, hold_id=row.hold_id, quantity=row.quantity,
-        total_price=Decimal(row.total_price), status=OrderStatus(row.status),
-        payment_due_at=from_db(row.payment_due_at), created_at=from_db(row.created_at),
+        id=row.id,
+        product_id=row.product_id,
+        hold_id=row.hold_id,
+        quantity=row.quantity,
+        total_price=Decimal(row.total_price),
+        status=OrderStatus(row.status),
+        payment_due_at=from_db(row.payment_due_at),
+        created_at=from_db(row.created_at),
         updated_at=from_db(row.updated_at),
     )
 
 
 def _payment(row) -> PaymentEvent:
     return PaymentEvent(
-        id=row.id, idempotency_key=row.idempotency_key, order_id=row.order_id,
-        result=PaymentResult(row.result), fingerprint=row.fingerprint, outcome=WebhookOutcome(row.outcome),
-        first_outcome=WebhookOutcome(row.first_outcome), response_status=row.response_status,
-        created_at=from_db(row.created_at), applied_at=from_db(row.applied_at),
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        order_id=row.order_id,
+        result=PaymentResult(row.result),
+        fingerprint=row.fingerprint,
+        outcome=WebhookOutcome(row.outcome),
+        first_outcome=WebhookOutcome(row.first_outcome),
+        response_status=row.response_status,
+        created_at=from_db(row.created_at),
+        applied_at=from_db(row.applied_at),
     )
 
 
@@ -105,7 +127,8 @@ _GET_LIVE_PRODUCT = products.select().where(_LIVE_PRODUCT)
 _GET_ANY_PRODUCT = products.select().where(products.c.id == _P("b_id"))
 #: The price is part of the guard: the order was charged the price the buyer's read showed.
 _TAKE = (
-    products.update().where(_LIVE_PRODUCT, _AVAILABLE, products.c.price == _P("b_price"))
+    products.update()
+    .where(_LIVE_PRODUCT, _AVAILABLE, products.c.price == _P("b_price"))
     .values(stock=products.c.stock - _P("q"), **_BUMP)
 )
 _RESERVE = products.update().where(_LIVE_PRODUCT, _AVAILABLE).values(reserved=products.c.reserved + _P("q"), **_BUMP)
@@ -145,8 +168,9 @@ _GET_ORDER = orders.select().where(orders.c.id == _P("b_id"))
 _INSERT_EVENT = event_log.insert()
 _INSERT_OUTBOX = outbox.insert()
 _HAS_DEFERRED_PAYMENT = sa.select(
-    sa.exists().where(payment_events.c.order_id == _P("b_order_id"),
-                      payment_events.c.outcome == WebhookOutcome.DEFERRED.value)
+    sa.exists().where(
+        payment_events.c.order_id == _P("b_order_id"), payment_events.c.outcome == WebhookOutcome.DEFERRED.value
+    )
 )
 
 
@@ -178,8 +202,9 @@ class SqlProductRepository(_Repository):
     def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product:
         at = to_db(now)
         result = self.s.run(
-            products.insert().values(name=name, price=price, stock=stock, reserved=0, version=1,
-                                     created_at=at, updated_at=at)
+            products.insert().values(
+                name=name, price=price, stock=stock, reserved=0, version=1, created_at=at, updated_at=at
+            )
         )
         return Product(result.inserted_primary_key[0], name, price, stock, 0, 1, now, now)  # type: ignore[index]
 
@@ -206,7 +231,9 @@ class SqlProductRepository(_Repository):
             self.s.product_changed(product_id)
         return changed
 
-    def update(self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None) -> bool:
+    def update(
+        self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None
+    ) -> bool:
         where = [_LIVE_PRODUCT]
         if "stock" in changes:
             where.append(products.c.reserved <= changes["stock"])
@@ -222,7 +249,8 @@ class SqlProductRepository(_Repository):
     def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
         self._changed(product_id)
         name, stock = self.s.must_change_one(
-            _TAKE, {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price},
+            _TAKE,
+            {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price},
             returning=(products.c.name, products.c.stock),
         )
         return Sold(name, stock)
@@ -264,8 +292,14 @@ class SqlHoldRepository(_Repository):
         at = to_db(now)
         hold_id = self.s.insert_with_id(
             _INSERT_HOLD,
-            {"product_id": product_id, "quantity": quantity, "status": HoldStatus.ACTIVE.value,
-             "expires_at": to_db(expires_at), "created_at": at, "updated_at": at},
+            {
+                "product_id": product_id,
+                "quantity": quantity,
+                "status": HoldStatus.ACTIVE.value,
+                "expires_at": to_db(expires_at),
+                "created_at": at,
+                "updated_at": at,
+            },
         )
         return Hold(hold_id, product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now)  # type: ignore[arg-type]
 
@@ -302,14 +336,30 @@ class SqlHoldRepository(_Repository):
 class SqlOrderRepository(_Repository):
     """Orders; transitions are `UPDATE ... WHERE id = :id AND status = :current`."""
 
-    def add(self, product_id: int, quantity: int, total_price: Decimal, status: OrderStatus, now: datetime, *,
-            hold_id: int | None = None, payment_due_at: datetime | None = None) -> Ref:
+    def add(
+        self,
+        product_id: int,
+        quantity: int,
+        total_price: Decimal,
+        status: OrderStatus,
+        now: datetime,
+        *,
+        hold_id: int | None = None,
+        payment_due_at: datetime | None = None,
+    ) -> Ref:
         at = to_db(now)
         return self.s.insert_with_id(
             _INSERT_ORDER,
-            {"product_id": product_id, "hold_id": hold_id, "quantity": quantity, "total_price": total_price,
-             "status": status.value, "payment_due_at": to_db(payment_due_at) if payment_due_at else None,
-             "created_at": at, "updated_at": at},
+            {
+                "product_id": product_id,
+                "hold_id": hold_id,
+                "quantity": quantity,
+                "total_price": total_price,
+                "status": status.value,
+                "payment_due_at": to_db(payment_due_at) if payment_due_at else None,
+                "created_at": at,
+                "updated_at": at,
+            },
             on_duplicate=DuplicateHoldOrder if hold_id is not None else None,
         )
 
@@ -347,10 +397,15 @@ class SqlPaymentEventRepository(_Repository):
         try:
             self.s.run(
                 payment_events.insert().values(
-                    key_hash=key_hash(event.idempotency_key), idempotency_key=event.idempotency_key,
-                    order_id=event.order_id, result=event.result.value, fingerprint=event.fingerprint,
-                    outcome=event.outcome.value, first_outcome=event.first_outcome.value,
-                    response_status=event.response_status, created_at=to_db(event.created_at),
+                    key_hash=key_hash(event.idempotency_key),
+                    idempotency_key=event.idempotency_key,
+                    order_id=event.order_id,
+                    result=event.result.value,
+                    fingerprint=event.fingerprint,
+                    outcome=event.outcome.value,
+                    first_outcome=event.first_outcome.value,
+                    response_status=event.response_status,
+                    created_at=to_db(event.created_at),
                 )
             )
         except sa.exc.IntegrityError as exc:
@@ -364,8 +419,11 @@ class SqlPaymentEventRepository(_Repository):
         return _payment(row) if row else None
 
     def finish(self, key: str, outcome: WebhookOutcome, response_status: str, now: datetime) -> None:
-        values: dict[str, Any] = {"outcome": outcome.value, "first_outcome": outcome.value,
-                                  "response_status": response_status}
+        values: dict[str, Any] = {
+            "outcome": outcome.value,
+            "first_outcome": outcome.value,
+            "response_status": response_status,
+        }
         if outcome is not WebhookOutcome.DEFERRED:
             values["applied_at"] = to_db(now)
         self.s.run(payment_events.update().where(payment_events.c.key_hash == key_hash(key)).values(**values))
@@ -412,8 +470,13 @@ class SqlIdempotencyRepository(_Repository):
         # then fails as a duplicate: the second request replays the first one's answer.
         self.s.insert(
             _INSERT_KEY,
-            {"scope": key.scope, "key_hash": key_hash(key.key), "fingerprint": key.fingerprint,
-             "answer": Json(answer) if answer is not None else None, "claimed_at": to_db(now)},
+            {
+                "scope": key.scope,
+                "key_hash": key_hash(key.key),
+                "fingerprint": key.fingerprint,
+                "answer": Json(answer) if answer is not None else None,
+                "claimed_at": to_db(now),
+            },
             on_duplicate=IdempotencyKeyTaken,
         )
 
@@ -425,8 +488,9 @@ class SqlIdempotencyRepository(_Repository):
 
     def find(self, key: RequestKey) -> KeyRecord | None:
         row = self.s.run(
-            idempotency_keys.select().where(idempotency_keys.c.scope == key.scope,
-                                            idempotency_keys.c.key_hash == key_hash(key.key))
+            idempotency_keys.select().where(
+                idempotency_keys.c.scope == key.scope, idempotency_keys.c.key_hash == key_hash(key.key)
+            )
         ).first()
         if row is None or row.answer is None:
             return None
@@ -464,8 +528,13 @@ class SqlOutbox(_Repository):
         payload = traced(payload)
         message_id = self.s.insert_with_id(
             _INSERT_OUTBOX,
-            {"task": task, "payload": Json(payload), "created_at": to_db(now), "retry_at": to_db(retry_at),
-             "attempts": 0},
+            {
+                "task": task,
+                "payload": Json(payload),
+                "created_at": to_db(now),
+                "retry_at": to_db(retry_at),
+                "attempts": 0,
+            },
         )
         message = TaskMessage(message_id, task, payload)
         self._on_add(message)
@@ -473,13 +542,15 @@ class SqlOutbox(_Repository):
 
     def start(self, message_id: int, now: datetime, lease_until: datetime) -> None:
         self.s.run(
-            outbox.update().where(outbox.c.id == message_id)
+            outbox.update()
+            .where(outbox.c.id == message_id)
             .values(started_at=to_db(now), retry_at=to_db(lease_until), deliveries=outbox.c.deliveries + 1)
         )
 
     def complete(self, message_id: int, now: datetime) -> None:
         self.s.run(
-            outbox.update().where(outbox.c.id == message_id, outbox.c.completed_at.is_(None))
+            outbox.update()
+            .where(outbox.c.id == message_id, outbox.c.completed_at.is_(None))
             .values(completed_at=to_db(now))
         )
 
@@ -491,13 +562,23 @@ class SqlOutbox(_Repository):
             .limit(limit)
         )
         rows = self.s.run(_locked(stmt, self.s.conn))
-        return [DueMessage(TaskMessage(r.id, r.task, json.loads(r.payload)), from_db(r.started_at),
-                           from_db(r.resent_at or r.created_at)) for r in rows]
+        return [
+            DueMessage(
+                TaskMessage(r.id, r.task, json.loads(r.payload)),
+                from_db(r.started_at),
+                from_db(r.resent_at or r.created_at),
+            )
+            for r in rows
+        ]
 
     def latest_start(self) -> LatestStart | None:
         # ix_outbox_started: one index dive. NULLs sort last in DESC on both engines.
-        stmt = (sa.select(outbox.c.started_at, sa.func.coalesce(outbox.c.resent_at, outbox.c.created_at))
-                .where(outbox.c.started_at.is_not(None)).order_by(outbox.c.started_at.desc()).limit(1))
+        stmt = (
+            sa.select(outbox.c.started_at, sa.func.coalesce(outbox.c.resent_at, outbox.c.created_at))
+            .where(outbox.c.started_at.is_not(None))
+            .order_by(outbox.c.started_at.desc())
+            .limit(1)
+        )
         row = self.s.run(stmt).first()
         return LatestStart(from_db(row[0]), from_db(row[1])) if row else None
 
@@ -512,8 +593,10 @@ class SqlOutbox(_Repository):
     def backlog(self) -> OutboxBacklog:
         pending = outbox.c.completed_at.is_(None)
         row = self.s.run(
-            sa.select(sa.func.count(), sa.func.min(outbox.c.created_at),
-                      sa.func.min(sa.case((outbox.c.started_at.is_(None), outbox.c.created_at))))
-            .where(pending)
+            sa.select(
+                sa.func.count(),
+                sa.func.min(outbox.c.created_at),
+                sa.func.min(sa.case((outbox.c.started_at.is_(None), outbox.c.created_at))),
+            ).where(pending)
         ).one()
         return OutboxBacklog(row[0], from_db(row[1]), from_db(row[2]))

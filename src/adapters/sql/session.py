@@ -95,8 +95,13 @@ class _Held:
 class Session:
     """The statements of one unit of work on one connection."""
 
-    def __init__(self, conn: Connection, product_changed: Callable[[int], None], *,
-                 before_first_statement: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        product_changed: Callable[[int], None],
+        *,
+        before_first_statement: Callable[[], None] | None = None,
+    ) -> None:
         self.conn = conn
         self.product_changed = product_changed
         self.batching = conn.dialect.name in ("mysql", "mariadb")
@@ -118,21 +123,24 @@ class Session:
 
     # ---------------------------------------------------------------- held where it pays
 
-    def insert(self, stmt: sa.Insert, params: Mapping[str, Any], *,
-               on_duplicate: type[Exception] | None = None) -> None:
+    def insert(
+        self, stmt: sa.Insert, params: Mapping[str, Any], *, on_duplicate: type[Exception] | None = None
+    ) -> None:
         """Insert a row whose id nobody needs. A duplicate key raises `on_duplicate` (now,
         or when the batch runs)."""
         self._insert(stmt, params, on_duplicate)
 
-    def insert_with_id(self, stmt: sa.Insert, params: Mapping[str, Any], *,
-                       on_duplicate: type[Exception] | None = None) -> Ref:
+    def insert_with_id(
+        self, stmt: sa.Insert, params: Mapping[str, Any], *, on_duplicate: type[Exception] | None = None
+    ) -> Ref:
         """Insert a row, as `insert` does; returns a Ref to its new id."""
         ref = self._insert(stmt, params, on_duplicate, with_id=True)
         assert ref is not None
         return ref
 
-    def _insert(self, stmt: sa.Insert, params: Mapping[str, Any], on_duplicate: type[Exception] | None, *,
-                with_id: bool = False) -> Ref | None:
+    def _insert(
+        self, stmt: sa.Insert, params: Mapping[str, Any], on_duplicate: type[Exception] | None, *, with_id: bool = False
+    ) -> Ref | None:
         if self.batching:
             self._hold(stmt, params, on_duplicate=on_duplicate)
             return self._held_value("LAST_INSERT_ID()") if with_id else None
@@ -151,8 +159,9 @@ class Session:
         self._deferred.append(execute)
         return ref
 
-    def must_change_one(self, stmt: sa.Update, params: Mapping[str, Any], *,
-                        returning: tuple[sa.Column, ...] = ()) -> tuple[Ref, ...]:
+    def must_change_one(
+        self, stmt: sa.Update, params: Mapping[str, Any], *, returning: tuple[sa.Column, ...] = ()
+    ) -> tuple[Ref, ...]:
         """A conditional write of the row `params["b_id"]` that must change it, else the
         transaction is void (ConditionFailed when it runs, at commit or before a statement
         run at once). Returns Refs to the `returning` columns' values after the write
@@ -160,6 +169,7 @@ class Session:
         has locked, in the same batch)."""
         refs = tuple(Ref() for _ in returning)
         if not self.batching:
+
             def execute() -> None:
                 if not returning:
                     if self.conn.execute(stmt, self._bind(params)).rowcount != 1:
@@ -176,8 +186,10 @@ class Session:
         self._hold(stmt, params)
         # One statement right after the write both reads the row back and fails unless the
         # write changed exactly one row: the row lock is held for as few statements as can be.
-        reads = [(ref, f"({self._render(_row_value(column), {'b_id': params['b_id']})})")
-                 for ref, column in zip(refs, returning, strict=True)]
+        reads = [
+            (ref, f"({self._render(_row_value(column), {'b_id': params['b_id']})})")
+            for ref, column in zip(refs, returning, strict=True)
+        ]
         self._held.append(_Held("", is_guard=True, reads=reads))
         return refs
 

@@ -31,9 +31,13 @@ def wait_for_database(url: str, timeout: float, *, sleep: Callable[[float], None
     """Connect to `url` until it answers or `timeout` seconds have passed, one log line per failed
     attempt; then return whether the schema is current. Raises StartupFailure at the deadline."""
     mysql = sa.engine.make_url(url).get_backend_name() != "sqlite"
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
-                              connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                                            "read_timeout": CONNECT_TIMEOUT_SECONDS} if mysql else {})
+    engine = sa.create_engine(
+        url,
+        poolclass=sa.pool.NullPool,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "read_timeout": CONNECT_TIMEOUT_SECONDS}
+        if mysql
+        else {},
+    )
     deadline = time.monotonic() + timeout
     attempt = 0
     try:
@@ -51,8 +55,13 @@ def wait_for_database(url: str, timeout: float, *, sleep: Callable[[float], None
                         f"({attempt} attempt(s); last: {reason}); check that it runs and that "
                         "STOCKADE_DATABASE_URL is right, or raise STOCKADE_STARTUP_TIMEOUT_SECONDS"
                     ) from None
-                log.warning("database %s did not answer (attempt %d: %s); retrying for %.0f s more",
-                            redacted(url), attempt, reason, left)
+                log.warning(
+                    "database %s did not answer (attempt %d: %s); retrying for %.0f s more",
+                    redacted(url),
+                    attempt,
+                    reason,
+                    left,
+                )
                 sleep(min(RETRY_PAUSE_SECONDS, left))
     finally:
         engine.dispose()

@@ -26,8 +26,15 @@ class SqlUnitOfWork(AbstractUnitOfWork):
     a writing one queues on `writer_lock` (writer_lock.py) before its first statement, and
     releases it when its transaction ends."""
 
-    def __init__(self, engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False,
-                 writer_lock: WriterLock | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: TaskPublisher,
+        cache: ProductCache,
+        *,
+        read_only: bool = False,
+        writer_lock: WriterLock | None = None,
+    ) -> None:
         super().__init__(publisher, cache)
         self.engine = engine
         self.read_only = read_only
@@ -44,7 +51,8 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         # The writer lock is taken only when the first statement goes to the database (the
         # session holds writes back until commit), and released when the transaction ends.
         self._session = session = Session(
-            conn, self.product_changed,
+            conn,
+            self.product_changed,
             before_first_statement=self._take_writer_lock if self._writer_lock is not None else None,
         )
         self.products = SqlProductRepository(session)
@@ -113,6 +121,12 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             pass
 
 
-def sql_uow_factory(engine: Engine, publisher: TaskPublisher, cache: ProductCache, *, read_only: bool = False,
-                    writer_lock: WriterLock | None = None):
+def sql_uow_factory(
+    engine: Engine,
+    publisher: TaskPublisher,
+    cache: ProductCache,
+    *,
+    read_only: bool = False,
+    writer_lock: WriterLock | None = None,
+):
     return lambda: SqlUnitOfWork(engine, publisher, cache, read_only=read_only, writer_lock=writer_lock)

@@ -36,8 +36,11 @@ def create_app(
     metrics = metrics or Metrics(backlog=shop.backlog)
     middleware: list[Any] = [RequestIdMiddleware()]  # first in, last out: its log line has the final status
     if cors_origins:
-        middleware.append(falcon.CORSMiddleware(allow_origins=list(cors_origins),
-                                                expose_headers=["ETag", "Idempotent-Replayed", "X-Request-ID"]))
+        middleware.append(
+            falcon.CORSMiddleware(
+                allow_origins=list(cors_origins), expose_headers=["ETag", "Idempotent-Replayed", "X-Request-ID"]
+            )
+        )
     middleware.append(MetricsMiddleware(metrics))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = False  # /api/products/1/ is not /api/products/1
@@ -51,17 +54,21 @@ def create_app(
     guard = AdminGuard(admin_token)
     routes = {
         "/api/products": ProductsResource(shop.list_products, shop.create_product, guard),
-        "/api/products/{product_id}": ProductResource(shop.get_product, shop.update_product, shop.delete_product,
-                                                      guard),
-        "/api/orders/purchase": TakeUnitsResource(buy, lambda body, key: shop.purchase_once(body.purchase(), key),
-                                                  schemas.OrderEnvelope.of, metrics.purchases),
+        "/api/products/{product_id}": ProductResource(
+            shop.get_product, shop.update_product, shop.delete_product, guard
+        ),
+        "/api/orders/purchase": TakeUnitsResource(
+            buy, lambda body, key: shop.purchase_once(body.purchase(), key), schemas.OrderEnvelope.of, metrics.purchases
+        ),
         "/api/orders": OrdersResource(shop.order_from_hold_once, schemas.PendingOrderBody.of),
         "/api/orders/{order_id}": OrderResource(shop.get_order),
-        "/api/holds": TakeUnitsResource(buy, lambda body, key: shop.hold_once(body.hold(), key),
-                                        schemas.NewHold.of, metrics.holds),
+        "/api/holds": TakeUnitsResource(
+            buy, lambda body, key: shop.hold_once(body.hold(), key), schemas.NewHold.of, metrics.holds
+        ),
         "/api/holds/{hold_id}": HoldResource(shop.get_hold, shop.release_hold),
-        "/api/payments/webhook": WebhookResource(shop.payment, WebhookSignature(webhook_secret, shop.deps.clock.now),
-                                                 metrics.webhooks),
+        "/api/payments/webhook": WebhookResource(
+            shop.payment, WebhookSignature(webhook_secret, shop.deps.clock.now), metrics.webhooks
+        ),
         "/api/logs": LogsResource(shop.logs, guard),
         "/api/openapi.json": OpenApiResource(openapi_document(max_quantity)),
         "/healthz": HealthResource(),

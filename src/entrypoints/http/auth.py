@@ -25,9 +25,10 @@ class AdminGuard:
         header = req.get_header("Authorization") or ""
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "replace"), self.token):
-            raise falcon.HTTPUnauthorized(description="A valid admin bearer token is required: send "
-                                                      "Authorization: Bearer <STOCKADE_ADMIN_TOKEN>",
-                                          challenges=["Bearer"])
+            raise falcon.HTTPUnauthorized(
+                description="A valid admin bearer token is required: send Authorization: Bearer <STOCKADE_ADMIN_TOKEN>",
+                challenges=["Bearer"],
+            )
 
 
 class WebhookSignature:
@@ -50,10 +51,15 @@ class WebhookSignature:
             parts.setdefault(name, []).append(value)
         stamp = (parts.get("t") or [""])[0]
         if not _STAMP.fullmatch(stamp) or abs(self.now().timestamp() - int(stamp)) > self.TOLERANCE_SECONDS:
-            raise falcon.HTTPUnauthorized(description="Missing, malformed or expired Stockade-Signature: sign "
-                                                      "with the current time", challenges=["Stockade-Signature"])
+            raise falcon.HTTPUnauthorized(
+                description="Missing, malformed or expired Stockade-Signature: sign with the current time",
+                challenges=["Stockade-Signature"],
+            )
         expected = hmac.new(self.secret, stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
-        if not any(hmac.compare_digest(expected.encode(), given.encode("ascii", "replace"))
-                   for given in parts.get("v1", [])):
-            raise falcon.HTTPUnauthorized(description="Invalid Stockade-Signature: sign the raw body with "
-                                                      "STOCKADE_WEBHOOK_SECRET", challenges=["Stockade-Signature"])
+        if not any(
+            hmac.compare_digest(expected.encode(), given.encode("ascii", "replace")) for given in parts.get("v1", [])
+        ):
+            raise falcon.HTTPUnauthorized(
+                description="Invalid Stockade-Signature: sign the raw body with STOCKADE_WEBHOOK_SECRET",
+                challenges=["Stockade-Signature"],
+            )

@@ -68,8 +68,9 @@ def read_body(req: falcon.Request) -> bytes:
     try:
         raw = (req.stream if chunked else req.bounded_stream).read(MAX_BODY_BYTES + 1)
     except Exception:  # the server's own refusal of a broken chunked encoding, or the client left
-        raise falcon.HTTPBadRequest(description="The request body could not be read: check its chunked "
-                                                "encoding or Content-Length") from None
+        raise falcon.HTTPBadRequest(
+            description="The request body could not be read: check its chunked encoding or Content-Length"
+        ) from None
     if len(raw) > MAX_BODY_BYTES:
         raise falcon.HTTPContentTooLarge(description=f"Request body is larger than {MAX_BODY_BYTES} bytes")
     return raw
@@ -81,7 +82,8 @@ def require_json(req: falcon.Request) -> None:
     declared = req.content_type
     if declared is not None and declared.split(";", 1)[0].strip().lower() not in ("application/json", ""):
         raise falcon.HTTPUnsupportedMediaType(
-            description="Send the body as JSON with Content-Type: application/json (or no Content-Type)")
+            description="Send the body as JSON with Content-Type: application/json (or no Content-Type)"
+        )
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
@@ -163,4 +165,3 @@ def idempotency_key(req: falcon.Request) -> str | None:
     if not 1 <= len(key) <= 255 or not all(33 <= ord(c) <= 126 for c in key):
         raise ValidationFailed({"Idempotency-Key": ["must be 1 to 255 visible ASCII characters"]})
     return key
-

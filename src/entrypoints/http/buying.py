@@ -45,8 +45,13 @@ def counted(outcomes: Counter, resp: falcon.Response) -> Iterator[None]:
 class TakeUnitsResource:
     """POST {product_id, quantity}: a purchase or a hold, given the use case and how to render it."""
 
-    def __init__(self, model: type[RequestBody], take_once: Callable[[Any, str | None], Answer[Any]],
-                 render: Callable[[Any], Any], outcomes: Counter) -> None:
+    def __init__(
+        self,
+        model: type[RequestBody],
+        take_once: Callable[[Any, str | None], Answer[Any]],
+        render: Callable[[Any], Any],
+        outcomes: Counter,
+    ) -> None:
         self.model = model
         self.take_once = take_once
         self.render = render

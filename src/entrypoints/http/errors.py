@@ -38,11 +38,20 @@ BODY_REFERENCES: dict[type[domain.DomainError], str] = {
     domain.HoldNotFound: "hold_id",
 }
 
-_OUTAGE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
-           sqlalchemy.exc.DisconnectionError, TransientStorageError)
+_OUTAGE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    sqlalchemy.exc.DisconnectionError,
+    TransientStorageError,
+)
 
-_DEFAULT_MESSAGES = {404: "Not found: check the path", 405: "Method not allowed: see /api/openapi.json",
-                     400: "Bad request", 413: "Request body too large"}
+_DEFAULT_MESSAGES = {
+    404: "Not found: check the path",
+    405: "Method not allowed: see /api/openapi.json",
+    400: "Bad request",
+    413: "Request body too large",
+}
 
 
 def send(resp: falcon.Response, status: int, body: BaseModel) -> None:

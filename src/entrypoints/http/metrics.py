@@ -32,13 +32,19 @@ log = logging.getLogger("stockade.metrics")
 #: gauge name, help, the Backlog field it shows
 BACKLOG_GAUGES = (
     ("stockade_outbox_pending_messages", "Outbox messages not completed yet", "outbox_pending"),
-    ("stockade_outbox_oldest_pending_age_seconds", "Age of the oldest uncompleted outbox message (0: none)",
-     "outbox_oldest_seconds"),
+    (
+        "stockade_outbox_oldest_pending_age_seconds",
+        "Age of the oldest uncompleted outbox message (0: none)",
+        "outbox_oldest_seconds",
+    ),
     ("stockade_holds_active", "Holds in status active (expired ones not swept yet included)", "active_holds"),
     ("stockade_orders_pending", "Orders made from a hold and not paid yet", "pending_orders"),
     ("stockade_webhooks_deferred", "Webhook deliveries waiting for their order", "deferred_webhooks"),
-    ("stockade_task_lag_seconds", "How long the oldest task no worker has started yet has waited (0: none)",
-     "task_lag_seconds"),
+    (
+        "stockade_task_lag_seconds",
+        "How long the oldest task no worker has started yet has waited (0: none)",
+        "task_lag_seconds",
+    ),
 )
 
 
@@ -53,8 +59,11 @@ class BacklogCollector:
         try:
             backlog = self.read()
         except Exception as exc:  # noqa: BLE001 - the counters are still worth serving
-            log.warning("backlog gauges left out of /metrics: the database did not answer (%s); "
-                        "they come back once it does (see /readyz)", exc)
+            log.warning(
+                "backlog gauges left out of /metrics: the database did not answer (%s); "
+                "they come back once it does (see /readyz)",
+                exc,
+            )
             return
         for name, doc, field in BACKLOG_GAUGES:
             yield GaugeMetricFamily(name, doc, value=getattr(backlog, field))
@@ -75,17 +84,23 @@ class Metrics:
         self.backlog = BacklogCollector(backlog) if backlog else None
         if self.backlog:
             self.registry.register(self.backlog)
-        self.requests = Counter("stockade_http_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
+        self.requests = Counter(
+            "stockade_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
         self.latency = Histogram(
-            "stockade_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+            "stockade_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
-        self.purchases = Counter("stockade_purchases_total", "Purchases by outcome", ["outcome"], registry=self.registry)
+        self.purchases = Counter(
+            "stockade_purchases_total", "Purchases by outcome", ["outcome"], registry=self.registry
+        )
         self.holds = Counter("stockade_holds_total", "Holds by outcome", ["outcome"], registry=self.registry)
-        self.webhooks = Counter("stockade_webhooks_total", "Payment webhooks by outcome", ["outcome"],
-                                registry=self.registry)
+        self.webhooks = Counter(
+            "stockade_webhooks_total", "Payment webhooks by outcome", ["outcome"], registry=self.registry
+        )
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -34,7 +34,18 @@ class RequestIdMiddleware:
         resp.set_header("X-Request-ID", rid)
         milliseconds = (time.perf_counter() - req.context.received) * 1000
         route = req.uri_template or "unmatched"
-        access_log.info("%s %s %s %.1fms", req.method, route, resp.status_code, milliseconds,
-                        extra={"method": req.method, "route": route, "status": resp.status_code,
-                               "duration_ms": round(milliseconds, 3), "request_id": rid})
+        access_log.info(
+            "%s %s %s %.1fms",
+            req.method,
+            route,
+            resp.status_code,
+            milliseconds,
+            extra={
+                "method": req.method,
+                "route": route,
+                "status": resp.status_code,
+                "duration_ms": round(milliseconds, 3),
+                "request_id": rid,
+            },
+        )
         request_id.reset(req.context.request_id_token)

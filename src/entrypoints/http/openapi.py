@@ -50,7 +50,8 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _component_schemas(max_quantity: int) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (m, "validation") for m in (*schemas.REQUEST_MODELS, schemas.buy_request(max_quantity))]
+        (m, "validation") for m in (*schemas.REQUEST_MODELS, schemas.buy_request(max_quantity))
+    ]
     models += [(m, "serialization") for m in schemas.RESPONSE_MODELS]
     _, top = models_json_schema(models, ref_template=_REF, schema_generator=_OpenApiSchema)
     return top["$defs"]
@@ -62,9 +63,16 @@ def _schema_of(annotation: Any) -> dict[str, Any]:
 
 def _query_parameters(model: type[schemas.Query]) -> list[dict[str, Any]]:
     properties = model.model_json_schema(schema_generator=_OpenApiSchema)["properties"]
-    return [{"name": name, "in": "query", "required": False,
-             "description": prop.pop("description", name) + "; given once, not empty", "schema": prop}
-            for name, prop in properties.items()]
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": prop.pop("description", name) + "; given once, not empty",
+            "schema": prop,
+        }
+        for name, prop in properties.items()
+    ]
 
 
 _REPLAYED = {"$ref": "#/components/headers/IdempotentReplayed"}
@@ -93,22 +101,33 @@ def _body_errors() -> dict[str, Any]:
 
 
 def _unauthorized() -> dict[str, Any]:
-    return {"401": _error("Admin token configured and no valid `Authorization: Bearer` header",
-                          {"WWW-Authenticate": {"schema": {"type": "string"}}})}
+    return {
+        "401": _error(
+            "Admin token configured and no valid `Authorization: Bearer` header",
+            {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        )
+    }
 
 
 def _path_id(name: str, what: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": f"The {what}'s id; anything that "
-            "is not a positive integer below 2^63 in canonical decimal (no sign, no leading zero), or names "
-            "nothing, is 404", "schema": _schema_of(schemas.Id)}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": f"The {what}'s id; anything that "
+        "is not a positive integer below 2^63 in canonical decimal (no sign, no leading zero), or names "
+        "nothing, is 404",
+        "schema": _schema_of(schemas.Id),
+    }
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"required": True, "content": {JSON: {"schema": _ref(model)}}}
 
 
-def _idempotent_post(summary: str, body: type[BaseModel], created: dict[str, Any], conflict: str, unprocessable: str,
-                     operation_id: str) -> dict[str, Any]:
+def _idempotent_post(
+    summary: str, body: type[BaseModel], created: dict[str, Any], conflict: str, unprocessable: str, operation_id: str
+) -> dict[str, Any]:
     replayable = {"Idempotent-Replayed": _REPLAYED}
     return {
         "summary": summary,
@@ -119,10 +138,12 @@ def _idempotent_post(summary: str, body: type[BaseModel], created: dict[str, Any
         "responses": {
             "201": {**created, "headers": replayable},
             **_body_errors(),
-            "409": _error(conflict + "; or the first request with this Idempotency-Key is still in flight",
-                          replayable),
-            "422": _error(unprocessable + "; or this Idempotency-Key came before with another body, or is "
-                          "not 1..255 visible ASCII characters", replayable),
+            "409": _error(conflict + "; or the first request with this Idempotency-Key is still in flight", replayable),
+            "422": _error(
+                unprocessable + "; or this Idempotency-Key came before with another body, or is "
+                "not 1..255 visible ASCII characters",
+                replayable,
+            ),
             "503": _OUTAGE,
         },
     }
@@ -153,7 +174,8 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "requestBody": _json_body(schemas.ProductCreate),
                 "responses": {
                     "201": _json_response("Created", _ref(schemas.ProductEnvelope), etag),
-                    **_body_errors(), **_unauthorized(),
+                    **_body_errors(),
+                    **_unauthorized(),
                     "422": _error("A field broke its rule"),
                     "503": _OUTAGE,
                 },
@@ -174,7 +196,7 @@ def _paths(max_quantity: int) -> dict[str, Any]:
             "put": {
                 "summary": "Change any of name, price, stock",
                 "description": "With `If-Match`, applies only if the product is unchanged since that ETag "
-                               "was sent (sales change it too); without, applies unconditionally.",
+                "was sent (sales change it too); without, applies unconditionally.",
                 "operationId": "updateProduct",
                 "tags": ["products"],
                 "security": admin,
@@ -182,7 +204,8 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "requestBody": _json_body(schemas.ProductUpdate),
                 "responses": {
                     "200": _json_response("The product after the change", _ref(schemas.ProductEnvelope), etag),
-                    **_body_errors(), **_unauthorized(),
+                    **_body_errors(),
+                    **_unauthorized(),
                     "404": _error("No live product has that id"),
                     "409": _error("`stock` below the units reserved by holds and pending orders"),
                     "412": _error("`If-Match` does not match the product's current ETag"),
@@ -206,17 +229,23 @@ def _paths(max_quantity: int) -> dict[str, Any]:
         },
         "/api/orders/purchase": {
             "post": _idempotent_post(
-                "Buy units now: stock drops at once, the order is `created`", buy,
+                "Buy units now: stock drops at once, the order is `created`",
+                buy,
                 _json_response("The order, with its product after the sale", _ref(schemas.OrderEnvelope)),
-                "Out of stock", f"A field broke its rule (quantity 1..{max_quantity}) or `product_id` names "
-                "no product", "purchase"),
+                "Out of stock",
+                f"A field broke its rule (quantity 1..{max_quantity}) or `product_id` names no product",
+                "purchase",
+            ),
         },
         "/api/orders": {
             "post": _idempotent_post(
-                "Turn an active hold into a `pending` order", schemas.OrderFromHoldRequest,
+                "Turn an active hold into a `pending` order",
+                schemas.OrderFromHoldRequest,
                 _json_response("The pending order", _ref(schemas.PendingOrderBody)),
                 "The hold was already used, released or has expired",
-                "`hold_id` is not a positive integer or names no hold", "orderFromHold"),
+                "`hold_id` is not a positive integer or names no hold",
+                "orderFromHold",
+            ),
         },
         "/api/orders/{order_id}": {
             "parameters": [_path_id("order_id", "order")],
@@ -233,10 +262,13 @@ def _paths(max_quantity: int) -> dict[str, Any]:
         },
         "/api/holds": {
             "post": _idempotent_post(
-                "Reserve units for the hold TTL", buy,
-                _json_response("The new hold", _ref(schemas.NewHold)), "Out of stock",
+                "Reserve units for the hold TTL",
+                buy,
+                _json_response("The new hold", _ref(schemas.NewHold)),
+                "Out of stock",
                 f"A field broke its rule (quantity 1..{max_quantity}) or `product_id` names no product",
-                "placeHold"),
+                "placeHold",
+            ),
         },
         "/api/holds/{hold_id}": {
             "parameters": [_path_id("hold_id", "hold")],
@@ -266,22 +298,29 @@ def _paths(max_quantity: int) -> dict[str, Any]:
             "post": {
                 "summary": "A payment provider's notification; exactly one effect per idempotency_key",
                 "description": "A repeat of the same key and body replays the first response with "
-                               "`Idempotent-Replayed: true`. A notification for an order that does not exist "
-                               "yet is kept (202) and applied once it does. One for an order that is not "
-                               "pending is ignored (200, outcome `ignored`).",
+                "`Idempotent-Replayed: true`. A notification for an order that does not exist "
+                "yet is kept (202) and applied once it does. One for an order that is not "
+                "pending is ignored (200, outcome `ignored`).",
                 "operationId": "paymentWebhook",
                 "tags": ["payments"],
                 "parameters": [{"$ref": "#/components/parameters/StockadeSignature"}],
                 "requestBody": _json_body(schemas.PaymentNotificationBody),
                 "responses": {
-                    "200": _json_response("Applied, or ignored (order not pending)", _ref(schemas.PaymentResultBody),
-                                          {"Idempotent-Replayed": _REPLAYED}),
-                    "202": _json_response("Deferred: the order does not exist yet", _ref(schemas.PaymentResultBody),
-                                          {"Idempotent-Replayed": _REPLAYED}),
+                    "200": _json_response(
+                        "Applied, or ignored (order not pending)",
+                        _ref(schemas.PaymentResultBody),
+                        {"Idempotent-Replayed": _REPLAYED},
+                    ),
+                    "202": _json_response(
+                        "Deferred: the order does not exist yet",
+                        _ref(schemas.PaymentResultBody),
+                        {"Idempotent-Replayed": _REPLAYED},
+                    ),
                     **_body_errors(),
-                    "401": _error("Webhook secret configured and the signature is missing, wrong or more "
-                                  "than 300 s from now",
-                                  {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+                    "401": _error(
+                        "Webhook secret configured and the signature is missing, wrong or more than 300 s from now",
+                        {"WWW-Authenticate": {"schema": {"type": "string"}}},
+                    ),
                     "422": _error("A field broke its rule, or this idempotency_key came with another body"),
                     "503": _OUTAGE,
                 },
@@ -334,8 +373,12 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "summary": "Prometheus metrics",
                 "operationId": "metrics",
                 "tags": ["operations"],
-                "responses": {"200": {"description": "Prometheus text exposition format",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
             },
         },
     }
@@ -368,9 +411,9 @@ def openapi_document(max_quantity: int) -> dict:
             "title": "Stockade",
             "version": "0.1.0",
             "description": "Order and flash-sale checkout: products with finite stock, direct purchases, "
-                           "holds, orders from holds, and an idempotent payment webhook. Every error body is "
-                           "JSON with `message`; 422 bodies add `errors` (field -> reasons). Integers must be "
-                           "JSON integers. Unknown paths are 404 and wrong methods 405; every GET route answers HEAD.",
+            "holds, orders from holds, and an idempotent payment webhook. Every error body is "
+            "JSON with `message`; 422 bodies add `errors` (field -> reasons). Integers must be "
+            "JSON integers. Unknown paths are 404 and wrong methods 405; every GET route answers HEAD.",
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": n} for n in ("products", "buying", "payments", "operations")],
@@ -378,37 +421,51 @@ def openapi_document(max_quantity: int) -> dict:
         "components": {
             "schemas": _component_schemas(max_quantity),
             "headers": {
-                "ETag": {"description": "The product's version; send it back in `If-Match`",
-                         "schema": {"type": "string", "pattern": r'^"[0-9]+-[0-9]+"$'}},
-                "RequestId": {"description": "The client's X-Request-ID when it sent a sane one (1..128 visible "
-                                             "ASCII characters), else a new one; in the access log too",
-                              "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"}},
-                "IdempotentReplayed": {"description": "`true` when this is the stored first response for a "
-                                                      "repeated Idempotency-Key",
-                                       "schema": {"type": "string", "enum": ["true"]}},
+                "ETag": {
+                    "description": "The product's version; send it back in `If-Match`",
+                    "schema": {"type": "string", "pattern": r'^"[0-9]+-[0-9]+"$'},
+                },
+                "RequestId": {
+                    "description": "The client's X-Request-ID when it sent a sane one (1..128 visible "
+                    "ASCII characters), else a new one; in the access log too",
+                    "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"},
+                },
+                "IdempotentReplayed": {
+                    "description": "`true` when this is the stored first response for a repeated Idempotency-Key",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
             },
             "parameters": {
                 "IdempotencyKey": {
-                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
                     "description": "A retry with the same key and body replays the first response (kept at "
-                                   "least 24 hours) with no second effect",
+                    "least 24 hours) with no second effect",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
                 },
                 "IfMatch": {
-                    "name": "If-Match", "in": "header", "required": False,
+                    "name": "If-Match",
+                    "in": "header",
+                    "required": False,
                     "description": "An ETag from a previous read; 412 when the product changed since",
                     "schema": {"type": "string"},
                 },
                 "StockadeSignature": {
-                    "name": "Stockade-Signature", "in": "header", "required": False,
+                    "name": "Stockade-Signature",
+                    "in": "header",
+                    "required": False,
                     "description": "Required when STOCKADE_WEBHOOK_SECRET is set: `t=<unix seconds>,v1=<hex "
-                                   "HMAC-SHA256(secret, \"<t>.\" + raw body)>`, t within 300 s of now",
+                    'HMAC-SHA256(secret, "<t>." + raw body)>`, t within 300 s of now',
                     "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$"},
                 },
             },
             "securitySchemes": {
-                "adminBearer": {"type": "http", "scheme": "bearer",
-                                "description": "STOCKADE_ADMIN_TOKEN; required only when it is set"},
+                "adminBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "STOCKADE_ADMIN_TOKEN; required only when it is set",
+                },
             },
         },
     }

@@ -46,8 +46,11 @@ class ReadyResource:
         failed = [name for name, reason in checks.items() if reason is not None]
         shown = {name: reason or "ok" for name, reason in checks.items()}
         if failed:
-            send(resp, 503, NotReady(message="Not ready: " + "; ".join(f"{name}: {shown[name]}" for name in failed),
-                                     checks=shown))
+            send(
+                resp,
+                503,
+                NotReady(message="Not ready: " + "; ".join(f"{name}: {shown[name]}" for name in failed), checks=shown),
+            )
         else:
             send(resp, 200, Ready(status="ok", checks=shown))
 

@@ -43,8 +43,12 @@ def _send_product(resp: falcon.Response, status: int, product: Product) -> None:
 
 
 class ProductsResource:
-    def __init__(self, list_products: Callable[..., tuple[list[Product], int | None]],
-                 create_product: Callable[..., Product], guard: AdminGuard) -> None:
+    def __init__(
+        self,
+        list_products: Callable[..., tuple[list[Product], int | None]],
+        create_product: Callable[..., Product],
+        guard: AdminGuard,
+    ) -> None:
         self.list_products = list_products
         self.create_product = create_product
         self.guard = guard
@@ -61,8 +65,13 @@ class ProductsResource:
 
 
 class ProductResource:
-    def __init__(self, get_product: Callable[[int], Product], update_product: Callable[..., Product],
-                 delete_product: Callable[[int], None], guard: AdminGuard) -> None:
+    def __init__(
+        self,
+        get_product: Callable[[int], Product],
+        update_product: Callable[..., Product],
+        delete_product: Callable[[int], None],
+        guard: AdminGuard,
+    ) -> None:
         self.get_product = get_product
         self.update_product = update_product
         self.delete_product = delete_product

@@ -54,6 +54,7 @@ TWO_PLACES = Decimal("0.01")
 
 # ---------------------------------------------------------------- text
 
+
 def _char_class(ranges: list[tuple[int, int]]) -> str:
     """A regex character class body that Python's re, Rust's regex and ECMA 262 read alike:
     BMP characters as \\uXXXX escapes, others as themselves."""
@@ -127,24 +128,43 @@ class _TextSchema:
     """The JSON Schema of a text type. Its pattern is computed when the document is built,
     not at import: it takes a scan of every Unicode character."""
 
-    def __init__(self, max_length: int, forbidden: tuple[tuple[int, int], ...], blank: Callable[[str], bool],
-                 description: str) -> None:
+    def __init__(
+        self, max_length: int, forbidden: tuple[tuple[int, int], ...], blank: Callable[[str], bool], description: str
+    ) -> None:
         self.max_length = max_length
         self.forbidden = forbidden
         self.blank = blank
         self.description = description
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
-        return {"type": "string", "minLength": 1, "maxLength": self.max_length,
-                "pattern": _pattern(self.forbidden, self.blank), "description": self.description}
+        return {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": self.max_length,
+            "pattern": _pattern(self.forbidden, self.blank),
+            "description": self.description,
+        }
 
 
-Name = Annotated[str, Field(strict=True, min_length=1, max_length=255), AfterValidator(_name_rules), _TextSchema(
-    255, _CONTROL, _is_space_or_format, "1..255 characters, not only whitespace and format characters (such as "
-    "U+200B); no control or bidirectional-override characters")]
+Name = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=255),
+    AfterValidator(_name_rules),
+    _TextSchema(
+        255,
+        _CONTROL,
+        _is_space_or_format,
+        "1..255 characters, not only whitespace and format characters (such as "
+        "U+200B); no control or bidirectional-override characters",
+    ),
+]
 #: Idempotency keys of payment providers are opaque: any text that is not blank.
-ProviderKey = Annotated[str, Field(strict=True, min_length=1, max_length=255), AfterValidator(_key_rules),
-                        _TextSchema(255, (), _is_space, "1..255 characters, not only whitespace")]
+ProviderKey = Annotated[
+    str,
+    Field(strict=True, min_length=1, max_length=255),
+    AfterValidator(_key_rules),
+    _TextSchema(255, (), _is_space, "1..255 characters, not only whitespace"),
+]
 
 
 # ---------------------------------------------------------------- numbers
@@ -160,11 +180,13 @@ def _price(value: Any) -> Decimal:
     if isinstance(value, str):
         if not PRICE_TEXT.fullmatch(value):
             raise PydanticCustomError(
-                "price", f"must be a decimal number from 0 to below {PRICE_LIMIT} with at most two places, "
-                         "such as \"19.99\" (no sign, exponent or spaces)")
+                "price",
+                f"must be a decimal number from 0 to below {PRICE_LIMIT} with at most two places, "
+                'such as "19.99" (no sign, exponent or spaces)',
+            )
         return Decimal(value).quantize(TWO_PLACES)
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise PydanticCustomError("price", "must be a number or a numeric string, such as \"19.99\"")
+        raise PydanticCustomError("price", 'must be a number or a numeric string, such as "19.99"')
     amount = Decimal(value)
     if not amount.is_finite():
         raise PydanticCustomError("price", "must be a finite number")
@@ -177,17 +199,25 @@ def _price(value: Any) -> Decimal:
     return amount.quantize(TWO_PLACES)
 
 
-Price = Annotated[Decimal, PlainValidator(_price), WithJsonSchema({
-    "description": f"At least 0, below {PRICE_LIMIT}, at most two decimal places, no minus sign: a numeric "
-                   "string, or a JSON number (whose places and sign JSON Schema cannot check, the server does)",
-    "anyOf": [
-        {"type": "string", "pattern": PRICE_TEXT.pattern, "example": "19.99"},
-        {"type": "number", "minimum": 0, "exclusiveMaximum": int(PRICE_LIMIT)},
-    ],
-}, mode="validation")]
+Price = Annotated[
+    Decimal,
+    PlainValidator(_price),
+    WithJsonSchema(
+        {
+            "description": f"At least 0, below {PRICE_LIMIT}, at most two decimal places, no minus sign: a numeric "
+            "string, or a JSON number (whose places and sign JSON Schema cannot check, the server does)",
+            "anyOf": [
+                {"type": "string", "pattern": PRICE_TEXT.pattern, "example": "19.99"},
+                {"type": "number", "minimum": 0, "exclusiveMaximum": int(PRICE_LIMIT)},
+            ],
+        },
+        mode="validation",
+    ),
+]
 
 
 # ---------------------------------------------------------------- requests
+
 
 class RequestBody(BaseModel):
     """A JSON object body: unknown fields are ignored, integers must be JSON integers."""
@@ -204,8 +234,10 @@ def buy_request(max_quantity: int) -> type[RequestBody]:
 
     class BuyRequest(RequestBody):
         product_id: Id
-        quantity: Annotated[int, Field(strict=True, ge=1, le=max_quantity,
-                                       description=f"Units; 1..{max_quantity} (STOCKADE_MAX_QUANTITY)")]
+        quantity: Annotated[
+            int,
+            Field(strict=True, ge=1, le=max_quantity, description=f"Units; 1..{max_quantity} (STOCKADE_MAX_QUANTITY)"),
+        ]
 
         def purchase(self) -> Purchase:
             return Purchase(self.product_id, self.quantity)
@@ -262,6 +294,7 @@ class PaymentNotificationBody(RequestBody):
 
 # ---------------------------------------------------------------- query strings
 
+
 def _query_integer(value: Any) -> Any:
     """Query values are text; an integer is ASCII decimal digits and nothing else."""
     if isinstance(value, str):
@@ -281,29 +314,51 @@ class Query(BaseModel):
 
 class ProductListQuery(Query):
     limit: Annotated[int, Field(strict=True, ge=1, le=200, description="Page size"), FROM_QUERY_TEXT] = 50
-    after_id: Annotated[int, Field(strict=True, ge=0, le=MAX_ID, description="Only products with a larger id"),
-                        FROM_QUERY_TEXT] = 0
+    after_id: Annotated[
+        int, Field(strict=True, ge=0, le=MAX_ID, description="Only products with a larger id"), FROM_QUERY_TEXT
+    ] = 0
 
 
 class LogQuery(Query):
     event: Annotated[str, Field(min_length=1, max_length=64, description="Only events with this name")] = _NOT_GIVEN
     limit: Annotated[int, Field(strict=True, ge=1, le=1000, description="Page size"), FROM_QUERY_TEXT] = 100
-    before_id: Annotated[int, Field(strict=True, ge=1, le=MAX_ID, description="Only events with a smaller id"),
-                         FROM_QUERY_TEXT] = _NOT_GIVEN
+    before_id: Annotated[
+        int, Field(strict=True, ge=1, le=MAX_ID, description="Only events with a smaller id"), FROM_QUERY_TEXT
+    ] = _NOT_GIVEN
 
 
 # ---------------------------------------------------------------- responses
+
 
 def amount(value: Decimal) -> str:
     return f"{value:.2f}"
 
 
-Timestamp = Annotated[datetime, PlainSerializer(utc_timestamp, return_type=str), WithJsonSchema({
-    "type": "string", "format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$",
-    "example": "2026-01-07T08:00:00.000000Z", "description": "UTC, microseconds, Z"})]
-Money = Annotated[Decimal, PlainSerializer(amount, return_type=str), WithJsonSchema({
-    "type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "example": "15000000.00",
-    "description": "A decimal amount with exactly two places"})]
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(utc_timestamp, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$",
+            "example": "2026-01-07T08:00:00.000000Z",
+            "description": "UTC, microseconds, Z",
+        }
+    ),
+]
+Money = Annotated[
+    Decimal,
+    PlainSerializer(amount, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]+\.[0-9]{2}$",
+            "example": "15000000.00",
+            "description": "A decimal amount with exactly two places",
+        }
+    ),
+]
 Count = Annotated[int, Field(ge=0)]
 Units = Annotated[int, Field(ge=1)]
 
@@ -327,15 +382,25 @@ class ProductBody(ResponseBody):
     available: Count = Field(description="stock - reserved")
     available_stock: Count = Field(description="The same as `available`, under the name the flash-sale clients read")
     max_per_customer: Annotated[int, Field(ge=1)] | None = Field(
-        description="The most units one customer may claim; null: no limit")
+        description="The most units one customer may claim; null: no limit"
+    )
     created_at: Timestamp
     updated_at: Timestamp
 
     @classmethod
     def of(cls, p: Product) -> ProductBody:
         return cls.model_construct(
-            id=p.id, name=p.name, price=p.price, stock=p.stock, reserved=p.reserved, available=p.available,
-            available_stock=p.available, max_per_customer=None, created_at=p.created_at, updated_at=p.updated_at)
+            id=p.id,
+            name=p.name,
+            price=p.price,
+            stock=p.stock,
+            reserved=p.reserved,
+            available=p.available,
+            available_stock=p.available,
+            max_per_customer=None,
+            created_at=p.created_at,
+            updated_at=p.updated_at,
+        )
 
 
 class ProductEnvelope(ResponseBody):
@@ -356,8 +421,9 @@ class ProductPage(ResponseBody):
 
     @classmethod
     def of(cls, page: list[Product], next_after_id: int | None) -> ProductPage:
-        return cls.model_construct(data=[ProductBody.of(p) for p in page],
-                                   meta=NextAfter.model_construct(next_after_id=next_after_id))
+        return cls.model_construct(
+            data=[ProductBody.of(p) for p in page], meta=NextAfter.model_construct(next_after_id=next_after_id)
+        )
 
 
 class ProductSummary(ResponseBody):
@@ -388,9 +454,19 @@ class OrderEnvelope(ResponseBody):
     def of(cls, view: OrderView) -> OrderEnvelope:
         o, p = view.order, view.product
         summary = ProductSummary.model_construct(id=p.id, name=p.name, price=p.price, stock=p.stock)
-        return cls.model_construct(data=OrderBody.model_construct(
-            id=o.id, product_id=o.product_id, hold_id=o.hold_id, quantity=o.quantity, total_price=o.total_price,
-            status=o.status.value, created_at=o.created_at, updated_at=o.updated_at, product=summary))
+        return cls.model_construct(
+            data=OrderBody.model_construct(
+                id=o.id,
+                product_id=o.product_id,
+                hold_id=o.hold_id,
+                quantity=o.quantity,
+                total_price=o.total_price,
+                status=o.status.value,
+                created_at=o.created_at,
+                updated_at=o.updated_at,
+                product=summary,
+            )
+        )
 
 
 class NewHold(ResponseBody):
@@ -402,8 +478,9 @@ class NewHold(ResponseBody):
 
     @classmethod
     def of(cls, h: Hold) -> NewHold:
-        return cls.model_construct(hold_id=h.id, expires_at=h.expires_at, product_id=h.product_id,
-                                   quantity=h.quantity, status=h.status.value)
+        return cls.model_construct(
+            hold_id=h.id, expires_at=h.expires_at, product_id=h.product_id, quantity=h.quantity, status=h.status.value
+        )
 
 
 class HoldBody(ResponseBody):
@@ -417,8 +494,14 @@ class HoldBody(ResponseBody):
     @classmethod
     def of(cls, view: HoldView) -> HoldBody:
         h = view.hold
-        return cls.model_construct(hold_id=h.id, product_id=h.product_id, quantity=h.quantity,
-                                   status=view.status_now, expires_at=h.expires_at, order_id=h.order_id)
+        return cls.model_construct(
+            hold_id=h.id,
+            product_id=h.product_id,
+            quantity=h.quantity,
+            status=view.status_now,
+            expires_at=h.expires_at,
+            order_id=h.order_id,
+        )
 
 
 class PendingOrderBody(ResponseBody):
@@ -432,21 +515,32 @@ class PendingOrderBody(ResponseBody):
     @classmethod
     def of(cls, result: PendingOrder) -> PendingOrderBody:
         o = result.order
-        return cls.model_construct(order_id=o.id, status=o.status.value, total_price=o.total_price,
-                                   hold_id=o.hold_id, product_id=o.product_id, quantity=o.quantity)
+        return cls.model_construct(
+            order_id=o.id,
+            status=o.status.value,
+            total_price=o.total_price,
+            hold_id=o.hold_id,
+            product_id=o.product_id,
+            quantity=o.quantity,
+        )
 
 
 class PaymentResultBody(ResponseBody):
     order_id: Id
     status: Literal[ORDER_STATUS, "deferred"] = Field(
-        description="The order's status after this delivery, or `deferred`")
+        description="The order's status after this delivery, or `deferred`"
+    )
     idempotency_key: str
     outcome: Literal["applied", "deferred", "ignored"]
 
     @classmethod
     def of(cls, result: WebhookResult) -> PaymentResultBody:
-        return cls.model_construct(order_id=result.order_id, status=result.status,
-                                   idempotency_key=result.idempotency_key, outcome=result.outcome.value)
+        return cls.model_construct(
+            order_id=result.order_id,
+            status=result.status,
+            idempotency_key=result.idempotency_key,
+            outcome=result.outcome.value,
+        )
 
 
 class LoggedEventBody(ResponseBody):
@@ -467,9 +561,12 @@ class LogPage(ResponseBody):
     @classmethod
     def of(cls, events: list[LoggedEvent], next_before_id: int | None) -> LogPage:
         return cls.model_construct(
-            data=[LoggedEventBody.model_construct(id=e.id, event=e.event, data=e.data, created_at=e.created_at)
-                  for e in events],
-            meta=NextBefore.model_construct(next_before_id=next_before_id))
+            data=[
+                LoggedEventBody.model_construct(id=e.id, event=e.event, data=e.data, created_at=e.created_at)
+                for e in events
+            ],
+            meta=NextBefore.model_construct(next_before_id=next_before_id),
+        )
 
 
 class Health(ResponseBody):
@@ -495,9 +592,23 @@ class ErrorBody(ResponseBody):
 
 
 #: Every request and response shape, as the OpenAPI document names them.
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (OrderFromHoldRequest, ProductCreate, ProductUpdate,
-                                               PaymentNotificationBody)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    OrderFromHoldRequest,
+    ProductCreate,
+    ProductUpdate,
+    PaymentNotificationBody,
+)
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    ErrorBody, ProductEnvelope, ProductPage, OrderEnvelope, NewHold, HoldBody, PendingOrderBody,
-    PaymentResultBody, LogPage, Health, Ready, NotReady,
+    ErrorBody,
+    ProductEnvelope,
+    ProductPage,
+    OrderEnvelope,
+    NewHold,
+    HoldBody,
+    PendingOrderBody,
+    PaymentResultBody,
+    LogPage,
+    Health,
+    Ready,
+    NotReady,
 )

@@ -16,8 +16,9 @@ from stockade.entrypoints.http.schemas import PaymentNotificationBody, PaymentRe
 
 
 class WebhookResource:
-    def __init__(self, payment: Callable[[str, int, str], WebhookResult], signature: WebhookSignature,
-                 outcomes: Counter) -> None:
+    def __init__(
+        self, payment: Callable[[str, int, str], WebhookResult], signature: WebhookSignature, outcomes: Counter
+    ) -> None:
         self.payment = payment
         self.signature = signature
         self.outcomes = outcomes
