@@ -566,7 +566,7 @@ def test_a_guard_followed_by_more_statements_still_stops_the_batch(cached_shop, 
     shop.get_product(scarce.id)
     execute(engine, "UPDATE products SET stock = 0 WHERE id = :id", id=scarce.id)  # behind memory's back
 
-    client = testing.TestClient(create_app(shop.deps))
+    client = testing.TestClient(create_app(shop))
     refused = client.simulate_post(
         "/api/orders/purchase", json={"product_id": scarce.id, "quantity": 1}, headers={"Idempotency-Key": "guarded-1"}
     )
