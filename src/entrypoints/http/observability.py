@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 
 import falcon
 
@@ -23,7 +23,7 @@ class RequestIdMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-ID")
-        req.context.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.request_id = given if given and _SANE_REQUEST_ID.fullmatch(given) else secrets.token_hex(16)
         req.context.request_id_token = request_id.set(req.context.request_id)
         req.context.received = time.perf_counter()
 
