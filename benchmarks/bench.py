@@ -636,6 +636,18 @@ def flash_sale(
     }
 
 
+def add_server_arguments(parser: argparse.ArgumentParser, redis_help: str) -> None:
+    """--mysql-url and --redis-url, with their STOCKADE_BENCH_* defaults (bench.py and drain.py)."""
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("STOCKADE_BENCH_MYSQL_URL"),
+        help="a MySQL/MariaDB database to use (default: a scratch database on 127.0.0.1, root)",
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("STOCKADE_BENCH_REDIS_URL", "redis://127.0.0.1:6379"), help=redis_help
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s per endpoint")
@@ -643,16 +655,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--flash-seconds", type=float, default=10, help="length of each flash sale")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "results.png")
-    parser.add_argument(
-        "--mysql-url",
-        default=os.environ.get("STOCKADE_BENCH_MYSQL_URL"),
-        help="a MySQL/MariaDB database to use (default: a scratch database on 127.0.0.1, root)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("STOCKADE_BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
-        help="a Redis server (a free db is leased and flushed) or redis://HOST:PORT/N",
-    )
+    add_server_arguments(parser, "a Redis server (a free db is leased and flushed) or redis://HOST:PORT/N")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds, args.flash_seconds = 2, 1, 3

@@ -45,6 +45,7 @@ from bench import (  # benchmarks/ is on sys.path when a script here runs
     Server,
     ServerFailed,
     _target,
+    add_server_arguments,
     call,
     create_product,
     log,
@@ -271,16 +272,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="purchases (and units for sale)")
     parser.add_argument("--only", choices=("distributed", "embedded"), help="run one stack only")
-    parser.add_argument(
-        "--mysql-url",
-        default=os.environ.get("STOCKADE_BENCH_MYSQL_URL"),
-        help="a MySQL/MariaDB database to use (default: a scratch database on 127.0.0.1, root)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("STOCKADE_BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
-        help="a Redis server (two free dbs are leased and flushed)",
-    )
+    add_server_arguments(parser, "a Redis server (two free dbs are leased and flushed)")
     args = parser.parse_args()
     print(
         f"Drain benchmark: {args.n} purchases by {CLIENTS} clients, default settings (processing "

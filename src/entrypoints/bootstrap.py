@@ -138,7 +138,7 @@ class Services:
         self.close()
 
 
-def _product_cache(settings: Settings) -> tuple[ProductCache, Callable[[], None] | None]:
+def _product_cache(settings: Settings, sqlite_path: str | None) -> tuple[ProductCache, Callable[[], None] | None]:
     """Snapshots in this process's memory, checked against versions that every writer bumps
     (and what closes them): Redis reaches every host; a file next to a SQLite database every
     process on this host (API workers, the CLI); an in-memory SQLite database has no other
@@ -150,10 +150,9 @@ def _product_cache(settings: Settings) -> tuple[ProductCache, Callable[[], None]
         versions = RedisVersions.from_url(settings.redis_url)
         return VersionedProductCache(versions), versions.close
     if settings.is_sqlite:
-        path = _sqlite_file(settings.database_url)
-        if path is None:
+        if sqlite_path is None:
             return VersionedProductCache(LocalVersions()), None
-        shared = SharedFileVersions(f"{path}-versions")
+        shared = SharedFileVersions(f"{sqlite_path}-versions")
         return VersionedProductCache(shared), shared.close
     return NullProductCache(), None
 
@@ -188,7 +187,9 @@ def build_services(
     read_engine = make_read_engine(settings.database_url, engine)
     closers: list[Callable[[], None]] = []
 
-    cache, close_cache = _product_cache(settings)
+    # The SQLite file's neighbours: the version file (cache) and the writer lock.
+    sqlite_path = _sqlite_file(settings.database_url) if settings.is_sqlite else None
+    cache, close_cache = _product_cache(settings, sqlite_path)
 
     runner: InProcessTaskRunner | None = None
     if publisher is not None:
@@ -205,8 +206,7 @@ def build_services(
     deps_kwargs = {} if sleep is None else {"sleep": sleep}
     writer_lock = None
     if settings.is_sqlite:
-        path = _sqlite_file(settings.database_url)
-        writer_lock = WriterLock(None if path is None else f"{path}-writers")
+        writer_lock = WriterLock(None if sqlite_path is None else f"{sqlite_path}-writers")
     deps = Deps(
         uow=sql_uow_factory(engine, publisher, cache, writer_lock=writer_lock),
         read=sql_uow_factory(read_engine, publisher, cache, read_only=True),
