@@ -4,14 +4,22 @@ the request id of the work it serves.
 The standard library's logging, not structlog: gunicorn, Celery, SQLAlchemy and Alembic all log
 through it, so one handler and one formatter on the root logger shape every line of a process;
 structlog would have to be bridged back to it for those anyway.
+
+An access line is written for every request, so its cost is paid on every request: the
+handler writes lines in batches (a WARNING or worse at once, the rest within FLUSH_SECONDS),
+the time of day is formatted once a second, and no record looks up its caller, thread or
+process, which no line shows.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
-from typing import Any
+import os
+import threading
+import time
+import weakref
+from typing import Any, TextIO
 
 from stockade.application.tracing import request_id
 
@@ -19,6 +27,10 @@ LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s%(request_id_suffix)s"
 #: What every LogRecord has; anything else on a record came as `extra` and goes into the JSON object.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "request_id_suffix"}
+#: The longest an INFO line waits in the handler before it is written.
+FLUSH_SECONDS = 0.2
+#: Written at once when this much waits.
+FLUSH_BYTES = 64 * 1024
 
 
 class RequestIdFilter(logging.Filter):
@@ -31,12 +43,44 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _SecondsCache:
+    """`strftime(pattern)` of a timestamp's whole second, computed once per second."""
+
+    def __init__(self, pattern: str, convert) -> None:
+        self.pattern = pattern
+        self.convert = convert
+        self.second = -1
+        self.text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self.second:
+            self.text = time.strftime(self.pattern, self.convert(second))
+            self.second = second
+        return self.text
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT, with the local date and time down to milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._seconds = _SecondsCache(self.default_time_format, self.converter)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return f"{self._seconds(record.created)},{int(record.msecs):03d}"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, Z), level, logger, message, request_id, and any extra fields."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _SecondsCache("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "time": f"{self._seconds(record.created)}.{int(record.created % 1 * 1e6):06d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -49,17 +93,86 @@ class JsonFormatter(logging.Formatter):
 
 
 def formatter(log_format: str) -> logging.Formatter:
-    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+class BatchingStreamHandler(logging.StreamHandler):
+    """Writes lines to its stream in batches: a WARNING or worse at once (after what waits, so
+    the order holds), the rest within FLUSH_SECONDS, or as soon as FLUSH_BYTES wait. One write
+    per batch instead of one per line. What waits is written at exit (logging.shutdown flushes
+    every handler) and before the process forks."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._waiting: list[str] = []
+        self._size = 0
+        self._timer: threading.Timer | None = None
+        _BATCHING.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # noqa: BLE001 - logging's own policy: report, never raise
+            self.handleError(record)
+            return
+        self._waiting.append(line)
+        self._size += len(line)
+        if record.levelno >= logging.WARNING or self._size >= FLUSH_BYTES:
+            self.flush()
+        elif self._timer is None:
+            self._timer = threading.Timer(FLUSH_SECONDS, self.flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # created in Handler.__init__
+            waiting, self._waiting, self._size = self._waiting, [], 0
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if waiting:
+                try:
+                    self.stream.write("".join(waiting))
+                    self.stream.flush()
+                except Exception:  # noqa: BLE001 - a closed or broken stream: nothing to write to
+                    pass
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+
+_BATCHING: weakref.WeakSet[BatchingStreamHandler] = weakref.WeakSet()
+
+
+def _flush_before_fork() -> None:
+    for handler in list(_BATCHING):
+        handler.flush()
+
+
+def _no_timers_in_child() -> None:
+    """A forked child has none of its parent's threads, so none of their timers."""
+    for handler in list(_BATCHING):
+        handler._timer = None
+
+
+os.register_at_fork(before=_flush_before_fork, after_in_child=_no_timers_in_child)
 
 
 def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
     """Route every logger of this process through one stderr handler in `log_format`."""
-    handler = logging.StreamHandler()
+    # No line shows the caller's file and line, thread or process: don't look them up per record.
+    logging._srcfile = None  # the documented switch (logging HOWTO, "Optimization")
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = BatchingStreamHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(formatter(log_format))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        old.flush()
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)

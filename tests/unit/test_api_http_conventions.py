@@ -10,6 +10,8 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import falcon.testing
@@ -23,11 +25,14 @@ pytest.register_assert_rewrite("api_contract")
 from api_contract import Api, make_api, settings_for  # noqa: E402
 
 from stockade.adapters.clock import FixedClock  # noqa: E402
+from stockade.domain.model import Product  # noqa: E402
 from stockade.entrypoints.bootstrap import build_services  # noqa: E402
 from stockade.entrypoints.http import create_app  # noqa: E402
+from stockade.entrypoints.http.products import RenderedProducts  # noqa: E402
 from stockade.entrypoints.logs import JsonFormatter, RequestIdFilter  # noqa: E402
 from stockade.entrypoints.settings import Settings, SettingsError  # noqa: E402
 
+NOW = datetime(2026, 1, 7, 8, 0, tzinfo=timezone.utc)
 BODY_POSTS = ["/api/products", "/api/orders/purchase", "/api/holds", "/api/orders", "/api/payments/webhook"]
 
 
@@ -245,6 +250,37 @@ def test_metrics_have_process_metrics_and_no_created_series(api):
     assert "process_cpu_seconds_total" in text and "process_start_time_seconds" in text
     assert "stockade_http_requests_total" in text
     assert "_created" not in text
+
+
+def test_requests_with_invented_methods_are_counted_under_one_label(api):
+    app = api.client.app
+    for method in ("BREW", "WHEN", "FOO"):
+        assert _wsgi(app, falcon.testing.create_environ("/healthz", method=method))[0] == 400
+    text = api.client.simulate_get("/metrics").text
+    counted = re.findall(r'stockade_http_requests_total\{method="([^"]+)",route="[^"]+",status="400"\} (\S+)', text)
+    assert counted == [("other", "3.0")]
+
+
+def test_a_product_read_after_a_change_shows_the_change(api):
+    pid = api.new_product()
+    first = api.client.simulate_get(f"/api/products/{pid}")
+    assert api.client.simulate_get(f"/api/products/{pid}").text == first.text  # the same body again
+    changed = api.client.simulate_put(f"/api/products/{pid}", json={"name": "renamed"})
+    assert changed.status_code == 200
+    again = api.client.simulate_get(f"/api/products/{pid}")
+    assert again.json["data"]["name"] == "renamed"
+    assert again.headers["etag"] == changed.headers["etag"] != first.headers["etag"]
+
+
+def test_rendered_product_bodies_are_kept_for_a_bounded_number_of_products():
+    rendered = RenderedProducts(max_entries=2)
+    products = [Product(i, f"P{i}", Decimal("1.00"), 5, 0, 1, NOW, NOW) for i in (1, 2, 3)]
+    for product in products:
+        rendered.send(falcon.Response(), product)
+    resp = falcon.Response()
+    rendered.send(resp, products[0])  # rendered anew: the oldest was let go
+    assert json.loads(resp.text)["data"]["name"] == "P1"
+    assert len(rendered._bodies) == 2
 
 
 @pytest.fixture

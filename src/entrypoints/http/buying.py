@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import falcon
-from prometheus_client import Counter
 
 from stockade.application.commands import OrderView
 from stockade.application.idempotency import Answer
 from stockade.domain.errors import OutOfStock
 from stockade.entrypoints.http.body import idempotency_key, json_body, path_id
 from stockade.entrypoints.http.errors import send
+from stockade.entrypoints.http.metrics import Outcomes
 from stockade.entrypoints.http.schemas import OrderEnvelope, OrderFromHoldRequest, RequestBody
 
 
@@ -29,17 +29,17 @@ def first_answer(req: falcon.Request, resp: falcon.Response, run: Callable[[str 
 
 
 @contextmanager
-def counted(outcomes: Counter, resp: falcon.Response) -> Iterator[None]:
+def counted(outcomes: Outcomes, resp: falcon.Response) -> Iterator[None]:
     """Counts one take of units by outcome; a replay is the first answer again, not a second take."""
     try:
         yield
     except OutOfStock:
-        outcomes.labels("replayed" if resp.get_header("Idempotent-Replayed") else "out_of_stock").inc()
+        outcomes.count("replayed" if resp.get_header("Idempotent-Replayed") else "out_of_stock")
         raise
     except falcon.HTTPError as exc:
-        outcomes.labels(f"http_{exc.status_code}").inc()
+        outcomes.count(f"http_{exc.status_code}")
         raise
-    outcomes.labels("replayed" if resp.get_header("Idempotent-Replayed") else "created").inc()
+    outcomes.count("replayed" if resp.get_header("Idempotent-Replayed") else "created")
 
 
 class TakeUnitsResource:
@@ -50,7 +50,7 @@ class TakeUnitsResource:
         model: type[RequestBody],
         take_once: Callable[[Any, str | None], Answer[Any]],
         render: Callable[[Any], Any],
-        outcomes: Counter,
+        outcomes: Outcomes,
     ) -> None:
         self.model = model
         self.take_once = take_once

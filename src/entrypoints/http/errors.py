@@ -54,10 +54,11 @@ _DEFAULT_MESSAGES = {
 }
 
 
-def send(resp: falcon.Response, status: int, body: BaseModel) -> None:
+def send(resp: falcon.Response, status: int, body: BaseModel | str) -> None:
+    """Answer `status` with `body` as JSON (a str: already rendered)."""
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = body.model_dump_json(exclude_none=isinstance(body, ErrorBody))
+    resp.text = body if isinstance(body, str) else body.model_dump_json(exclude_none=isinstance(body, ErrorBody))
 
 
 def domain_status(exc: domain.DomainError) -> int:

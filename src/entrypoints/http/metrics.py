@@ -72,6 +72,20 @@ class BacklogCollector:
         return iter(())  # read at scrape time only, never while registering
 
 
+class Outcomes:
+    """A counter by outcome (a bounded set of names), each outcome's series looked up once."""
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self._series: dict[str, Counter] = {}
+
+    def count(self, outcome: str) -> None:
+        series = self._series.get(outcome)
+        if series is None:
+            series = self._series[outcome] = self.counter.labels(outcome)
+        series.inc()
+
+
 class Metrics:
     """One registry per app; multi-process gunicorn aggregates through PROMETHEUS_MULTIPROC_DIR.
 
@@ -94,12 +108,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
-        self.purchases = Counter(
-            "stockade_purchases_total", "Purchases by outcome", ["outcome"], registry=self.registry
+        self.purchases = Outcomes(
+            Counter("stockade_purchases_total", "Purchases by outcome", ["outcome"], registry=self.registry)
         )
-        self.holds = Counter("stockade_holds_total", "Holds by outcome", ["outcome"], registry=self.registry)
-        self.webhooks = Counter(
-            "stockade_webhooks_total", "Payment webhooks by outcome", ["outcome"], registry=self.registry
+        self.holds = Outcomes(Counter("stockade_holds_total", "Holds by outcome", ["outcome"], registry=self.registry))
+        self.webhooks = Outcomes(
+            Counter("stockade_webhooks_total", "Payment webhooks by outcome", ["outcome"], registry=self.registry)
         )
 
     def render(self) -> bytes:
@@ -115,21 +129,38 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+#: The methods a request is counted under by name; any other is counted as "other", so that a
+#: client inventing methods cannot grow the series without bound.
+COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class MetricsMiddleware:
-    """Counts and times every request, labelled by route template (bounded cardinality)."""
+    """Counts and times every request, labelled by route template (bounded cardinality).
+
+    The labelled series of each (method, route, status) are looked up once and kept: a
+    `labels()` call on every request cost as much as the rest of the counting."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
 
     def process_response(self, req, resp, resource, req_succeeded) -> None:
-        route = req.uri_template or "unmatched"
+        key = (req.method, req.uri_template or "unmatched", resp.status_code)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._labelled(*key)
+        latency, requests = series
         started = getattr(req.context, "started", None)
         if started is not None:
-            self.metrics.latency.labels(req.method, route).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(req.method, route, str(resp.status).split()[0]).inc()
+            latency.observe(time.perf_counter() - started)
+        requests.inc()
+
+    def _labelled(self, method: str, route: str, status: int) -> tuple[Histogram, Counter]:
+        method = method if method in COUNTED_METHODS else "other"
+        return self.metrics.latency.labels(method, route), self.metrics.requests.labels(method, route, str(status))
 
 
 class MetricsResource:

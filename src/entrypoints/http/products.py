@@ -42,6 +42,27 @@ def _send_product(resp: falcon.Response, status: int, product: Product) -> None:
     send(resp, status, ProductEnvelope.of(product))
 
 
+class RenderedProducts:
+    """The body last rendered for each product, kept while reads return the same snapshot.
+
+    A read from memory hands every request the same Product object until a write outdates
+    it, so rendering it once serves them all. The object itself is the key (identity, not
+    equality): a new snapshot is rendered anew. At most `max_entries` products are kept."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._bodies: dict[int, tuple[Product, str]] = {}
+
+    def send(self, resp: falcon.Response, product: Product) -> None:
+        found = self._bodies.get(product.id)
+        if found is None or found[0] is not product:
+            if found is None and len(self._bodies) >= self.max_entries:
+                del self._bodies[next(iter(self._bodies))]  # the oldest kept
+            found = self._bodies[product.id] = (product, ProductEnvelope.of(product).model_dump_json())
+        resp.set_header("ETag", product.etag)
+        send(resp, 200, found[1])
+
+
 class ProductsResource:
     def __init__(
         self,
@@ -76,9 +97,10 @@ class ProductResource:
         self.update_product = update_product
         self.delete_product = delete_product
         self.guard = guard
+        self.rendered = RenderedProducts()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
-        _send_product(resp, 200, self.get_product(path_id(product_id)))
+        self.rendered.send(resp, self.get_product(path_id(product_id)))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
         self.guard(req)

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import falcon
-from prometheus_client import Counter
 
 from stockade.application.commands import WebhookResult
 from stockade.domain.model import WebhookOutcome
 from stockade.entrypoints.http.auth import WebhookSignature
 from stockade.entrypoints.http.body import read_body, require_json, validated
 from stockade.entrypoints.http.errors import send
+from stockade.entrypoints.http.metrics import Outcomes
 from stockade.entrypoints.http.schemas import PaymentNotificationBody, PaymentResultBody
 
 
 class WebhookResource:
     def __init__(
-        self, payment: Callable[[str, int, str], WebhookResult], signature: WebhookSignature, outcomes: Counter
+        self, payment: Callable[[str, int, str], WebhookResult], signature: WebhookSignature, outcomes: Outcomes
     ) -> None:
         self.payment = payment
         self.signature = signature
@@ -31,5 +31,5 @@ class WebhookResource:
         result = self.payment(note.idempotency_key, note.order_id, note.result)
         if result.replayed:
             resp.set_header("Idempotent-Replayed", "true")
-        self.outcomes.labels("replayed" if result.replayed else result.outcome.value).inc()
+        self.outcomes.count("replayed" if result.replayed else result.outcome.value)
         send(resp, 202 if result.outcome is WebhookOutcome.DEFERRED else 200, PaymentResultBody.of(result))

@@ -1,0 +1,122 @@
+"""Log lines are written in batches: a warning at once after what waits, the rest soon after."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from stockade.entrypoints import logs
+from stockade.entrypoints.logs import BatchingStreamHandler, JsonFormatter, TextFormatter
+
+
+class _Stream(io.StringIO):
+    """A stream that counts its writes and signals each one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.written = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        self.written.set()
+        return super().write(text)
+
+
+@pytest.fixture
+def logger() -> logging.Logger:
+    found = logging.getLogger("stockade.test.batching")
+    found.propagate = False
+    found.setLevel(logging.INFO)
+    yield found
+    for handler in list(found.handlers):
+        found.removeHandler(handler)
+        handler.close()
+
+
+def _handler(logger: logging.Logger, stream: io.StringIO) -> BatchingStreamHandler:
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+def test_info_lines_wait_and_go_out_together_in_one_write(logger):
+    stream = _Stream()
+    handler = _handler(logger, stream)
+    logger.info("one")
+    logger.info("two")
+    assert stream.getvalue() == ""
+    handler.flush()
+    assert stream.getvalue() == "INFO one\nINFO two\n"
+    assert stream.writes == 1
+
+
+def test_a_warning_is_written_at_once_after_the_lines_that_wait(logger):
+    stream = _Stream()
+    _handler(logger, stream)
+    logger.info("before")
+    logger.warning("trouble")
+    assert stream.getvalue() == "INFO before\nWARNING trouble\n"
+
+
+def test_waiting_lines_are_written_within_the_flush_interval_without_more_logging(logger):
+    stream = _Stream()
+    _handler(logger, stream)
+    logger.info("alone")
+    assert stream.written.wait(10 * logs.FLUSH_SECONDS), "the waiting line was never written"
+    assert stream.getvalue() == "INFO alone\n"
+
+
+def test_lines_are_written_at_once_when_enough_wait(logger):
+    stream = _Stream()
+    _handler(logger, stream)
+    line = "x" * 1000
+    for _ in range(logs.FLUSH_BYTES // 1000 + 1):
+        logger.info(line)
+    assert stream.writes == 1
+    assert stream.getvalue().count(line) == logs.FLUSH_BYTES // 1000 + 1
+
+
+def test_closing_writes_what_waits(logger):
+    stream = _Stream()
+    handler = _handler(logger, stream)
+    logger.info("last words")
+    logger.removeHandler(handler)
+    handler.close()
+    assert stream.getvalue() == "INFO last words\n"
+
+
+def test_a_forked_child_neither_loses_nor_repeats_the_parents_waiting_lines(logger, tmp_path):
+    path = tmp_path / "log"
+    with open(path, "w") as stream:
+        handler = _handler(logger, stream)
+        logger.info("before the fork")
+        pid = os.fork()
+        if pid == 0:  # the child: writes its own line and leaves through logging's exit path
+            logger.info("from the child")
+            handler.close()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        handler.flush()
+    assert path.read_text().splitlines() == ["INFO before the fork", "INFO from the child"]
+
+
+def test_text_lines_show_the_time_to_the_millisecond():
+    record = logging.LogRecord("stockade", logging.INFO, "", 0, "hello", None, None)
+    record.created, record.msecs = 1_767_772_800.25, 250.0
+    record.request_id_suffix = ""
+    local = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+    assert TextFormatter().format(record) == f"{local},250 INFO [stockade] hello"
+
+
+def test_json_lines_show_the_utc_time_to_the_microsecond():
+    record = logging.LogRecord("stockade", logging.INFO, "", 0, "hello", None, None)
+    record.created = 1_767_772_800.123456
+    assert JsonFormatter().format(record).startswith('{"time": "2026-01-07T08:00:00.123456Z"')
