@@ -55,24 +55,35 @@ class Ref:
         return f"Ref({self.value!r})"
 
 
+#: Types that never hold a Ref: resolved() hands them back as they are, at once.
+_PLAIN = frozenset({int, str, bool, float, Decimal, datetime, type(None)})
+#: The field names of each attrs class resolved() has met (None: not an attrs class).
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
 def resolved(value: Any) -> Any:
     """`value` with every Ref in it (attrs fields, dict and tuple items) replaced by what it holds."""
-    if isinstance(value, Ref):
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is Ref:
         return value.value
-    if isinstance(value, dict):
+    if kind is dict:
         return {k: resolved(v) for k, v in value.items()}
-    if isinstance(value, tuple):
+    if kind is tuple:
         return tuple(resolved(v) for v in value)
-    if attrs.has(type(value)):
-        changes = {}
-        for field in attrs.fields(type(value)):
-            current = getattr(value, field.name)
-            if isinstance(current, (Ref, dict, tuple)) or attrs.has(type(current)):
-                new = resolved(current)
-                if new is not current:
-                    changes[field.name] = new
-        return attrs.evolve(value, **changes) if changes else value
-    return value
+    if kind not in _FIELDS:
+        _FIELDS[kind] = tuple(f.name for f in attrs.fields(kind)) if attrs.has(kind) else None
+    names = _FIELDS[kind]
+    if names is None:
+        return value
+    changes = {}
+    for name in names:
+        current = getattr(value, name)
+        new = resolved(current)
+        if new is not current:
+            changes[name] = new
+    return attrs.evolve(value, **changes) if changes else value
 
 
 class Clock(Protocol):

@@ -20,12 +20,14 @@ def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderV
     def write(uow: UnitOfWork, now: datetime, product: Product) -> OrderView:
         total = money(product.price * cmd.quantity)
         order_id = uow.orders.add(cmd.product_id, cmd.quantity, total, OrderStatus.CREATED, now)
-        uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
         uow.events.record(
             "purchase_created",
             {"order_id": order_id, "product_id": cmd.product_id, "quantity": cmd.quantity, "total_price": str(total)},
             now,
         )
+        # The last insert: a storage that sends the transaction as one batch reads its new id
+        # with the batch's results instead of keeping it in a statement of its own.
+        uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
         # Last, so the row lock it takes is held for the least time. Its guard includes the
         # price: the order was charged what this read showed, or the sale does not happen.
         sold = uow.products.take(cmd.product_id, cmd.quantity, product.price, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -16,7 +17,7 @@ from stockade.adapters.sql import migrate
 from stockade.application.commands import PaymentNotification, Purchase
 from stockade.application.idempotency import request_key
 from stockade.application.payments import handle_payment
-from stockade.application.ports import ConditionFailed, IdempotencyKeyTaken, KeyRecord
+from stockade.application.ports import ConditionFailed, IdempotencyKeyTaken, KeyRecord, resolved
 from stockade.application.records import decode, encode_refusal
 from stockade.domain.errors import HoldExpired, OutOfStock, ProductNotFound
 from stockade.domain.model import HoldStatus, OrderStatus, PaymentResult, WebhookOutcome
@@ -553,9 +554,30 @@ def test_a_purchase_sends_its_rows_first_and_the_stock_update_last_before_commit
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pymysql.connections.Connection, "_execute_command", recording)
         shop.purchase(plenty.id, 1)
-    # Ids are kept only where later statements or the caller need them (not the event's),
-    # and the guard of the UPDATE is part of the SELECT that reads the values back.
-    assert statements == ["INSERT", "SET", "INSERT", "SET", "INSERT", "UPDATE", "SELECT", "COMMIT"]
+    # An id is kept in a variable only where a later statement needs it (the order's, for
+    # the payloads); the last insert's id (the outbox message's) and the UPDATE's guard are
+    # read by the SELECT that reads the values back.
+    assert statements == ["INSERT", "SET", "INSERT", "INSERT", "UPDATE", "SELECT", "COMMIT"]
+
+
+def test_new_ids_come_back_right_whether_a_variable_keeps_them_or_the_batch_reads_them(shop, engine) -> None:
+    """Ids travel through variables (used by later statements) and LAST_INSERT_ID() (the last
+    insert's, read with the batch); every one must name its own row."""
+    product = shop.create_product("Ids", "1.00", 10)
+    now = shop.deps.clock.now()
+    with shop.deps.uow() as uow:
+        first = uow.orders.add(product.id, 1, Decimal("1.00"), OrderStatus.CREATED, now)
+        second = uow.orders.add(product.id, 2, Decimal("2.00"), OrderStatus.CREATED, now)  # first is now kept
+        uow.events.record("purchase_created", {"order_id": first}, now)
+        message = uow.outbox.add("stockade.process_order", {"order_id": second}, now, now)
+        uow.commit()
+    first, second, message = resolved((first, second, message))
+    assert rows(engine, "SELECT id, quantity FROM orders ORDER BY id") == [(first, 1), (second, 2)]
+    assert json.loads(scalar(engine, "SELECT data FROM event_log WHERE event = 'purchase_created'")) == {
+        "order_id": first
+    }
+    assert message.id == scalar(engine, "SELECT id FROM outbox WHERE task = 'stockade.process_order'")
+    assert json.loads(scalar(engine, "SELECT payload FROM outbox WHERE id = :id", id=message.id))["order_id"] == second
 
 
 def test_a_guard_followed_by_more_statements_still_stops_the_batch(cached_shop, engine) -> None:

@@ -27,7 +27,10 @@ so statements always reach the database in the order the repositories issued the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -66,7 +69,9 @@ def _returning(stmt: sa.Update, columns: tuple[sa.Column, ...]) -> sa.Update:
     return found[1]
 
 
-_RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, str, tuple[str, ...], dict[str, Any]]] = {}
+_RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, list[str], list[str], dict[str, Any]]] = {}
+#: A bind in the pyformat text PyMySQL's dialect compiles to.
+_BIND = re.compile(r"%\((\w+)\)s")
 _ROW_VALUES: dict[sa.Column, sa.Select] = {}
 
 
@@ -75,6 +80,21 @@ def _row_value(column: sa.Column) -> sa.Select:
     if column not in _ROW_VALUES:
         _ROW_VALUES[column] = sa.select(column).where(column.table.c.id == sa.bindparam("b_id"))
     return _ROW_VALUES[column]
+
+
+def _literal(value: Any, escape: Callable[[Any], str]) -> str:
+    """`value` as an SQL literal, as the driver's `escape` writes it; the types of every hot-path
+    statement without the driver's general dispatch (strings keep the connection's escaping)."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is Decimal:
+        return format(value, "f")
+    if kind is datetime and value.tzinfo is None:
+        return f"'{value.isoformat(' ')}'"
+    if value is None:
+        return "NULL"
+    return escape(value)
 
 
 def _json_text(data: Any) -> str:
@@ -110,6 +130,9 @@ class Session:
         self._held: list[_Held] = []
         #: Refs of held statements, by the server variable that holds their value
         self._values: dict[str, Ref] = {}
+        #: The last held insert whose new id is wanted, while LAST_INSERT_ID() still gives it
+        #: (no insert held since) and no variable holds it yet: its Ref and place in _held
+        self._uncaptured: tuple[Ref, int] | None = None
         #: SQLite: the statements held, each run by calling it
         self._deferred: list[Callable[[], None]] = []
 
@@ -143,7 +166,13 @@ class Session:
     ) -> Ref | None:
         if self.batching:
             self._hold(stmt, params, on_duplicate=on_duplicate)
-            return self._held_value("LAST_INSERT_ID()") if with_id else None
+            if self._uncaptured is not None:
+                self._capture()  # the insert just held moves LAST_INSERT_ID() on
+            if not with_id:
+                return None
+            new_id = Ref()
+            self._uncaptured = (new_id, len(self._held) - 1)
+            return new_id
         ref = Ref() if with_id else None
 
         def execute() -> None:
@@ -253,40 +282,38 @@ class Session:
             last.sql = "SET " + ", ".join([*sets, f"@stockade_guard = ({_GUARD})"])
 
     def _render(self, stmt: sa.Executable, params: Mapping[str, Any]) -> str:
-        """`stmt` for MySQL with its parameters inlined (as the driver would), Refs as the
-        server variables that will hold them."""
-        sql, names, literals = self._rendered(stmt, tuple(sorted(params)))
-        values: dict[str, Any] = {}
-        for name in names:
+        """`stmt` for MySQL with its parameters inlined (escaped as the driver would), Refs as
+        the server variables that will hold them."""
+        texts, names, literals = self._rendered(stmt, tuple(sorted(params)))
+        escape = self.conn.connection.dbapi_connection.escape  # type: ignore[union-attr]  # checked out
+        parts = [texts[0]]
+        for name, text in zip(names, texts[1:], strict=True):
             value = params[name] if name in params else literals[name]
-            marker = f"%({name})s"
-            if isinstance(value, Ref) and value.value is None:
-                sql = sql.replace(marker, self._var(value))
+            if isinstance(value, Ref):
+                parts.append(_literal(value.value, escape) if value.value is not None else self._var(value))
             elif isinstance(value, Json):
                 template, refs = self._json_template(value.data)
-                values[name] = template
-                if refs:
-                    sets = ", ".join(f"'{path}', {self._var(ref)}" for path, ref in refs)
-                    sql = sql.replace(marker, f"JSON_SET({marker}, {sets})")
+                sets = "".join(f", '{path}', {self._var(ref)}" for path, ref in refs)
+                parts.append(f"JSON_SET({escape(template)}{sets})" if refs else escape(template))
             else:
-                values[name] = resolved(value)
-        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # checked out
-        try:
-            return cursor.mogrify(sql, values)
-        finally:
-            cursor.close()
+                parts.append(_literal(value, escape))
+            parts.append(text)
+        return "".join(parts)
 
-    def _rendered(self, stmt: sa.Executable, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-        """The statement's MySQL text, its bind names and the values of its literal binds,
-        compiled once per statement and parameter names (held statements are the
-        repositories' module-level prebuilt ones)."""
+    def _rendered(self, stmt: sa.Executable, keys: tuple[str, ...]) -> tuple[list[str], list[str], dict[str, Any]]:
+        """The statement's MySQL text split around its binds (what goes between them, and the
+        bind names in order), and the values of its literal binds; compiled once per
+        statement and parameter names (held statements are the repositories' module-level
+        prebuilt ones)."""
         cache_key = (id(stmt), keys)
         found = _RENDERED.get(cache_key)
         if found is None or found[0] is not stmt:
             compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
-            names = tuple(dict.fromkeys(compiled.bind_names.values()))
+            pieces = _BIND.split(compiled.string)
+            texts = [text.replace("%%", "%") for text in pieces[0::2]]
+            names = pieces[1::2]
             literals = {name: value for name, value in compiled.params.items() if name not in keys}
-            found = _RENDERED[cache_key] = (stmt, compiled.string, names, literals)
+            found = _RENDERED[cache_key] = (stmt, texts, names, literals)
         return found[1], found[2], found[3]
 
     def _held_value(self, expression: str) -> Ref:
@@ -302,7 +329,17 @@ class Session:
         self._values[var] = ref
         return var
 
+    def _capture(self) -> None:
+        """Keep the uncaptured insert's id in a variable, set right after that insert (where
+        LAST_INSERT_ID() is its id, whatever was held since: no other insert)."""
+        assert self._uncaptured is not None
+        ref, at = self._uncaptured
+        self._uncaptured = None
+        self._held.insert(at + 1, _Held(f"SET {self._variable(ref)} = LAST_INSERT_ID()"))
+
     def _var(self, ref: Ref) -> str:
+        if self._uncaptured is not None and self._uncaptured[0] is ref:
+            self._capture()  # a later statement uses it
         for var, known in self._values.items():
             if known is ref:
                 return var
@@ -327,12 +364,16 @@ class Session:
         self._starting()
         held, self._held = self._held, []
         values, self._values = self._values, {}
+        uncaptured, self._uncaptured = self._uncaptured, None
         # A guard that ends the batch joins the SELECT that reads the values back: one
         # statement fewer, and one fewer while the row lock is held.
         last = held[-1] if held and held[-1].is_guard and not held[-1].sql else None
         statements = [h.sql for h in (held[:-1] if last else held)]
         columns = list(values)
         refs = list(values.values())
+        if uncaptured is not None:  # no insert came after it: the batch's SELECT reads it
+            columns.append("LAST_INSERT_ID()")
+            refs.append(uncaptured[0])
         if last is not None:
             columns += [expression for _, expression in last.reads] + [f"({_GUARD})"]
             refs += [ref for ref, _ in last.reads]
