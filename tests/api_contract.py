@@ -52,7 +52,18 @@ PRODUCT_KEYS = {
     "created_at",
     "updated_at",
 }
-ORDER_KEYS = {"id", "product_id", "hold_id", "quantity", "total_price", "status", "created_at", "updated_at", "product"}
+ORDER_KEYS = {
+    "id",
+    "product_id",
+    "hold_id",
+    "quantity",
+    "total_price",
+    "status",
+    "refund_status",
+    "created_at",
+    "updated_at",
+    "product",
+}
 ORDER_PRODUCT_KEYS = {"id", "name", "price", "stock"}
 NEW_HOLD_KEYS = {"hold_id", "expires_at", "product_id", "quantity", "status"}
 HOLD_KEYS = {"hold_id", "product_id", "quantity", "status", "expires_at", "order_id"}
