@@ -56,6 +56,8 @@ def extend_hold(deps: Deps, cmd: ExtendHold) -> HoldView:
     extend = timedelta(seconds=cmd.extend_seconds)
 
     def work(uow: UnitOfWork, now: datetime) -> HoldView:
+        # Each lost race means another extension moved the expiry toward its bound, or the
+        # hold ended: the loop ends in a change or a refusal.
         while True:
             hold = uow.holds.get(cmd.hold_id)
             if hold is None:

@@ -129,8 +129,9 @@ def get_order(deps: Deps, order_id: int) -> OrderView:
 def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> ProcessResult:
     """The background step after `created` or `paid`: wait, then mark `processed`, once.
 
-    Safe to run any number of times: the conditional transition lets one run win. A
-    missing order is logged and the task ends (no retry loop).
+    Safe to run any number of times: the conditional transition lets one run win, and an
+    order cancelled during the wait stays cancelled. A missing order is logged and the task
+    ends (no retry loop).
     """
     start_message(deps, message_id)
     # A webhook can arrive before its order exists (a client may guess the next id). An
@@ -181,7 +182,7 @@ def cancel_order(deps: Deps, order_id: int) -> OrderView:
     """
 
     def work(uow: UnitOfWork, now: datetime) -> None:
-        for _ in OrderStatus:
+        for _ in range(len(OrderStatus)):  # each lost race moved the order one status on
             order = _current(uow, order_id)
             if not order.needs_cancelling():
                 return

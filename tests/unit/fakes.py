@@ -39,7 +39,7 @@ from stockade.application.ports import (
 from stockade.application.services import Deps, Policy
 from stockade.application.tracing import traced
 from stockade.application.unit_of_work import AbstractUnitOfWork
-from stockade.domain.errors import DomainError
+from stockade.domain.errors import StockAdjustmentRefused
 from stockade.domain.model import (
     Hold,
     HoldStatus,
@@ -229,7 +229,7 @@ class InMemoryProductRepository(_Repository):
             raise ConditionFailed()
         try:
             stock = product.levels.adjust(delta).stock
-        except DomainError:
+        except StockAdjustmentRefused:
             raise ConditionFailed() from None
         self._write(product, now, stock=stock)
         return stock
