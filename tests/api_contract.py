@@ -52,7 +52,18 @@ PRODUCT_KEYS = {
     "created_at",
     "updated_at",
 }
-ORDER_KEYS = {"id", "product_id", "hold_id", "quantity", "total_price", "status", "created_at", "updated_at", "product"}
+ORDER_KEYS = {
+    "id",
+    "product_id",
+    "hold_id",
+    "quantity",
+    "total_price",
+    "status",
+    "refund_status",
+    "created_at",
+    "updated_at",
+    "product",
+}
 ORDER_PRODUCT_KEYS = {"id", "name", "price", "stock"}
 NEW_HOLD_KEYS = {"hold_id", "expires_at", "product_id", "quantity", "status"}
 HOLD_KEYS = {"hold_id", "product_id", "quantity", "status", "expires_at", "order_id"}
@@ -207,6 +218,11 @@ class Api:
     ) -> Result:
         body = {"idempotency_key": key, "order_id": order_id, "status": status}
         return (client or self.client).simulate_post("/api/payments/webhook", json=body, **kwargs)
+
+    def adjustments(self, product_id: int, **params: Any) -> list[dict[str, Any]]:
+        r = self.client.simulate_get(f"/api/products/{product_id}/adjustments", params=params)
+        assert r.status_code == 200, r.text
+        return r.json["data"]
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         r = self.client.simulate_get("/api/logs", params={"limit": 1000, **({"event": event} if event else {})})
@@ -1018,12 +1034,18 @@ def test_unknown_order_is_404(api, raw_id):
 
 # ================================================================ Idempotency-Key
 
-IDEMPOTENT_POSTS = ["purchase", "hold", "order"]
+IDEMPOTENT_POSTS = ["purchase", "hold", "order", "adjustment"]
 
 
 def _idempotent_request(api: Api, kind: str) -> tuple[str, dict, Callable[[], Any]]:
-    """(path, body, observe) for one of the three POSTs; `observe` returns the state it changes."""
+    """(path, body, observe) for one of the keyed POSTs; `observe` returns the state it changes."""
     pid = api.new_product(stock=10)
+    if kind == "adjustment":
+        return (
+            f"/api/products/{pid}/adjustments",
+            {"delta": 2, "reason": "delivery"},
+            lambda: (api.levels(pid), api.adjustments(pid)),
+        )
     if kind == "purchase":
         return "/api/orders/purchase", {"product_id": pid, "quantity": 2}, lambda: api.levels(pid)
     if kind == "hold":
@@ -1059,6 +1081,8 @@ def test_the_same_key_with_a_different_body_is_422(api, kind):
     other = dict(body)
     if "quantity" in other:
         other["quantity"] = 1
+    elif "delta" in other:
+        other["delta"] = 3
     else:
         other["hold_id"] = api.hold(api.new_product(), 1)
         after_first = observe()
@@ -1578,6 +1602,13 @@ def test_every_contract_event_is_recorded_after_its_action(api):
     api.webhook(paid, "success", "s2")  # payment_ignored
     api.webhook(cancelled, "success", "s3")  # payment_refund_required
     api.shop.process_order(bought)  # order_processed
+    extended = api.hold(pid, 1)
+    api.client.simulate_patch(f"/api/holds/{extended}", json={"extend_seconds": 10})  # hold_extended
+    api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": 1, "reason": "found"})  # stock_adjusted
+    paid_then_cancelled = api.pending_order(pid, 1)
+    api.webhook(paid_then_cancelled, "success", "s5")
+    api.client.simulate_post(f"/api/orders/{paid_then_cancelled}/cancel")
+    api.client.simulate_post(f"/api/orders/{paid_then_cancelled}/refund")  # order_refunded
     expected = {
         "product_created": {"product_id": pid},
         "purchase_created": {"order_id": bought, "product_id": pid, "quantity": 1},
@@ -1591,6 +1622,9 @@ def test_every_contract_event_is_recorded_after_its_action(api):
         "payment_deferred": {"order_id": bought + 1000},
         "payment_ignored": {"order_id": paid},
         "payment_refund_required": {"order_id": cancelled},
+        "hold_extended": {"hold_id": extended, "extend_seconds": 10},
+        "stock_adjusted": {"product_id": pid, "delta": 1, "reason": "found"},
+        "order_refunded": {"order_id": paid_then_cancelled},
     }
     for event, data in expected.items():
         found = api.events(event)
@@ -1835,3 +1869,327 @@ def test_the_task_for_a_missing_order_ends_without_retrying(api):
     assert not result.processed and result.status is None
     api.clock.advance(61)
     assert api.shop.relay_outbox() == 0
+
+
+# ================================================================ cancelling orders and refunds
+
+
+def _paid_order(api: Api, product_id: int, quantity: int = 1) -> int:
+    order_id = api.pending_order(product_id, quantity)
+    assert api.webhook(order_id, "success", f"pay-{order_id}").status_code == 200
+    return order_id
+
+
+def test_cancelling_a_purchase_is_200_with_the_order_and_restocks_it(api):
+    pid = api.new_product(stock=10)
+    order_id = api.purchase(pid, 3)["id"]
+    r = api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    assert r.status_code == 200, r.text
+    assert_order(r.json["data"])
+    assert (r.json["data"]["status"], r.json["data"]["refund_status"]) == ("cancelled", None)
+    assert api.levels(pid) == (10, 0, 10)
+    assert api.events("order_cancelled")[0]["data"]["reason"] == "admin"
+    assert api.run_tasks() == 1  # the purchase's processing task: it must not process a cancelled order
+    assert api.get_order(order_id)["status"] == "cancelled"
+    assert not api.events("order_processed")
+
+
+def test_cancelling_a_pending_order_releases_its_units(api):
+    pid = api.new_product(stock=10)
+    order_id = api.pending_order(pid, 4)
+    r = api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    assert (r.status_code, r.json["data"]["status"], r.json["data"]["refund_status"]) == (200, "cancelled", None)
+    assert api.levels(pid) == (10, 0, 10)
+
+
+def test_cancelling_a_paid_order_restocks_it_and_requires_a_refund(api):
+    pid = api.new_product(stock=10)
+    order_id = _paid_order(api, pid, 2)
+    assert api.levels(pid) == (8, 0, 8)
+    r = api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    assert (r.status_code, r.json["data"]["status"], r.json["data"]["refund_status"]) == (200, "cancelled", "required")
+    assert api.levels(pid) == (10, 0, 10)
+    assert [e["data"]["order_id"] for e in api.events("payment_refund_required")] == [order_id]
+    assert api.get_order(order_id)["refund_status"] == "required"
+
+
+def test_cancelling_twice_is_200_without_a_second_effect(api):
+    pid = api.new_product(stock=10)
+    order_id = api.purchase(pid, 3)["id"]
+    first = api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    again = api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    assert (again.status_code, again.json) == (200, first.json)
+    assert api.levels(pid) == (10, 0, 10)
+    assert len(api.events("order_cancelled")) == 1
+
+
+def test_cancelling_a_processed_order_is_409(api):
+    pid = api.new_product(stock=10)
+    order_id = api.purchase(pid, 3)["id"]
+    api.run_tasks()
+    assert_error(api.client.simulate_post(f"/api/orders/{order_id}/cancel"), 409, "Order already processed")
+    assert api.get_order(order_id)["status"] == "processed"
+    assert api.levels(pid) == (7, 0, 7)
+
+
+@pytest.mark.parametrize("action", ["cancel", "refund"])
+@pytest.mark.parametrize("raw_id", ["999999", "0", "01", "abc", str(2**63)])
+def test_cancelling_or_refunding_an_unknown_order_is_404(api, action, raw_id):
+    assert_error(api.client.simulate_post(f"/api/orders/{raw_id}/{action}"), 404)
+
+
+def test_a_success_for_a_cancelled_order_sets_refund_status_required(api):
+    pid = api.new_product(stock=10)
+    order_id = api.pending_order(pid, 1)
+    api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    r = api.webhook(order_id, "success", "late")
+    assert (r.json["status"], r.json["outcome"]) == ("cancelled", "ignored")
+    assert api.get_order(order_id)["refund_status"] == "required"
+
+
+def test_a_refund_is_recorded_once(api):
+    pid = api.new_product(stock=10)
+    order_id = _paid_order(api, pid)
+    api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    first = api.client.simulate_post(f"/api/orders/{order_id}/refund")
+    assert (first.status_code, first.json["data"]["refund_status"]) == (200, "refunded")
+    assert_order(first.json["data"])
+    again = api.client.simulate_post(f"/api/orders/{order_id}/refund")
+    assert (again.status_code, again.json) == (200, first.json)
+    assert [e["data"]["order_id"] for e in api.events("order_refunded")] == [order_id]
+
+
+@pytest.mark.parametrize("kind", ["created", "pending", "paid", "cancelled"])
+def test_refunding_an_order_that_owes_nothing_is_409(api, kind):
+    pid = api.new_product(stock=10)
+    order_id = {
+        "created": lambda: api.purchase(pid, 1)["id"],
+        "pending": lambda: api.pending_order(pid, 1),
+        "paid": lambda: _paid_order(api, pid),
+        "cancelled": lambda: api.pending_order(pid, 1),
+    }[kind]()
+    if kind == "cancelled":
+        api.client.simulate_post(f"/api/orders/{order_id}/cancel")
+    before = api.get_order(order_id)
+    assert_error(api.client.simulate_post(f"/api/orders/{order_id}/refund"), 409, "No refund is required")
+    assert api.get_order(order_id) == before
+
+
+def test_cancelling_refunding_and_adjusting_need_the_admin_token(api):
+    pid = api.new_product(stock=10)
+    paid = _paid_order(api, pid)
+    created = api.purchase(pid, 1)["id"]
+    admin = api.app(admin_token=ADMIN_TOKEN)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    adjust = {"delta": 1, "reason": "r"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert_error(admin.simulate_post(f"/api/orders/{created}/cancel", headers=headers), 401)
+        assert_error(admin.simulate_post(f"/api/orders/{paid}/refund", headers=headers), 401)
+        assert_error(admin.simulate_post(f"/api/products/{pid}/adjustments", json=adjust, headers=headers), 401)
+        assert_error(admin.simulate_get(f"/api/products/{pid}/adjustments", headers=headers), 401)
+    assert api.get_order(created)["status"] == "created" and api.levels(pid) == (8, 0, 8)
+    assert admin.simulate_post(f"/api/orders/{created}/cancel", headers=auth).status_code == 200
+    assert admin.simulate_post(f"/api/orders/{paid}/cancel", headers=auth).status_code == 200
+    assert admin.simulate_post(f"/api/orders/{paid}/refund", headers=auth).status_code == 200
+    assert admin.simulate_post(f"/api/products/{pid}/adjustments", json=adjust, headers=auth).status_code == 201
+    assert admin.simulate_get(f"/api/products/{pid}/adjustments", headers=auth).status_code == 200
+
+
+# ================================================================ stock adjustments
+
+ADJUSTMENT_KEYS = {"id", "product_id", "delta", "reason", "stock_after", "created_at"}
+
+
+def test_an_adjustment_is_201_with_its_shape_and_changes_stock(api):
+    pid = api.new_product(stock=10)
+    r = api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": 5, "reason": "delivery"})
+    assert r.status_code == 201, r.text
+    data = r.json["data"]
+    assert set(data) == ADJUSTMENT_KEYS
+    assert (data["product_id"], data["delta"], data["reason"], data["stock_after"]) == (pid, 5, "delivery", 15)
+    assert type(data["id"]) is int and TIMESTAMP.fullmatch(data["created_at"])
+    assert api.levels(pid) == (15, 0, 15)  # the read after the write sees it, cache or not
+    assert api.adjustments(pid) == [data]
+
+
+def test_an_adjustment_below_available_is_409_and_changes_nothing(api):
+    pid = api.new_product(stock=10)
+    api.hold(pid, 4)
+    r = api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": -7, "reason": "damaged"})
+    assert_error(r, 409, "Adjustment would take available stock below 0")
+    assert api.levels(pid) == (10, 4, 6)
+    assert api.adjustments(pid) == []
+    ok = api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": -6, "reason": "damaged"})
+    assert ok.status_code == 201 and api.levels(pid) == (4, 4, 0)
+
+
+def test_an_adjustment_above_the_largest_stock_is_409(api):
+    pid = api.new_product(stock=10)
+    r = api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": 2**31 - 10, "reason": "x"})
+    assert_error(r, 409, "Adjustment would take stock above 2147483647")
+    ok = api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": 2**31 - 11, "reason": "x"})
+    assert ok.status_code == 201 and ok.json["data"]["stock_after"] == 2**31 - 1
+
+
+def test_an_adjustment_blocked_only_by_expired_unswept_holds_applies(api):
+    pid = api.new_product(stock=10)
+    api.hold(pid, 4)
+    api.clock.advance(121)
+    r = api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": -10, "reason": "recall"})
+    assert r.status_code == 201, r.text
+    assert api.levels(pid) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_adjustments_of_an_unknown_or_deleted_product_are_404(api, method):
+    deleted = api.new_product()
+    api.client.simulate_delete(f"/api/products/{deleted}")
+    for pid in (deleted, 999999):
+        path = f"/api/products/{pid}/adjustments"
+        r = api.client.simulate_post(path, json={"delta": 1, "reason": "r"}) if method == "post" else None
+        assert_error(r or api.client.simulate_get(path), 404)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"delta": 0, "reason": "r"}, "delta"),
+        ({"delta": "1", "reason": "r"}, "delta"),
+        ({"delta": 1.5, "reason": "r"}, "delta"),
+        ({"delta": True, "reason": "r"}, "delta"),
+        ({"delta": 2**31, "reason": "r"}, "delta"),
+        ({"delta": -(2**31), "reason": "r"}, "delta"),
+        ({"reason": "r"}, "delta"),
+        ({"delta": 1}, "reason"),
+        ({"delta": 1, "reason": ""}, "reason"),
+        ({"delta": 1, "reason": " \u200b "}, "reason"),
+        ({"delta": 1, "reason": "bell\u0007"}, "reason"),
+        ({"delta": 1, "reason": "x" * 256}, "reason"),
+        ({"delta": 1, "reason": 5}, "reason"),
+    ],
+)
+def test_adjustment_field_rules_are_422(api, body, field):
+    pid = api.new_product(stock=10)
+    assert_error(api.client.simulate_post(f"/api/products/{pid}/adjustments", json=body), 422, field=field)
+    assert api.levels(pid) == (10, 0, 10)
+
+
+def test_the_largest_deltas_and_reasons_are_accepted(api):
+    pid = api.new_product(stock=0)
+    path = f"/api/products/{pid}/adjustments"
+    assert api.client.simulate_post(path, json={"delta": 2**31 - 1, "reason": "r" * 255}).status_code == 201
+    assert api.client.simulate_post(path, json={"delta": -(2**31 - 1), "reason": "é"}).status_code == 201
+    assert api.levels(pid) == (0, 0, 0)
+
+
+def test_a_put_that_changes_stock_is_in_the_trail_as_a_set(api):
+    pid = api.new_product(stock=10)
+    api.purchase(pid, 3)
+    assert api.client.simulate_put(f"/api/products/{pid}", json={"stock": 20}).status_code == 200
+    assert api.client.simulate_put(f"/api/products/{pid}", json={"stock": 20, "name": "Same"}).status_code == 200
+    [entry] = api.adjustments(pid)
+    assert (entry["delta"], entry["reason"], entry["stock_after"]) == (13, "set", 20)
+
+
+def test_the_trail_is_newest_first_a_page_at_a_time(api):
+    pid = api.new_product(stock=10)
+    for delta in (1, 2, 3):
+        api.client.simulate_post(f"/api/products/{pid}/adjustments", json={"delta": delta, "reason": "r"})
+    r = api.client.simulate_get(f"/api/products/{pid}/adjustments", params={"limit": 2})
+    assert [a["delta"] for a in r.json["data"]] == [3, 2]
+    after = r.json["meta"]["next_before_id"]
+    assert after == r.json["data"][-1]["id"]
+    r = api.client.simulate_get(f"/api/products/{pid}/adjustments", params={"limit": 2, "before_id": after})
+    assert [a["delta"] for a in r.json["data"]] == [1]
+    assert r.json["meta"]["next_before_id"] is None
+    full = api.client.simulate_get(f"/api/products/{pid}/adjustments", params={"limit": 3})
+    assert full.json["meta"]["next_before_id"] is None
+    assert len(api.adjustments(pid)) == 3  # default limit 50
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("limit=0", "limit"), ("limit=201", "limit"), ("limit=", "limit"), ("limit=1&limit=2", "limit"),
+     ("before_id=0", "before_id"), ("before_id=x", "before_id")],
+)  # fmt: skip
+def test_bad_adjustment_queries_are_422(api, query, field):
+    pid = api.new_product()
+    assert_error(api.client.simulate_get(f"/api/products/{pid}/adjustments", query_string=query), 422, field=field)
+
+
+def test_an_adjustment_refusal_is_replayed_for_its_key(api):
+    pid = api.new_product(stock=1)
+    path, body, headers = f"/api/products/{pid}/adjustments", {"delta": -2, "reason": "r"}, {"Idempotency-Key": "a"}
+    first = api.client.simulate_post(path, json=body, headers=headers)
+    assert first.status_code == 409
+    api.client.simulate_put(f"/api/products/{pid}", json={"stock": 10})
+    again = api.client.simulate_post(path, json=body, headers=headers)
+    assert (again.status_code, again.json, again.headers.get("idempotent-replayed")) == (409, first.json, "true")
+    assert api.levels(pid) == (10, 0, 10)
+
+
+# ================================================================ extending holds
+
+
+def test_extending_a_hold_is_200_with_the_hold_and_its_new_expiry(api):
+    pid = api.new_product(stock=10)
+    hold = api.hold(pid, 2)
+    before = api.client.simulate_get(f"/api/holds/{hold}").json
+    api.clock.advance(100)
+    r = api.client.simulate_patch(f"/api/holds/{hold}", json={"extend_seconds": 60})
+    assert r.status_code == 200, r.text
+    assert set(r.json) == HOLD_KEYS
+    assert r.json == {**before, "expires_at": "2026-01-07T08:03:00.000000Z"}
+    assert api.client.simulate_get(f"/api/holds/{hold}").json == r.json
+    api.clock.advance(60)  # past the first expiry: still active
+    api.shop.sweep()
+    assert api.client.simulate_get(f"/api/holds/{hold}").json["status"] == "active"
+    assert api.levels(pid) == (10, 2, 8)
+
+
+def test_a_hold_cannot_be_extended_past_its_longest_life(api):
+    pid = api.new_product(stock=10)
+    hold = api.hold(pid, 2)
+    expiries = [
+        api.client.simulate_patch(f"/api/holds/{hold}", json={"extend_seconds": 120}).json["expires_at"]
+        for _ in range(7)
+    ]
+    assert expiries[-2:] == ["2026-01-07T08:14:00.000000Z", "2026-01-07T08:15:00.000000Z"]  # 900 s after creation
+    r = api.client.simulate_patch(f"/api/holds/{hold}", json={"extend_seconds": 1})
+    assert_error(r, 409, "Hold cannot be extended further")
+    assert api.client.simulate_get(f"/api/holds/{hold}").json["expires_at"] == expiries[-1]
+
+
+@pytest.mark.parametrize("end", ["used", "released", "expired", "swept"])
+def test_a_hold_that_ended_cannot_be_extended_and_stays_as_it_is(api, end):
+    pid = api.new_product(stock=10)
+    hold = api.hold(pid, 2)
+    if end == "used":
+        api.order(hold)
+    elif end == "released":
+        api.client.simulate_delete(f"/api/holds/{hold}")
+    else:
+        api.clock.advance(120)
+        if end == "swept":
+            api.shop.sweep()
+    before = api.client.simulate_get(f"/api/holds/{hold}").json
+    assert_error(api.client.simulate_patch(f"/api/holds/{hold}", json={"extend_seconds": 60}), 409)
+    assert api.client.simulate_get(f"/api/holds/{hold}").json == before
+    api.shop.sweep()
+    assert api.client.simulate_get(f"/api/holds/{hold}").json["status"] == before["status"]
+    assert api.levels(pid)[1] == (2 if end == "used" else 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"extend_seconds": 0}, {"extend_seconds": 121}, {"extend_seconds": "60"}, {"extend_seconds": 1.0},
+     {"extend_seconds": None}, {"extend_seconds": True}],
+)  # fmt: skip
+def test_extension_field_rules_are_422(api, body):
+    hold = api.hold(api.new_product(stock=10), 1)
+    assert_error(api.client.simulate_patch(f"/api/holds/{hold}", json=body), 422, field="extend_seconds")
+
+
+@pytest.mark.parametrize("raw_id", ["999999", "0", "01", "abc"])
+def test_extending_an_unknown_hold_is_404(api, raw_id):
+    assert_error(api.client.simulate_patch(f"/api/holds/{raw_id}", json={"extend_seconds": 1}), 404)

@@ -28,6 +28,13 @@ class UpdateProduct:
 
 
 @attrs.frozen
+class AdjustStock:
+    product_id: int
+    delta: int
+    reason: str
+
+
+@attrs.frozen
 class Purchase:
     product_id: int
     quantity: int
@@ -37,6 +44,12 @@ class Purchase:
 class PlaceHold:
     product_id: int
     quantity: int
+
+
+@attrs.frozen
+class ExtendHold:
+    hold_id: int
+    extend_seconds: int
 
 
 @attrs.frozen

@@ -8,9 +8,11 @@ from typing import TypeVar
 
 from stockade.application import audit, background, holds, orders, payments, products, purchase
 from stockade.application.commands import (
+    AdjustStock,
     Backlog,
     CheckReport,
     CreateProduct,
+    ExtendHold,
     HoldView,
     OrderFromHold,
     OrderView,
@@ -26,7 +28,7 @@ from stockade.application.commands import (
 from stockade.application.idempotency import Answer, answer_once, request_key
 from stockade.application.ports import RequestKey
 from stockade.application.services import Deps
-from stockade.domain.model import Hold, LoggedEvent, PaymentResult, Product, money
+from stockade.domain.model import Hold, LoggedEvent, PaymentResult, Product, StockAdjustment, money
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -54,6 +56,17 @@ class Shop:
     def delete_product(self, product_id: int) -> None:
         products.delete_product(self.deps, product_id)
 
+    def adjust_stock(self, product_id: int, delta: int, reason: str) -> StockAdjustment:
+        return products.adjust_stock(self.deps, AdjustStock(product_id, delta, reason))
+
+    def adjust_stock_once(self, command: AdjustStock, idempotency_key: str | None) -> Answer[StockAdjustment]:
+        return self._once("products.adjustments", command, idempotency_key, products.adjust_stock)
+
+    def list_adjustments(
+        self, product_id: int, limit: int = 50, before_id: int | None = None
+    ) -> tuple[list[StockAdjustment], int | None]:
+        return products.list_adjustments(self.deps, product_id, limit, before_id)
+
     # buying
     def purchase(self, product_id: int, quantity: int) -> OrderView:
         return purchase.purchase(self.deps, Purchase(product_id, quantity))
@@ -63,6 +76,9 @@ class Shop:
 
     def get_hold(self, hold_id: int) -> HoldView:
         return holds.get_hold(self.deps, hold_id)
+
+    def extend_hold(self, hold_id: int, extend_seconds: int) -> HoldView:
+        return holds.extend_hold(self.deps, ExtendHold(hold_id, extend_seconds))
 
     def release_hold(self, hold_id: int) -> None:
         holds.release_hold(self.deps, hold_id)
@@ -88,6 +104,12 @@ class Shop:
 
     def get_order(self, order_id: int) -> OrderView:
         return orders.get_order(self.deps, order_id)
+
+    def cancel_order(self, order_id: int) -> OrderView:
+        return orders.cancel_order(self.deps, order_id)
+
+    def refund_order(self, order_id: int) -> OrderView:
+        return orders.refund_order(self.deps, order_id)
 
     def payment(self, idempotency_key: str, order_id: int, status: str) -> WebhookResult:
         """Apply a payment notification (`success` or `failure`), once per key; a repeated

@@ -1,11 +1,13 @@
-"""Holds: reserve units for a short time, read them, release them."""
+"""Holds: reserve units for a short time, read them, extend them, release them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+
+import attrs
 
 from stockade.application.claim import claim_units
-from stockade.application.commands import HoldView, PlaceHold
+from stockade.application.commands import ExtendHold, HoldView, PlaceHold
 from stockade.application.ports import RequestKey, UnitOfWork
 from stockade.application.records import encode_result
 from stockade.application.services import Deps, transaction
@@ -41,6 +43,41 @@ def get_hold(deps: Deps, hold_id: int) -> HoldView:
     if hold is None:
         raise HoldNotFound()
     return HoldView(hold, hold.status_at(deps.clock.now()).value)
+
+
+def extend_hold(deps: Deps, cmd: ExtendHold) -> HoldView:
+    """Move an active, unexpired hold's expiry later by `extend_seconds`, never past its
+    creation + the longest hold life. Raises HoldNotFound, HoldAlreadyUsed, HoldReleased,
+    HoldExpired (swept or not), HoldTooOld.
+
+    One conditional update on the expiry just read: a racing extension makes it read again
+    and extend from the new expiry; a sweeper expiring the hold makes it refuse.
+    """
+    extend = timedelta(seconds=cmd.extend_seconds)
+
+    def work(uow: UnitOfWork, now: datetime) -> HoldView:
+        # Each lost race means another extension moved the expiry toward its bound, or the
+        # hold ended: the loop ends in a change or a refusal.
+        while True:
+            hold = uow.holds.get(cmd.hold_id)
+            if hold is None:
+                raise HoldNotFound()
+            expires_at = hold.extended_expiry(extend, deps.policy.hold_max_lifetime, now)
+            if uow.holds.extend(hold, expires_at, now):
+                break
+        uow.events.record(
+            "hold_extended",
+            {
+                "hold_id": hold.id,
+                "product_id": hold.product_id,
+                "extend_seconds": cmd.extend_seconds,
+                "expires_at": utc_timestamp(expires_at),
+            },
+            now,
+        )
+        return HoldView(attrs.evolve(hold, expires_at=expires_at, updated_at=now), HoldStatus.ACTIVE.value)
+
+    return transaction(deps, work)
 
 
 def release_hold(deps: Deps, hold_id: int) -> None:

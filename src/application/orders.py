@@ -1,4 +1,4 @@
-"""Orders: made from a hold, read, and processed by the background task."""
+"""Orders: made from a hold, read, processed by the background task, cancelled and refunded."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 
 from stockade.application.claim import product_snapshot
 from stockade.application.commands import OrderFromHold, OrderView, PendingOrder, ProcessResult
+from stockade.application.expiry import give_back_order_units
 from stockade.application.payments import apply_deferred_payments
 from stockade.application.ports import ConditionFailed, DuplicateHoldOrder, RequestKey, UnitOfWork
 from stockade.application.records import encode_result
@@ -18,8 +19,16 @@ from stockade.application.services import (
     start_message,
     transaction,
 )
-from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound, OrderNotFound
-from stockade.domain.model import PROCESSABLE, Hold, Order, OrderStatus, ensure_hold_usable, money
+from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound, NoRefundRequired, OrderNotFound
+from stockade.domain.model import (
+    PROCESSABLE,
+    Hold,
+    Order,
+    OrderStatus,
+    RefundStatus,
+    ensure_hold_usable,
+    money,
+)
 
 log = logging.getLogger("stockade.orders")
 
@@ -120,8 +129,9 @@ def get_order(deps: Deps, order_id: int) -> OrderView:
 def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> ProcessResult:
     """The background step after `created` or `paid`: wait, then mark `processed`, once.
 
-    Safe to run any number of times: the conditional transition lets one run win. A
-    missing order is logged and the task ends (no retry loop).
+    Safe to run any number of times: the conditional transition lets one run win, and an
+    order cancelled during the wait stays cancelled. A missing order is logged and the task
+    ends (no retry loop).
     """
     start_message(deps, message_id)
     # A webhook can arrive before its order exists (a client may guess the next id). An
@@ -137,18 +147,77 @@ def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> P
         return ProcessResult(order_id, False, order.status if order else None)
     deps.sleep(deps.policy.processing_seconds)
 
-    def work(uow: UnitOfWork, now: datetime) -> bool:
+    def work(uow: UnitOfWork, now: datetime) -> tuple[bool, OrderStatus]:
+        # Conditional on the status read before the wait: an order cancelled meanwhile stays so.
         done = uow.orders.transition(order_id, order.status, OrderStatus.PROCESSED, now)
         if done:
             uow.events.record("order_processed", {"order_id": order_id}, now)
         if message_id is not None:
             uow.outbox.complete(message_id, now)
-        return done
+        return done, OrderStatus.PROCESSED if done else _current(uow, order_id).status
 
-    processed = transaction(deps, work)
+    processed, status = transaction(deps, work)
     if processed:
         log.warning("Order #%s Processed.", order_id)
-    return ProcessResult(order_id, processed, OrderStatus.PROCESSED if processed else order.status)
+    else:
+        log.info("Order #%s became %s while it waited; not processed by this run.", order_id, status.value)
+    return ProcessResult(order_id, processed, status)
+
+
+def _current(uow: UnitOfWork, order_id: int) -> Order:
+    order = uow.orders.get(order_id)
+    if order is None:
+        raise OrderNotFound()
+    return order
+
+
+def cancel_order(deps: Deps, order_id: int) -> OrderView:
+    """An admin's cancel: `created` and `paid` orders' units go back to stock, a `pending`
+    order's reserved units are released; a paid order then owes a refund. Cancelling a
+    cancelled order changes nothing. Raises OrderNotFound, OrderAlreadyProcessed.
+
+    The cancel is one conditional update on the status just read; when another actor
+    (payment, processing, the timeout sweep) moved the order first, the order is read again
+    and the decision made again. The statuses only move forward, so this ends.
+    """
+
+    def work(uow: UnitOfWork, now: datetime) -> None:
+        for _ in range(len(OrderStatus)):  # each lost race moved the order one status on
+            order = _current(uow, order_id)
+            if not order.needs_cancelling():
+                return
+            refund = RefundStatus.REQUIRED if order.status is OrderStatus.PAID else None
+            if uow.orders.transition(order.id, order.status, OrderStatus.CANCELLED, now, refund_status=refund):
+                break
+        else:
+            raise AssertionError(f"order #{order_id} kept changing status")
+        give_back_order_units(uow, [order], now)
+        data = {"order_id": order.id, "product_id": order.product_id, "quantity": order.quantity}
+        uow.events.record("order_cancelled", {**data, "reason": "admin", "previous_status": order.status.value}, now)
+        if refund is not None:
+            uow.events.record("payment_refund_required", {**data, "order_status": OrderStatus.CANCELLED.value}, now)
+
+    transaction(deps, work)
+    return get_order(deps, order_id)
+
+
+def refund_order(deps: Deps, order_id: int) -> OrderView:
+    """Record that the money of a cancelled, paid order was given back: refund_status
+    required -> refunded. Already refunded: no change. Raises OrderNotFound, NoRefundRequired."""
+
+    def work(uow: UnitOfWork, now: datetime) -> None:
+        order = _current(uow, order_id)
+        if order.refund_status is RefundStatus.REQUIRED and uow.orders.mark_refunded(order_id, now):
+            uow.events.record(
+                "order_refunded",
+                {"order_id": order.id, "product_id": order.product_id, "total_price": str(order.total_price)},
+                now,
+            )
+        elif _current(uow, order_id).refund_status is not RefundStatus.REFUNDED:  # a racing refund may have won
+            raise NoRefundRequired()
+
+    transaction(deps, work)
+    return get_order(deps, order_id)
 
 
 def request_processing(deps: Deps, order_id: int) -> None:

@@ -19,6 +19,8 @@ from stockade.domain.model import (
     PaymentEvent,
     Product,
     ProductSnapshot,
+    RefundStatus,
+    StockAdjustment,
     WebhookOutcome,
 )
 
@@ -157,21 +159,19 @@ class ProductRepository(Protocol):
 
     def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None: ...
 
+    def lock(self, product_id: int) -> Product | None:
+        """The live product, its row locked until the transaction ends (so a write computed
+        from it, such as a PUT's stock delta, is exact). None when there is no live product."""
+
     def snapshot(self, product_id: int) -> ProductSnapshot | None:
         """One plain read, no locks: the live product and the earliest lapse of its claims."""
 
     def list(self, limit: int, after_id: int) -> list[Product]:
         """Live products with id > after_id, ordered by id, at most `limit`."""
 
-    def update(
-        self,
-        product_id: int,
-        changes: dict[str, Any],
-        now: datetime,
-        expected_version: int | None = None,
-    ) -> bool:
-        """Apply name/price/stock changes if the product is live, `stock` (when given) is
-        not below `reserved`, and the version matches (when given). True if applied."""
+    def update(self, product_id: int, changes: dict[str, Any], now: datetime) -> bool:
+        """Apply name/price/stock changes if the product is live and `stock` (when given) is
+        not below `reserved`. True if applied."""
 
     def soft_delete(self, product_id: int, now: datetime) -> bool:
         """Mark the product deleted if it is live and nothing is reserved. True if done."""
@@ -188,6 +188,14 @@ class ProductRepository(Protocol):
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
         """Give back reserved units (hold released/expired, order cancelled)."""
+
+    def restock(self, product_id: int, quantity: int, now: datetime) -> None:
+        """Units of a cancelled sale come back on the shelf: stock += q (deleted or not)."""
+
+    def adjust(self, product_id: int, delta: int, now: datetime) -> int | Ref:
+        """stock += delta where the product is live, `available` stays >= 0 and `stock` <= 2^31-1
+        (StockLevels.adjust); returns the stock after it. Raises ConditionFailed (now or at
+        commit) when the row did not match."""
 
     def settle(self, product_id: int, quantity: int, now: datetime) -> None:
         """A pending order was paid: stock -= q and reserved -= q."""
@@ -211,6 +219,14 @@ class HoldRepository(Protocol):
 
     def end(self, hold_id: int, status: HoldStatus, now: datetime) -> bool:
         """active -> released or expired. True if this call made the change."""
+
+    def extend(self, hold: Hold, expires_at: datetime, now: datetime) -> bool:
+        """Move the expiry of `hold` to `expires_at`, only while it is active, unexpired at
+        `now` and still expires when `hold` said (so racing extensions never lose one another,
+        and none revives a hold the sweeper is expiring). True if this call made the change.
+
+        The product's cached snapshot stays: its earliest lapse can only be earlier than the
+        truth now, which makes it prove fewer refusals (a buyer then reads again), never more."""
 
     def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
         """Active holds past their TTL, locked. Rows another transaction holds locked are
@@ -240,8 +256,24 @@ class OrderRepository(Protocol):
 
     def get(self, order_id: int) -> Order | None: ...
 
-    def transition(self, order_id: int, current: OrderStatus, new: OrderStatus, now: datetime) -> bool:
-        """current -> new if the order is still in `current`. True if this call made it."""
+    def transition(
+        self,
+        order_id: int,
+        current: OrderStatus,
+        new: OrderStatus,
+        now: datetime,
+        *,
+        refund_status: RefundStatus | None = None,
+    ) -> bool:
+        """current -> new if the order is still in `current` (and, when given, its refund
+        status set in the same statement). True if this call made it."""
+
+    def require_refund(self, order_id: int, now: datetime) -> bool:
+        """A cancelled order was paid after all: refund_status -> required (from none, or from
+        refunded: a second payment to give back). True if this call made the change."""
+
+    def mark_refunded(self, order_id: int, now: datetime) -> bool:
+        """refund_status required -> refunded. True if this call made the change."""
 
     def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
         """Pending orders whose payment is due, locked; skipped or waited for as in
@@ -313,6 +345,16 @@ class IdempotencyRepository(Protocol):
     def find(self, key: RequestKey) -> KeyRecord | None: ...
 
     def purge(self, older_than: datetime) -> int: ...
+
+
+class AdjustmentRepository(Protocol):
+    """The audit trail of stock: one row per adjustment, written with the change it records."""
+
+    def add(self, product_id: int, delta: int, reason: str, stock_after: int | Ref, now: datetime) -> StockAdjustment:
+        """The new row; its id (and `stock_after`) may be Refs until commit."""
+
+    def list(self, product_id: int, limit: int, before_id: int | None = None) -> list[StockAdjustment]:
+        """The product's adjustments with id < before_id, newest first, at most `limit`."""
 
 
 class EventLog(Protocol):
@@ -399,6 +441,7 @@ class UnitOfWork(Protocol):
     orders: OrderRepository
     payments: PaymentEventRepository
     idempotency: IdempotencyRepository
+    adjustments: AdjustmentRepository
     events: EventLog
     outbox: Outbox
 

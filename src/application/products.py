@@ -1,13 +1,14 @@
-"""Product use cases: create, read (cache-aside), list, update (If-Match), soft delete."""
+"""Product use cases: create, read (cache-aside), list, update (If-Match), adjust stock, soft delete."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from stockade.application.claim import product_snapshot
-from stockade.application.commands import CreateProduct, UpdateProduct
+from stockade.application.claim import ATTEMPTS, product_snapshot
+from stockade.application.commands import AdjustStock, CreateProduct, UpdateProduct
 from stockade.application.expiry import reclaim_expired
-from stockade.application.ports import UnitOfWork
+from stockade.application.ports import ConditionFailed, Ref, RequestKey, TransientStorageError, UnitOfWork
+from stockade.application.records import encode_result
 from stockade.application.services import Deps, transaction
 from stockade.domain.errors import (
     PreconditionFailed,
@@ -15,7 +16,7 @@ from stockade.domain.errors import (
     ProductNotFound,
     StockBelowReserved,
 )
-from stockade.domain.model import Product, money
+from stockade.domain.model import SET_STOCK_REASON, Product, StockAdjustment, money
 
 
 def create_product(deps: Deps, cmd: CreateProduct) -> Product:
@@ -58,28 +59,19 @@ def update_product(deps: Deps, cmd: UpdateProduct) -> Product:
         changes["stock"] = cmd.stock
 
     def work(uow: UnitOfWork, now: datetime) -> Product:
-        expected = None
-        if cmd.if_match is not None:
-            current = uow.products.get(cmd.product_id)
-            if current is None:
-                raise ProductNotFound()
-            if current.version not in cmd.if_match:
-                raise PreconditionFailed()
-            expected = current.version
-        if not uow.products.update(cmd.product_id, changes, now, expected):
-            current = uow.products.get(cmd.product_id)
-            if current is None:
-                raise ProductNotFound()
-            if expected is not None and current.version != expected:
-                raise PreconditionFailed()
-            # The only other guard is stock >= reserved: lapsed claims may be inflating it.
-            if not reclaim_expired(uow, deps.policy, cmd.product_id, now):
-                raise StockBelowReserved()
-            if expected is not None:
-                # Reclaiming bumped the version under the row lock this transaction now holds.
-                expected = uow.products.get(cmd.product_id).version  # type: ignore[union-attr]
-            if not uow.products.update(cmd.product_id, changes, now, expected):
-                raise StockBelowReserved()
+        # Locked: the If-Match comparison and a stock delta hold until this commits.
+        current = uow.products.lock(cmd.product_id)
+        if current is None:
+            raise ProductNotFound()
+        if cmd.if_match is not None and current.version not in cmd.if_match:
+            raise PreconditionFailed()
+        # The only other guard is stock >= reserved: lapsed claims may be inflating it.
+        if not uow.products.update(cmd.product_id, changes, now) and not (
+            reclaim_expired(uow, deps.policy, cmd.product_id, now) and uow.products.update(cmd.product_id, changes, now)
+        ):
+            raise StockBelowReserved()
+        if cmd.stock is not None and cmd.stock != current.stock:
+            _record_adjustment(uow, cmd.product_id, cmd.stock - current.stock, SET_STOCK_REASON, cmd.stock, now)
         product = uow.products.get(cmd.product_id)
         assert product is not None
         uow.events.record(
@@ -90,6 +82,63 @@ def update_product(deps: Deps, cmd: UpdateProduct) -> Product:
         return product
 
     return transaction(deps, work)
+
+
+def _record_adjustment(
+    uow: UnitOfWork, product_id: int, delta: int, reason: str, stock_after: int | Ref, now: datetime
+) -> StockAdjustment:
+    adjustment = uow.adjustments.add(product_id, delta, reason, stock_after, now)
+    uow.events.record(
+        "stock_adjusted",
+        {
+            "adjustment_id": adjustment.id,
+            "product_id": product_id,
+            "delta": delta,
+            "reason": reason,
+            "stock_after": stock_after,
+        },
+        now,
+    )
+    return adjustment
+
+
+def adjust_stock(deps: Deps, cmd: AdjustStock, key: RequestKey | None = None) -> StockAdjustment:
+    """stock += delta with a reason, kept in the product's adjustment trail; concurrent sales
+    and adjustments never lose one another's effect (one conditional statement decides).
+    Raises ProductNotFound, StockAdjustmentRefused (available below 0, stock above 2^31-1)."""
+
+    def write(uow: UnitOfWork, now: datetime) -> StockAdjustment:
+        stock_after = uow.products.adjust(cmd.product_id, cmd.delta, now)
+        return _record_adjustment(uow, cmd.product_id, cmd.delta, cmd.reason, stock_after, now)
+
+    def give_way(uow: UnitOfWork, now: datetime) -> None:
+        """After the statement did not match: raise why, unless lapsed claims stood in the way
+        (they are released now) or sales since made room; then the statement runs again."""
+        product = uow.products.get(cmd.product_id)
+        if product is None:
+            raise ProductNotFound()
+        if not reclaim_expired(uow, deps.policy, cmd.product_id, now):
+            product.levels.adjust(cmd.delta)  # raises StockAdjustmentRefused
+
+    for _ in range(ATTEMPTS):
+        try:
+            return transaction(deps, write, key=key, encode=encode_result)
+        except ConditionFailed:
+            transaction(deps, give_way)
+    raise TransientStorageError(f"lost the race for product {cmd.product_id} {ATTEMPTS} times; retry")
+
+
+def list_adjustments(
+    deps: Deps, product_id: int, limit: int, before_id: int | None = None
+) -> tuple[list[StockAdjustment], int | None]:
+    """One page of a live product's adjustments, newest first, and the `before_id` of the
+    next page (None at the end). Raises ProductNotFound."""
+    with deps.read() as uow:
+        if uow.products.get(product_id) is None:
+            raise ProductNotFound()
+        rows = uow.adjustments.list(product_id, limit + 1, before_id)
+    page = rows[:limit]
+    return page, (page[-1].id if len(rows) > limit else None)
 
 
 def delete_product(deps: Deps, product_id: int) -> None:

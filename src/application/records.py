@@ -18,10 +18,10 @@ import attrs
 
 from stockade.application.commands import OrderView, PendingOrder
 from stockade.domain import errors
-from stockade.domain.model import Hold
+from stockade.domain.model import Hold, StockAdjustment
 
 #: The results a keyed request can have, by the name a record gives them.
-RESULT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (OrderView, Hold, PendingOrder)}
+RESULT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (OrderView, Hold, PendingOrder, StockAdjustment)}
 
 
 def encode_result(result: Any) -> dict[str, Any]:
@@ -61,7 +61,8 @@ def _decode(kind: Any, raw: Any) -> Any:
         kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     if attrs.has(kind):
         hints = typing.get_type_hints(kind)
-        return kind(**{f.name: _decode(hints[f.name], raw[f.name]) for f in attrs.fields(kind)})
+        # A field added since the record was written takes its default.
+        return kind(**{f.name: _decode(hints[f.name], raw[f.name]) for f in attrs.fields(kind) if f.name in raw})
     if kind is datetime:
         return datetime.fromisoformat(raw)
     if isinstance(kind, type) and issubclass(kind, (enum.Enum, Decimal)):

@@ -22,6 +22,8 @@ class Policy:
     """Business tunables, read from settings by the composition root."""
 
     hold_ttl: timedelta = timedelta(seconds=120)
+    #: the longest a hold may live, extensions included
+    hold_max_lifetime: timedelta = timedelta(seconds=900)
     payment_ttl: timedelta = timedelta(seconds=900)
     max_quantity: int = 100
     processing_seconds: float = 5.0

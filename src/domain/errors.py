@@ -57,6 +57,32 @@ class HoldExpired(HoldNotActive):
     message = "Hold expired"
 
 
+class HoldTooOld(DomainError):
+    """The hold already expires at the latest moment a hold may live (STOCKADE_HOLD_MAX_SECONDS)."""
+
+    message = "Hold cannot be extended further"
+
+
+class OrderAlreadyProcessed(DomainError):
+    """A processed order's goods are gone: it can no longer be cancelled."""
+
+    message = "Order already processed"
+
+
+class NoRefundRequired(DomainError):
+    """Only a cancelled order whose payment was taken has a refund to record."""
+
+    message = "No refund is required"
+
+
+class StockAdjustmentRefused(DomainError):
+    """A stock adjustment would take `available` below 0 or `stock` above 2^31-1."""
+
+    BELOW_RESERVED = "Adjustment would take available stock below 0"
+    ABOVE_MAXIMUM = "Adjustment would take stock above 2147483647"
+    message = BELOW_RESERVED
+
+
 class StockBelowReserved(DomainError):
     """An admin asked for less stock than is already promised to holds and pending orders."""
 

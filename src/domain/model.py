@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import attrs
@@ -13,11 +13,16 @@ from stockade.domain.errors import (
     HoldExpired,
     HoldNotActive,
     HoldReleased,
+    HoldTooOld,
+    OrderAlreadyProcessed,
     OutOfStock,
+    StockAdjustmentRefused,
     StockBelowReserved,
 )
 
 CENT = Decimal("0.01")
+#: The most units a product's stock may be set or adjusted to (a signed 32-bit integer).
+MAX_STOCK = 2**31 - 1
 
 
 def utc_timestamp(moment: datetime) -> str:
@@ -39,6 +44,13 @@ class HoldStatus(str, enum.Enum):
     EXPIRED = "expired"
 
 
+class RefundStatus(str, enum.Enum):
+    """Money taken for an order that was cancelled: an operator must give it back."""
+
+    REQUIRED = "required"
+    REFUNDED = "refunded"
+
+
 class OrderStatus(str, enum.Enum):
     CREATED = "created"
     PENDING = "pending"
@@ -49,9 +61,9 @@ class OrderStatus(str, enum.Enum):
 
 #: Every allowed order transition; anything else is refused by the conditional update.
 ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.CREATED: frozenset({OrderStatus.PROCESSED}),
+    OrderStatus.CREATED: frozenset({OrderStatus.PROCESSED, OrderStatus.CANCELLED}),
     OrderStatus.PENDING: frozenset({OrderStatus.PAID, OrderStatus.CANCELLED}),
-    OrderStatus.PAID: frozenset({OrderStatus.PROCESSED}),
+    OrderStatus.PAID: frozenset({OrderStatus.PROCESSED, OrderStatus.CANCELLED}),
     OrderStatus.PROCESSED: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
 }
@@ -100,6 +112,15 @@ class StockLevels:
     def set_stock(self, stock: int) -> StockLevels:
         if stock < self.reserved:
             raise StockBelowReserved()
+        return StockLevels(stock, self.reserved)
+
+    def adjust(self, delta: int) -> StockLevels:
+        """stock += delta, unless `available` would go below 0 or `stock` above MAX_STOCK."""
+        stock = self.stock + delta
+        if stock < self.reserved:
+            raise StockAdjustmentRefused(StockAdjustmentRefused.BELOW_RESERVED)
+        if stock > MAX_STOCK:
+            raise StockAdjustmentRefused(StockAdjustmentRefused.ABOVE_MAXIMUM)
         return StockLevels(stock, self.reserved)
 
 
@@ -169,6 +190,16 @@ class Hold:
         """The status a client sees: an active hold past its TTL is expired, swept or not."""
         return HoldStatus.EXPIRED if self.is_expired(now) else self.status
 
+    def extended_expiry(self, extend: timedelta, longest_life: timedelta, now: datetime) -> datetime:
+        """When the hold expires once extended by `extend`: never past `created_at + longest_life`.
+        Raises the refusal of a hold that is not active now (expired ones included, swept or
+        not), and HoldTooOld when it already reaches that bound."""
+        ensure_hold_usable(self, now)
+        bound = self.created_at + longest_life
+        if self.expires_at >= bound:
+            raise HoldTooOld()
+        return min(self.expires_at + extend, bound)
+
     def refusal(self, now: datetime) -> HoldNotActive | None:
         """Why this hold cannot become an order now, or None when it can."""
         status = self.status_at(now)
@@ -194,6 +225,35 @@ class Order:
     payment_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    refund_status: RefundStatus | None = None
+
+    def needs_cancelling(self) -> bool:
+        """Whether an admin's cancel changes this order: False when it is cancelled already.
+        Raises OrderAlreadyProcessed: its goods are gone."""
+        if self.status is OrderStatus.PROCESSED:
+            raise OrderAlreadyProcessed()
+        return self.status is not OrderStatus.CANCELLED
+
+    @property
+    def holds_reserved_units(self) -> bool:
+        """A pending order's units are reserved; a created or paid order's left `stock`."""
+        return self.status is OrderStatus.PENDING
+
+
+@attrs.frozen
+class StockAdjustment:
+    """One change of a product's stock by a delta, with why: the audit trail of stock."""
+
+    id: int
+    product_id: int
+    delta: int
+    reason: str
+    stock_after: int
+    created_at: datetime
+
+
+#: The reason recorded for a `PUT` that sets stock to an absolute value.
+SET_STOCK_REASON = "set"
 
 
 class PaymentResult(str, enum.Enum):

@@ -31,6 +31,7 @@ log = logging.getLogger("stockade")
 def policy_from(settings: Settings) -> Policy:
     return Policy(
         hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
+        hold_max_lifetime=timedelta(seconds=settings.hold_max_seconds),
         payment_ttl=timedelta(seconds=settings.order_payment_ttl_seconds),
         max_quantity=settings.max_quantity,
         processing_seconds=settings.order_processing_seconds,

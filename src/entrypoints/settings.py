@@ -34,6 +34,7 @@ class Settings:
     redis_url: str | None = None
     broker_url: str | None = None
     hold_ttl_seconds: int = 120
+    hold_max_seconds: int = 900
     order_payment_ttl_seconds: int = 900
     sweep_interval_seconds: float = 5.0
     order_processing_seconds: float = 5.0
@@ -69,6 +70,8 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.hold_max_seconds < self.hold_ttl_seconds:
+            raise SettingsError("STOCKADE_HOLD_MAX_SECONDS must be at least STOCKADE_HOLD_TTL_SECONDS")
         if self.task_visibility_timeout_seconds <= self.order_processing_seconds:
             raise SettingsError(
                 "STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS must exceed STOCKADE_ORDER_PROCESSING_SECONDS, "
@@ -259,6 +262,12 @@ SETTINGS: tuple[Setting, ...] = (
         unset="unset: in-process task runner",
     ),
     Setting("STOCKADE_HOLD_TTL_SECONDS", "hold_ttl_seconds", "hold lifetime", _integer(1, 86400 * 30)),
+    Setting(
+        "STOCKADE_HOLD_MAX_SECONDS",
+        "hold_max_seconds",
+        "the longest a hold may live, extensions included (PATCH /api/holds/{id})",
+        _integer(1, 86400 * 30),
+    ),
     Setting(
         "STOCKADE_ORDER_PAYMENT_TTL_SECONDS",
         "order_payment_ttl_seconds",

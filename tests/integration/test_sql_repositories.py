@@ -71,7 +71,7 @@ def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> N
     engine = sa.create_engine(mysql_url)
     try:
         before = _schema(engine)
-        assert before["alembic_version"] == "0004"
+        assert before["alembic_version"] == "0006"
         execute(
             engine,
             "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "

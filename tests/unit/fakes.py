@@ -39,6 +39,7 @@ from stockade.application.ports import (
 from stockade.application.services import Deps, Policy
 from stockade.application.tracing import traced
 from stockade.application.unit_of_work import AbstractUnitOfWork
+from stockade.domain.errors import StockAdjustmentRefused
 from stockade.domain.model import (
     Hold,
     HoldStatus,
@@ -48,6 +49,8 @@ from stockade.domain.model import (
     PaymentEvent,
     Product,
     ProductSnapshot,
+    RefundStatus,
+    StockAdjustment,
     WebhookOutcome,
 )
 
@@ -85,6 +88,7 @@ class Tables:
     payments: dict[int, PaymentEvent] = attrs.Factory(dict)
     idempotency: dict[tuple[str, str], IdempotencyRow] = attrs.Factory(dict)
     events: list[LoggedEvent] = attrs.Factory(list)
+    adjustments: dict[int, StockAdjustment] = attrs.Factory(dict)
     outbox: dict[int, OutboxRow] = attrs.Factory(dict)
     last_ids: dict[str, int] = attrs.Factory(dict)
 
@@ -163,6 +167,9 @@ class InMemoryProductRepository(_Repository):
     def _live(self, product_id: int) -> Product | None:
         return self.get(product_id)
 
+    def lock(self, product_id: int) -> Product | None:
+        return self._live(product_id)  # transactions are serial: every row is locked
+
     def snapshot(self, product_id: int) -> ProductSnapshot | None:
         product = self.get(product_id)
         if product is None:
@@ -177,15 +184,11 @@ class InMemoryProductRepository(_Repository):
         ]
         return ProductSnapshot(product, min(lapses) if lapses else None)
 
-    def update(
-        self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None
-    ) -> bool:
+    def update(self, product_id: int, changes: dict[str, Any], now: datetime) -> bool:
         product = self._live(product_id)
         if product is None:
             return False
         if "stock" in changes and product.reserved > changes["stock"]:
-            return False
-        if expected_version is not None and product.version != expected_version:
             return False
         self._write(product, now, **changes)
         return True
@@ -215,6 +218,21 @@ class InMemoryProductRepository(_Repository):
         if product is None or product.reserved < quantity:
             raise RuntimeError(f"product {product_id}: cannot give back {quantity} reserved units")
         self._write(product, now, reserved=product.reserved - quantity)
+
+    def restock(self, product_id: int, quantity: int, now: datetime) -> None:
+        product = self.t.products[product_id]
+        self._write(product, now, stock=product.stock + quantity)
+
+    def adjust(self, product_id: int, delta: int, now: datetime) -> int:
+        product = self._live(product_id)
+        if product is None:
+            raise ConditionFailed()
+        try:
+            stock = product.levels.adjust(delta).stock
+        except StockAdjustmentRefused:
+            raise ConditionFailed() from None
+        self._write(product, now, stock=stock)
+        return stock
 
     def settle(self, product_id: int, quantity: int, now: datetime) -> None:
         product = self.t.products.get(product_id)
@@ -266,6 +284,18 @@ class InMemoryHoldRepository(_Repository):
         self.t.holds[hold_id] = attrs.evolve(hold, status=status, updated_at=now)
         return True
 
+    def extend(self, hold: Hold, expires_at: datetime, now: datetime) -> bool:
+        current = self.t.holds.get(hold.id)
+        if (
+            current is None
+            or current.status is not HoldStatus.ACTIVE
+            or current.expires_at != hold.expires_at
+            or not current.expires_at > now
+        ):
+            return False
+        self.t.holds[hold.id] = attrs.evolve(current, expires_at=expires_at, updated_at=now)
+        return True
+
     def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
         due = [
             h
@@ -307,11 +337,35 @@ class InMemoryOrderRepository(_Repository):
     def get(self, order_id: int) -> Order | None:
         return self.t.orders.get(order_id)
 
-    def transition(self, order_id: int, current: OrderStatus, new: OrderStatus, now: datetime) -> bool:
+    def transition(
+        self,
+        order_id: int,
+        current: OrderStatus,
+        new: OrderStatus,
+        now: datetime,
+        *,
+        refund_status: RefundStatus | None = None,
+    ) -> bool:
         order = self.t.orders.get(order_id)
         if order is None or order.status is not current:
             return False
-        self.t.orders[order_id] = attrs.evolve(order, status=new, updated_at=now)
+        refund = refund_status or order.refund_status
+        self.t.orders[order_id] = attrs.evolve(order, status=new, refund_status=refund, updated_at=now)
+        return True
+
+    def require_refund(self, order_id: int, now: datetime) -> bool:
+        return self._set_refund_status(order_id, (None, RefundStatus.REFUNDED), RefundStatus.REQUIRED, now)
+
+    def mark_refunded(self, order_id: int, now: datetime) -> bool:
+        return self._set_refund_status(order_id, (RefundStatus.REQUIRED,), RefundStatus.REFUNDED, now)
+
+    def _set_refund_status(
+        self, order_id: int, current: tuple[RefundStatus | None, ...], new: RefundStatus, now: datetime
+    ) -> bool:
+        order = self.t.orders.get(order_id)
+        if order is None or order.status is not OrderStatus.CANCELLED or order.refund_status not in current:
+            return False
+        self.t.orders[order_id] = attrs.evolve(order, refund_status=new, updated_at=now)
         return True
 
     def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
@@ -402,6 +456,25 @@ def _as_stored_json(data: Any) -> Any:
     return json.loads(json.dumps(resolved(data), default=str))
 
 
+class InMemoryAdjustmentRepository(_Repository):
+    def add(self, product_id: int, delta: int, reason: str, stock_after: int | Ref, now: datetime) -> StockAdjustment:
+        if delta == 0 or resolved(stock_after) < 0:
+            raise ConstraintViolation(f"adjustment of {delta} to {stock_after}")
+        adjustment = StockAdjustment(
+            self.t.next_id("adjustments"), product_id, delta, reason, resolved(stock_after), now
+        )
+        self.t.adjustments[adjustment.id] = adjustment
+        return adjustment
+
+    def list(self, product_id: int, limit: int, before_id: int | None = None) -> list[StockAdjustment]:
+        found = [
+            a
+            for a in self.t.adjustments.values()
+            if a.product_id == product_id and (before_id is None or a.id < before_id)
+        ]
+        return sorted(found, key=lambda a: a.id, reverse=True)[:limit]
+
+
 class InMemoryEventLog(_Repository):
     def record(self, event: str, data: dict[str, Any], now: datetime) -> None:
         self.t.events.append(LoggedEvent(self.t.next_id("events"), event, _as_stored_json(data), now))
@@ -477,6 +550,7 @@ class InMemoryUnitOfWork(AbstractUnitOfWork):
         self.orders = InMemoryOrderRepository(self)
         self.payments = InMemoryPaymentEventRepository(self)
         self.idempotency = InMemoryIdempotencyRepository(self)
+        self.adjustments = InMemoryAdjustmentRepository(self)
         self.events = InMemoryEventLog(self)
         self.outbox = InMemoryOutbox(self, self.message_added)
 

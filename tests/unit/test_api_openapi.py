@@ -27,6 +27,7 @@ from tests.api_contract import PRODUCT_KEYS
 
 ADMIN_TOKEN = "s3cret"
 MAX_QUANTITY = 100  # Settings' default, which the test app uses
+HOLD_TTL_SECONDS = 120  # Settings' default too: the largest extension of a hold
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHECKS = [
     not_a_server_error,
@@ -61,7 +62,7 @@ def app(tmp_path) -> Iterator[falcon.App]:
 # from the dict at import, not with `schemathesis.pytest.from_fixture` + `from_wsgi`: schemathesis
 # 4.32's lazy loader sets `node._nodeid`, which pytest 9 no longer has. The requests still go to
 # a live app through schemathesis' WSGI transport (`app=`).
-schema = schemathesis.openapi.from_dict(openapi_document(MAX_QUANTITY))
+schema = schemathesis.openapi.from_dict(openapi_document(MAX_QUANTITY, HOLD_TTL_SECONDS))
 
 
 @schema.parametrize()
@@ -90,7 +91,7 @@ def test_the_served_document_is_valid_openapi_3_1(app):
 
 def test_every_route_of_the_app_is_documented_with_exactly_its_methods(app):
     client = falcon.testing.TestClient(app)
-    for path, item in openapi_document(MAX_QUANTITY)["paths"].items():
+    for path, item in openapi_document(MAX_QUANTITY, HOLD_TTL_SECONDS)["paths"].items():
         concrete = re.sub(r"\{[a-z_]+\}", "1", path)
         allowed = set(client.simulate_options(concrete).headers["allow"].replace(" ", "").split(",")) - {"OPTIONS"}
         assert allowed == {m.upper() for m in item if m != "parameters"}, (path, allowed)
@@ -100,12 +101,12 @@ def test_every_route_of_the_app_is_documented_with_exactly_its_methods(app):
 
 def test_quantity_limits_follow_the_configured_maximum():
     for max_quantity in (1, 100, 7):
-        buy = openapi_document(max_quantity)["components"]["schemas"]["BuyRequest"]
+        buy = openapi_document(max_quantity, HOLD_TTL_SECONDS)["components"]["schemas"]["BuyRequest"]
         assert buy["properties"]["quantity"] == {**buy["properties"]["quantity"], "minimum": 1, "maximum": max_quantity}
 
 
 def test_field_rules_are_stated_exactly():
-    schemas = openapi_document(100)["components"]["schemas"]
+    schemas = openapi_document(100, HOLD_TTL_SECONDS)["components"]["schemas"]
     create = schemas["ProductCreate"]
     assert create["required"] == ["name", "price", "stock"]
     name = create["properties"]["name"]
@@ -133,7 +134,7 @@ def test_field_rules_are_stated_exactly():
 
 
 def test_headers_and_security_are_documented():
-    doc = openapi_document(100)
+    doc = openapi_document(100, HOLD_TTL_SECONDS)
     components = doc["components"]
     assert components["securitySchemes"]["adminBearer"] == {
         **components["securitySchemes"]["adminBearer"],

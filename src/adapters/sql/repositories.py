@@ -15,7 +15,16 @@ from sqlalchemy.engine import Connection
 
 from stockade.adapters.sql.engine import is_duplicate_key
 from stockade.adapters.sql.session import Json, Session
-from stockade.adapters.sql.tables import event_log, holds, idempotency_keys, orders, outbox, payment_events, products
+from stockade.adapters.sql.tables import (
+    event_log,
+    holds,
+    idempotency_keys,
+    orders,
+    outbox,
+    payment_events,
+    products,
+    stock_adjustments,
+)
 from stockade.application.ports import (
     DueMessage,
     DuplicateHoldOrder,
@@ -30,6 +39,7 @@ from stockade.application.ports import (
 )
 from stockade.application.tracing import traced
 from stockade.domain.model import (
+    MAX_STOCK,
     Hold,
     HoldStatus,
     LoggedEvent,
@@ -39,6 +49,8 @@ from stockade.domain.model import (
     PaymentResult,
     Product,
     ProductSnapshot,
+    RefundStatus,
+    StockAdjustment,
     WebhookOutcome,
 )
 
@@ -98,6 +110,18 @@ def _order(row) -> Order:
         payment_due_at=from_db(row.payment_due_at),
         created_at=from_db(row.created_at),
         updated_at=from_db(row.updated_at),
+        refund_status=RefundStatus(row.refund_status) if row.refund_status else None,
+    )
+
+
+def _adjustment(row) -> StockAdjustment:
+    return StockAdjustment(
+        id=row.id,
+        product_id=row.product_id,
+        delta=row.delta,
+        reason=row.reason,
+        stock_after=row.stock_after,
+        created_at=from_db(row.created_at),
     )
 
 
@@ -137,6 +161,17 @@ _UNRESERVE = (
     .where(products.c.id == _P("b_id"), products.c.reserved >= _P("q"))
     .values(reserved=products.c.reserved - _P("q"), **_BUMP)
 )
+_RESTOCK = products.update().where(products.c.id == _P("b_id")).values(stock=products.c.stock + _P("q"), **_BUMP)
+#: StockLevels.adjust as a guard: available stays >= 0 and stock <= MAX_STOCK after the change.
+_ADJUST = (
+    products.update()
+    .where(
+        _LIVE_PRODUCT,
+        products.c.stock + _P("b_delta") >= products.c.reserved,
+        products.c.stock + _P("b_delta") <= MAX_STOCK,
+    )
+    .values(stock=products.c.stock + _P("b_delta"), **_BUMP)
+)
 _SETTLE = (
     products.update()
     .where(products.c.id == _P("b_id"), products.c.reserved >= _P("q"), products.c.stock >= _P("q"))
@@ -166,6 +201,7 @@ _USE_HOLD = (
 _INSERT_ORDER = orders.insert()
 _GET_ORDER = orders.select().where(orders.c.id == _P("b_id"))
 _INSERT_EVENT = event_log.insert()
+_INSERT_ADJUSTMENT = stock_adjustments.insert()
 _INSERT_OUTBOX = outbox.insert()
 _HAS_DEFERRED_PAYMENT = sa.select(
     sa.exists().where(
@@ -213,6 +249,10 @@ class SqlProductRepository(_Repository):
         row = self.s.run(stmt, {"b_id": product_id}).first()
         return _product(row) if row else None
 
+    def lock(self, product_id: int) -> Product | None:
+        row = self.s.run(_locked(_GET_LIVE_PRODUCT, self.s.conn, wait=True), {"b_id": product_id}).first()
+        return _product(row) if row else None
+
     def snapshot(self, product_id: int) -> ProductSnapshot | None:
         row = self.s.run(_SNAPSHOT, {"b_id": product_id}).first()
         return _snapshot(row) if row else None
@@ -231,14 +271,10 @@ class SqlProductRepository(_Repository):
             self.s.product_changed(product_id)
         return changed
 
-    def update(
-        self, product_id: int, changes: dict[str, Any], now: datetime, expected_version: int | None = None
-    ) -> bool:
+    def update(self, product_id: int, changes: dict[str, Any], now: datetime) -> bool:
         where = [_LIVE_PRODUCT]
         if "stock" in changes:
             where.append(products.c.reserved <= changes["stock"])
-        if expected_version is not None:
-            where.append(products.c.version == expected_version)
         stmt = products.update().where(*where).values(**changes, **_BUMP)
         return self._changed(product_id, self.s.run(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1)
 
@@ -263,6 +299,18 @@ class SqlProductRepository(_Repository):
         if self.s.run(_UNRESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
             raise RuntimeError(f"product {product_id}: cannot give back {quantity} reserved units")
         self._changed(product_id)
+
+    def restock(self, product_id: int, quantity: int, now: datetime) -> None:
+        if self.s.run(_RESTOCK, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
+            raise RuntimeError(f"product {product_id}: cannot put back {quantity} units")
+        self._changed(product_id)
+
+    def adjust(self, product_id: int, delta: int, now: datetime) -> Ref:
+        self._changed(product_id)
+        (stock_after,) = self.s.must_change_one(
+            _ADJUST, {"b_id": product_id, "b_delta": delta, "at": to_db(now)}, returning=(products.c.stock,)
+        )
+        return stock_after
 
     def settle(self, product_id: int, quantity: int, now: datetime) -> None:
         if self.s.run(_SETTLE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
@@ -320,6 +368,19 @@ class SqlHoldRepository(_Repository):
         )
         return self.s.run(stmt).rowcount == 1
 
+    def extend(self, hold: Hold, expires_at: datetime, now: datetime) -> bool:
+        stmt = (
+            holds.update()
+            .where(
+                holds.c.id == hold.id,
+                holds.c.status == HoldStatus.ACTIVE.value,
+                holds.c.expires_at == to_db(hold.expires_at),
+                holds.c.expires_at > to_db(now),
+            )
+            .values(expires_at=to_db(expires_at), updated_at=to_db(now))
+        )
+        return self.s.run(stmt).rowcount == 1
+
     def expired(self, now: datetime, limit: int, product_id: int | None = None) -> list[Hold]:
         stmt = holds.select().where(holds.c.status == HoldStatus.ACTIVE.value, holds.c.expires_at <= to_db(now))
         if product_id is not None:
@@ -367,11 +428,41 @@ class SqlOrderRepository(_Repository):
         row = self.s.run(_GET_ORDER, {"b_id": order_id}).first()
         return _order(row) if row else None
 
-    def transition(self, order_id: int, current: OrderStatus, new: OrderStatus, now: datetime) -> bool:
+    def transition(
+        self,
+        order_id: int,
+        current: OrderStatus,
+        new: OrderStatus,
+        now: datetime,
+        *,
+        refund_status: RefundStatus | None = None,
+    ) -> bool:
+        values = {"status": new.value, "updated_at": to_db(now)}
+        if refund_status is not None:
+            values["refund_status"] = refund_status.value
+        stmt = orders.update().where(orders.c.id == order_id, orders.c.status == current.value).values(**values)
+        return self.s.run(stmt).rowcount == 1
+
+    def require_refund(self, order_id: int, now: datetime) -> bool:
+        return self._set_refund_status(
+            order_id,
+            sa.or_(orders.c.refund_status.is_(None), orders.c.refund_status == RefundStatus.REFUNDED.value),
+            RefundStatus.REQUIRED,
+            now,
+        )
+
+    def mark_refunded(self, order_id: int, now: datetime) -> bool:
+        return self._set_refund_status(
+            order_id, orders.c.refund_status == RefundStatus.REQUIRED.value, RefundStatus.REFUNDED, now
+        )
+
+    def _set_refund_status(
+        self, order_id: int, current: sa.ColumnElement[bool], new: RefundStatus, now: datetime
+    ) -> bool:
         stmt = (
             orders.update()
-            .where(orders.c.id == order_id, orders.c.status == current.value)
-            .values(status=new.value, updated_at=to_db(now))
+            .where(orders.c.id == order_id, orders.c.status == OrderStatus.CANCELLED.value, current)
+            .values(refund_status=new.value, updated_at=to_db(now))
         )
         return self.s.run(stmt).rowcount == 1
 
@@ -499,6 +590,30 @@ class SqlIdempotencyRepository(_Repository):
     def purge(self, older_than: datetime) -> int:
         stmt = idempotency_keys.delete().where(idempotency_keys.c.claimed_at < to_db(older_than))
         return self.s.run(stmt).rowcount
+
+
+class SqlAdjustmentRepository(_Repository):
+    """The stock adjustment trail."""
+
+    def add(self, product_id: int, delta: int, reason: str, stock_after: int | Ref, now: datetime) -> StockAdjustment:
+        adjustment_id = self.s.insert_with_id(
+            _INSERT_ADJUSTMENT,
+            {
+                "product_id": product_id,
+                "delta": delta,
+                "reason": reason,
+                "stock_after": stock_after,
+                "created_at": to_db(now),
+            },
+        )
+        return StockAdjustment(adjustment_id, product_id, delta, reason, stock_after, now)  # type: ignore[arg-type]
+
+    def list(self, product_id: int, limit: int, before_id: int | None = None) -> list[StockAdjustment]:
+        stmt = stock_adjustments.select().where(stock_adjustments.c.product_id == product_id)
+        if before_id is not None:
+            stmt = stmt.where(stock_adjustments.c.id < before_id)
+        stmt = stmt.order_by(stock_adjustments.c.id.desc()).limit(limit)
+        return [_adjustment(r) for r in self.s.run(stmt)]
 
 
 class SqlEventLog(_Repository):

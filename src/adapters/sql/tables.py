@@ -88,6 +88,8 @@ orders = sa.Table(
     sa.Column("payment_due_at", Timestamp, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    # migration 0006: null, "required" or "refunded" (a cancelled order whose payment was taken)
+    sa.Column("refund_status", sa.String(16), nullable=True),
     sa.CheckConstraint("quantity > 0", name="ck_orders_quantity_positive"),
     # one order per hold, whatever races: the second insert fails on this index
     sa.UniqueConstraint("hold_id", name="uq_orders_hold"),
@@ -112,6 +114,20 @@ payment_events = sa.Table(
     sa.Column("applied_at", Timestamp, nullable=True),
     sa.UniqueConstraint("key_hash", name="uq_payment_events_key"),
     sa.Index("ix_payment_events_outcome_order", "outcome", "order_id"),
+)
+
+stock_adjustments = sa.Table(
+    "stock_adjustments",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.BigInteger, nullable=False),  # no FK, as holds and orders (migration 0002)
+    sa.Column("delta", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(255), nullable=False),
+    sa.Column("stock_after", sa.BigInteger, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint("delta <> 0", name="ck_stock_adjustments_delta_nonzero"),
+    sa.CheckConstraint("stock_after >= 0", name="ck_stock_adjustments_stock_after_nonnegative"),
+    sa.Index("ix_stock_adjustments_product_id", "product_id", "id"),
 )
 
 idempotency_keys = sa.Table(

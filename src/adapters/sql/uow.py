@@ -7,6 +7,7 @@ from sqlalchemy.engine import Engine
 
 from stockade.adapters.sql.engine import is_sqlite, is_transient
 from stockade.adapters.sql.repositories import (
+    SqlAdjustmentRepository,
     SqlEventLog,
     SqlHoldRepository,
     SqlIdempotencyRepository,
@@ -60,6 +61,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.orders = SqlOrderRepository(session)
         self.payments = SqlPaymentEventRepository(session)
         self.idempotency = SqlIdempotencyRepository(session)
+        self.adjustments = SqlAdjustmentRepository(session)
         self.events = SqlEventLog(session)
         self.outbox = SqlOutbox(session, self.message_added)
 

@@ -11,14 +11,14 @@ from stockade.application.facade import Shop
 from stockade.domain.errors import DomainError
 from stockade.entrypoints.http import schemas
 from stockade.entrypoints.http.auth import AdminGuard, WebhookSignature
-from stockade.entrypoints.http.buying import OrderResource, OrdersResource, TakeUnitsResource
+from stockade.entrypoints.http.buying import OrderActionResource, OrderResource, OrdersResource, TakeUnitsResource
 from stockade.entrypoints.http.errors import handle_domain_error, handle_unexpected, serialize_http_error
 from stockade.entrypoints.http.holds import HoldResource
 from stockade.entrypoints.http.metrics import Metrics, MetricsMiddleware, MetricsResource
 from stockade.entrypoints.http.observability import RequestIdMiddleware
 from stockade.entrypoints.http.openapi import openapi_document
 from stockade.entrypoints.http.operations import HealthResource, LogsResource, OpenApiResource, ReadyResource
-from stockade.entrypoints.http.products import ProductResource, ProductsResource
+from stockade.entrypoints.http.products import AdjustmentsResource, ProductResource, ProductsResource
 from stockade.entrypoints.http.webhook import WebhookResource
 
 
@@ -50,6 +50,7 @@ def create_app(
     app.add_error_handler(DomainError, handle_domain_error)
 
     max_quantity = shop.deps.policy.max_quantity
+    max_extend_seconds = int(shop.deps.policy.hold_ttl.total_seconds())
     buy = schemas.buy_request(max_quantity)
     guard = AdminGuard(admin_token)
     routes = {
@@ -57,20 +58,27 @@ def create_app(
         "/api/products/{product_id}": ProductResource(
             shop.get_product, shop.update_product, shop.delete_product, guard
         ),
+        "/api/products/{product_id}/adjustments": AdjustmentsResource(
+            shop.list_adjustments, shop.adjust_stock_once, guard
+        ),
         "/api/orders/purchase": TakeUnitsResource(
             buy, lambda body, key: shop.purchase_once(body.purchase(), key), schemas.OrderEnvelope.of, metrics.purchases
         ),
         "/api/orders": OrdersResource(shop.order_from_hold_once, schemas.PendingOrderBody.of),
         "/api/orders/{order_id}": OrderResource(shop.get_order),
+        "/api/orders/{order_id}/cancel": OrderActionResource(shop.cancel_order, guard),
+        "/api/orders/{order_id}/refund": OrderActionResource(shop.refund_order, guard),
         "/api/holds": TakeUnitsResource(
             buy, lambda body, key: shop.hold_once(body.hold(), key), schemas.NewHold.of, metrics.holds
         ),
-        "/api/holds/{hold_id}": HoldResource(shop.get_hold, shop.release_hold),
+        "/api/holds/{hold_id}": HoldResource(
+            shop.get_hold, shop.extend_hold, shop.release_hold, schemas.extend_hold_request(max_extend_seconds)
+        ),
         "/api/payments/webhook": WebhookResource(
             shop.payment, WebhookSignature(webhook_secret, shop.deps.clock.now), metrics.webhooks
         ),
         "/api/logs": LogsResource(shop.logs, guard),
-        "/api/openapi.json": OpenApiResource(openapi_document(max_quantity)),
+        "/api/openapi.json": OpenApiResource(openapi_document(max_quantity, max_extend_seconds)),
         "/healthz": HealthResource(),
         "/readyz": ReadyResource(readiness or (lambda: {})),
         "/metrics": MetricsResource(metrics),

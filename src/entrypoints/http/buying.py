@@ -11,6 +11,7 @@ import falcon
 from stockade.application.commands import OrderView
 from stockade.application.idempotency import Answer
 from stockade.domain.errors import OutOfStock
+from stockade.entrypoints.http.auth import AdminGuard
 from stockade.entrypoints.http.body import idempotency_key, json_body, path_id
 from stockade.entrypoints.http.errors import send
 from stockade.entrypoints.http.metrics import Outcomes
@@ -83,3 +84,15 @@ class OrderResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, order_id: str) -> None:
         send(resp, 200, OrderEnvelope.of(self.get_order(path_id(order_id))))
+
+
+class OrderActionResource:
+    """POST /api/orders/{id}/cancel or /refund (admin): the order after the action."""
+
+    def __init__(self, act: Callable[[int], OrderView], guard: AdminGuard) -> None:
+        self.act = act
+        self.guard = guard
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, order_id: str) -> None:
+        self.guard(req)
+        send(resp, 200, OrderEnvelope.of(self.act(path_id(order_id))))

@@ -27,6 +27,10 @@ DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.StockBelowReserved: 409,
     domain.ProductHasReservations: 409,
     domain.PreconditionFailed: 412,
+    domain.HoldTooOld: 409,
+    domain.OrderAlreadyProcessed: 409,
+    domain.NoRefundRequired: 409,
+    domain.StockAdjustmentRefused: 409,
     domain.IdempotencyKeyReused: 422,
     domain.IdempotencyKeyInFlight: 409,
 }

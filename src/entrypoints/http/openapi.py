@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the public API (contract sections 3, 4 and 5).
+"""The OpenAPI 3.1 document of the public API.
 
 Every schema in it comes from the models in `schemas` (request bodies, responses, query
 parameters); this module adds what is not a shape: operations, status codes, headers and
@@ -48,9 +48,14 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": _REF.format(model=model.__name__)}
 
 
-def _component_schemas(max_quantity: int) -> dict[str, Any]:
+def _component_schemas(max_quantity: int, max_extend_seconds: int) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-        (m, "validation") for m in (*schemas.REQUEST_MODELS, schemas.buy_request(max_quantity))
+        (m, "validation")
+        for m in (
+            *schemas.REQUEST_MODELS,
+            schemas.buy_request(max_quantity),
+            schemas.extend_hold_request(max_extend_seconds),
+        )
     ]
     models += [(m, "serialization") for m in schemas.RESPONSE_MODELS]
     _, top = models_json_schema(models, ref_template=_REF, schema_generator=_OpenApiSchema)
@@ -149,7 +154,37 @@ def _idempotent_post(
     }
 
 
-def _paths(max_quantity: int) -> dict[str, Any]:
+def _adjustment_post() -> dict[str, Any]:
+    operation = _idempotent_post(
+        "Change the product's stock by a delta, with a reason",
+        schemas.AdjustStockRequest,
+        _json_response("The adjustment, with the stock after it", _ref(schemas.AdjustmentEnvelope)),
+        "The delta would take `available` below 0 or `stock` above 2147483647",
+        "A field broke its rule",
+        "adjustStock",
+    )
+    operation["responses"].update({**_unauthorized(), "404": _error("No live product has that id")})
+    return {**operation, "tags": ["products"], "security": [{"adminBearer": []}]}
+
+
+def _order_action(summary: str, description: str, conflict: str, operation_id: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "description": description,
+        "operationId": operation_id,
+        "tags": ["orders"],
+        "security": [{"adminBearer": []}],
+        "responses": {
+            "200": _json_response("The order after it", _ref(schemas.OrderEnvelope)),
+            **_unauthorized(),
+            "404": _error("No order has that id"),
+            "409": _error(conflict),
+            "503": _OUTAGE,
+        },
+    }
+
+
+def _paths(max_quantity: int, max_extend_seconds: int) -> dict[str, Any]:
     buy = schemas.buy_request(max_quantity)
     etag = {"ETag": {"$ref": "#/components/headers/ETag"}}
     admin: list[dict[str, list[str]]] = [{"adminBearer": []}]
@@ -227,6 +262,25 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 },
             },
         },
+        "/api/products/{product_id}/adjustments": {
+            "parameters": [_path_id("product_id", "product")],
+            "get": {
+                "summary": "The product's stock adjustments, newest first, a page at a time",
+                "description": "Every adjustment, and every `PUT` that changed the stock (reason `set`).",
+                "operationId": "listAdjustments",
+                "tags": ["products"],
+                "security": admin,
+                "parameters": _query_parameters(schemas.AdjustmentQuery),
+                "responses": {
+                    "200": _json_response("One page of adjustments", _ref(schemas.AdjustmentPage)),
+                    **_unauthorized(),
+                    "404": _error("No live product has that id"),
+                    "422": _error("`limit` or `before_id` out of range, not an integer, empty or given twice"),
+                    "503": _OUTAGE,
+                },
+            },
+            "post": _adjustment_post(),
+        },
         "/api/orders/purchase": {
             "post": _idempotent_post(
                 "Buy units now: stock drops at once, the order is `created`",
@@ -260,6 +314,26 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 },
             },
         },
+        "/api/orders/{order_id}/cancel": {
+            "parameters": [_path_id("order_id", "order")],
+            "post": _order_action(
+                "Cancel an order that is not processed",
+                "`created` and `paid` orders put their units back in stock; a `pending` order's reserved "
+                "units are released. A `paid` order then owes a refund (`refund_status` `required`). "
+                "An order already cancelled is returned unchanged.",
+                "Order already processed",
+                "cancelOrder",
+            ),
+        },
+        "/api/orders/{order_id}/refund": {
+            "parameters": [_path_id("order_id", "order")],
+            "post": _order_action(
+                "Record that a required refund was made",
+                "`refund_status` `required` becomes `refunded`; an order already refunded is returned unchanged.",
+                "No refund is required",
+                "refundOrder",
+            ),
+        },
         "/api/holds": {
             "post": _idempotent_post(
                 "Reserve units for the hold TTL",
@@ -279,6 +353,25 @@ def _paths(max_quantity: int) -> dict[str, Any]:
                 "responses": {
                     "200": _json_response("The hold, with the status it has now", _ref(schemas.HoldBody)),
                     "404": _error("No hold has that id"),
+                    "503": _OUTAGE,
+                },
+            },
+            "patch": {
+                "summary": "Extend an active hold",
+                "description": "Moves `expires_at` later by `extend_seconds`, never past `created_at` + "
+                "STOCKADE_HOLD_MAX_SECONDS. An expired hold stays expired, swept or not.",
+                "operationId": "extendHold",
+                "tags": ["buying"],
+                "requestBody": _json_body(schemas.extend_hold_request(max_extend_seconds)),
+                "responses": {
+                    "200": _json_response("The hold with its new expiry", _ref(schemas.HoldBody)),
+                    **_body_errors(),
+                    "404": _error("No hold has that id"),
+                    "409": _error(
+                        "The hold was used, released or has expired, or already expires at the latest moment a "
+                        "hold may live"
+                    ),
+                    "422": _error(f"`extend_seconds` is not an integer 1..{max_extend_seconds}"),
                     "503": _OUTAGE,
                 },
             },
@@ -403,8 +496,9 @@ def _with_head_and_request_id(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
-def openapi_document(max_quantity: int) -> dict:
-    """The OpenAPI 3.1 document of the public API, for a service whose max quantity is `max_quantity`."""
+def openapi_document(max_quantity: int, max_extend_seconds: int) -> dict:
+    """The OpenAPI 3.1 document of the public API, for a service whose max quantity is `max_quantity`
+    and whose holds may be extended by at most `max_extend_seconds` at a time (the hold TTL)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -416,10 +510,10 @@ def openapi_document(max_quantity: int) -> dict:
             "JSON integers. Unknown paths are 404 and wrong methods 405; every GET route answers HEAD.",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": n} for n in ("products", "buying", "payments", "operations")],
-        "paths": _with_head_and_request_id(_paths(max_quantity)),
+        "tags": [{"name": n} for n in ("products", "buying", "orders", "payments", "operations")],
+        "paths": _with_head_and_request_id(_paths(max_quantity, max_extend_seconds)),
         "components": {
-            "schemas": _component_schemas(max_quantity),
+            "schemas": _component_schemas(max_quantity, max_extend_seconds),
             "headers": {
                 "ETag": {
                     "description": "The product's version; send it back in `If-Match`",

@@ -1,4 +1,4 @@
-"""Products: list, read (with an ETag), create, change (with If-Match), delete."""
+"""Products: list, read (with an ETag), create, change (with If-Match), delete, adjust stock."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ from collections.abc import Callable
 
 import falcon
 
-from stockade.domain.model import Product
+from stockade.application.commands import AdjustStock
+from stockade.application.idempotency import Answer
+from stockade.domain.model import Product, StockAdjustment
 from stockade.entrypoints.http.auth import AdminGuard
 from stockade.entrypoints.http.body import json_body, path_id, query
+from stockade.entrypoints.http.buying import first_answer
 from stockade.entrypoints.http.errors import send
 from stockade.entrypoints.http.schemas import (
+    AdjustmentEnvelope,
+    AdjustmentPage,
+    AdjustmentQuery,
+    AdjustStockRequest,
     ProductCreate,
     ProductEnvelope,
     ProductListQuery,
@@ -114,3 +121,30 @@ class ProductResource:
         self.guard(req)
         self.delete_product(path_id(product_id))
         resp.status = 204
+
+
+class AdjustmentsResource:
+    """A product's stock adjustments (admin): the trail, newest first, and a new one."""
+
+    def __init__(
+        self,
+        list_adjustments: Callable[[int, int, int | None], tuple[list[StockAdjustment], int | None]],
+        adjust_stock_once: Callable[[AdjustStock, str | None], Answer[StockAdjustment]],
+        guard: AdminGuard,
+    ) -> None:
+        self.list_adjustments = list_adjustments
+        self.adjust_stock_once = adjust_stock_once
+        self.guard = guard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+        self.guard(req)
+        pid = path_id(product_id)
+        asked = query(req, AdjustmentQuery)
+        page, next_before = self.list_adjustments(pid, asked.limit, asked.before_id)
+        send(resp, 200, AdjustmentPage.of(page, next_before))
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+        self.guard(req)
+        command = json_body(req, AdjustStockRequest).command(path_id(product_id))
+        adjustment = first_answer(req, resp, lambda key: self.adjust_stock_once(command, key))
+        send(resp, 201, AdjustmentEnvelope.of(adjustment))

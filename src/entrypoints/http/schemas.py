@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from stockade.application.commands import (
+    AdjustStock,
     HoldView,
     OrderFromHold,
     OrderView,
@@ -43,10 +44,9 @@ from stockade.application.commands import (
     Purchase,
     WebhookResult,
 )
-from stockade.domain.model import Hold, LoggedEvent, Product, utc_timestamp
+from stockade.domain.model import MAX_STOCK, Hold, LoggedEvent, Product, StockAdjustment, utc_timestamp
 
 MAX_ID = 2**63 - 1
-MAX_STOCK = 2**31 - 1
 PRICE_LIMIT = Decimal(10) ** 13
 PRICE_DIGITS = len(str(PRICE_LIMIT)) - 1  # below 10^13: at most 13 integer digits
 TWO_PLACES = Decimal("0.01")
@@ -172,6 +172,25 @@ ProviderKey = Annotated[
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 Stock = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK)]
 
+
+def _not_zero(value: int) -> int:
+    if value == 0:
+        raise PydanticCustomError("delta", "must not be 0")
+    return value
+
+
+Delta = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=-MAX_STOCK,
+        le=MAX_STOCK,
+        description=f"Units to add (positive) or take away (negative); not 0, at most {MAX_STOCK} either way",
+        json_schema_extra={"not": {"const": 0}},
+    ),
+    AfterValidator(_not_zero),
+]
+
 #: A price as text: digits, an optional fraction whose places past the second are zeros.
 PRICE_TEXT = re.compile(rf"^0*[0-9]{{1,{PRICE_DIGITS}}}(\.[0-9]{{1,2}}0*)?$")
 
@@ -248,6 +267,32 @@ def buy_request(max_quantity: int) -> type[RequestBody]:
     return BuyRequest
 
 
+@cache
+def extend_hold_request(max_extend_seconds: int) -> type[RequestBody]:
+    """The body of a hold extension, for a service whose hold TTL is `max_extend_seconds`."""
+
+    class ExtendHoldRequest(RequestBody):
+        extend_seconds: Annotated[
+            int,
+            Field(
+                strict=True,
+                ge=1,
+                le=max_extend_seconds,
+                description=f"Seconds to add to the expiry; 1..{max_extend_seconds} (STOCKADE_HOLD_TTL_SECONDS)",
+            ),
+        ]
+
+    return ExtendHoldRequest
+
+
+class AdjustStockRequest(RequestBody):
+    delta: Delta
+    reason: Annotated[Name, Field(description="Why the stock changed; the rules of a product name")]
+
+    def command(self, product_id: int) -> AdjustStock:
+        return AdjustStock(product_id, self.delta, self.reason)
+
+
 class OrderFromHoldRequest(RequestBody):
     hold_id: Id
 
@@ -319,6 +364,13 @@ class ProductListQuery(Query):
     ] = 0
 
 
+class AdjustmentQuery(Query):
+    limit: Annotated[int, Field(strict=True, ge=1, le=200, description="Page size"), FROM_QUERY_TEXT] = 50
+    before_id: Annotated[
+        int, Field(strict=True, ge=1, le=MAX_ID, description="Only adjustments with a smaller id"), FROM_QUERY_TEXT
+    ] = _NOT_GIVEN
+
+
 class LogQuery(Query):
     event: Annotated[str, Field(min_length=1, max_length=64, description="Only events with this name")] = _NOT_GIVEN
     limit: Annotated[int, Field(strict=True, ge=1, le=1000, description="Page size"), FROM_QUERY_TEXT] = 100
@@ -370,6 +422,7 @@ class ResponseBody(BaseModel):
 
 
 ORDER_STATUS = Literal["created", "pending", "paid", "processed", "cancelled"]
+REFUND_STATUS = Literal["required", "refunded"]
 HOLD_STATUS = Literal["active", "used", "released", "expired"]
 
 
@@ -442,6 +495,10 @@ class OrderBody(ResponseBody):
     quantity: Units
     total_price: Money
     status: ORDER_STATUS
+    refund_status: REFUND_STATUS | None = Field(
+        description="`required`: the order was cancelled after its payment was taken, and the money must be "
+        "given back; `refunded`: it was; null: no refund is owed"
+    )
     created_at: Timestamp
     updated_at: Timestamp
     product: ProductSummary
@@ -462,11 +519,40 @@ class OrderEnvelope(ResponseBody):
                 quantity=o.quantity,
                 total_price=o.total_price,
                 status=o.status.value,
+                refund_status=o.refund_status.value if o.refund_status else None,
                 created_at=o.created_at,
                 updated_at=o.updated_at,
                 product=summary,
             )
         )
+
+
+class AdjustmentBody(ResponseBody):
+    id: Id
+    product_id: Id
+    delta: int = Field(description="The change of stock; a `PUT` that set the stock shows its difference")
+    reason: str = Field(description="Given with the adjustment; `set` for a `PUT` of the stock")
+    stock_after: Count
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, a: StockAdjustment) -> AdjustmentBody:
+        return cls.model_construct(
+            id=a.id,
+            product_id=a.product_id,
+            delta=a.delta,
+            reason=a.reason,
+            stock_after=a.stock_after,
+            created_at=a.created_at,
+        )
+
+
+class AdjustmentEnvelope(ResponseBody):
+    data: AdjustmentBody
+
+    @classmethod
+    def of(cls, a: StockAdjustment) -> AdjustmentEnvelope:
+        return cls.model_construct(data=AdjustmentBody.of(a))
 
 
 class NewHold(ResponseBody):
@@ -569,6 +655,17 @@ class LogPage(ResponseBody):
         )
 
 
+class AdjustmentPage(ResponseBody):
+    data: list[AdjustmentBody] = Field(description="Newest first")
+    meta: NextBefore
+
+    @classmethod
+    def of(cls, page: list[StockAdjustment], next_before_id: int | None) -> AdjustmentPage:
+        return cls.model_construct(
+            data=[AdjustmentBody.of(a) for a in page], meta=NextBefore.model_construct(next_before_id=next_before_id)
+        )
+
+
 class Health(ResponseBody):
     status: Literal["ok"]
 
@@ -593,6 +690,7 @@ class ErrorBody(ResponseBody):
 
 #: Every request and response shape, as the OpenAPI document names them.
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    AdjustStockRequest,
     OrderFromHoldRequest,
     ProductCreate,
     ProductUpdate,
@@ -607,6 +705,8 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     HoldBody,
     PendingOrderBody,
     PaymentResultBody,
+    AdjustmentEnvelope,
+    AdjustmentPage,
     LogPage,
     Health,
     Ready,
