@@ -7,6 +7,7 @@ from datetime import datetime
 import attrs
 
 from stockade.application.commands import PaymentNotification, WebhookResult
+from stockade.application.expiry import give_back
 from stockade.application.ports import UnitOfWork
 from stockade.application.services import PROCESS_ORDER, Deps, Policy, complete_message, start_message, transaction
 from stockade.domain.errors import IdempotencyKeyReused
@@ -39,7 +40,7 @@ def settle_payment(
                 uow.outbox.add(PROCESS_ORDER, {"order_id": order.id}, now, now + policy.outbox_retry)
                 uow.events.record("order_paid", data, now)
             else:
-                uow.products.unreserve(order.product_id, order.quantity, now)
+                give_back(uow, [(order.product_id, order.customer_id, order.quantity)], now)
                 uow.events.record("order_cancelled", {**data, "reason": "payment_failed"}, now)
             return WebhookOutcome.APPLIED, decision.new_status.value
         # Another delivery or the timeout sweep moved it first: this one is late.

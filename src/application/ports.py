@@ -10,7 +10,9 @@ from typing import Any, Protocol
 
 import attrs
 
+from stockade.application.commands import HoldSearch, OrderSearch
 from stockade.domain.model import (
+    ClaimStanding,
     Hold,
     HoldStatus,
     LoggedEvent,
@@ -142,9 +144,12 @@ class ProductRepository(Protocol):
     process's cache after commit.
     """
 
-    def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product: ...
+    def add(self, name: str, price: Decimal, stock: int, max_per_customer: int | None, now: datetime) -> Product: ...
 
     def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None: ...
+
+    def get_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
+        """These products by id, deleted ones too (their orders keep showing them)."""
 
     def snapshot(self, product_id: int) -> ProductSnapshot | None:
         """One plain read, no locks: the live product and the earliest lapse of its claims."""
@@ -159,21 +164,23 @@ class ProductRepository(Protocol):
         now: datetime,
         expected_version: int | None = None,
     ) -> bool:
-        """Apply name/price/stock changes if the product is live, `stock` (when given) is
+        """Apply name/price/stock/max_per_customer changes if the product is live, `stock` (when given) is
         not below `reserved`, and the version matches (when given). True if applied."""
 
     def soft_delete(self, product_id: int, now: datetime) -> bool:
         """Mark the product deleted if it is live and nothing is reserved. True if done."""
 
-    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
-        """Sell `quantity` units: stock -= q where the product is live, available >= q and
-        its price is still `price` (what the order was charged). Returns what the product
-        shows after the sale. Raises ConditionFailed (now or at commit) when the row did
-        not match."""
+    def take(self, product_id: int, quantity: int, price: Decimal, max_per_customer: int | None, now: datetime) -> Sold:
+        """Sell `quantity` units: stock -= q where the product is live, available >= q, its
+        price is still `price` (what the order was charged) and its limit per customer still
+        `max_per_customer` (what the customer's claim was checked against). Returns what the
+        product shows after the sale. Raises ConditionFailed (now or at commit) when the row
+        did not match."""
 
-    def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
-        """Hold `quantity` units: reserved += q where live and available >= q.
-        Raises ConditionFailed (now or at commit) when the row did not match."""
+    def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
+        """Hold `quantity` units: reserved += q where live, available >= q and the limit per
+        customer is still `max_per_customer`. Raises ConditionFailed (now or at commit) when
+        the row did not match."""
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
         """Give back reserved units (hold released/expired, order cancelled)."""
@@ -189,10 +196,13 @@ class ProductRepository(Protocol):
 class HoldRepository(Protocol):
     """Holds; every state change is conditional on the current state."""
 
-    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
+    def add(self, product_id: int, quantity: int, customer_id: str | None, expires_at: datetime, now: datetime) -> Hold:
         """The new hold; its id may be a Ref until commit."""
 
     def get(self, hold_id: int) -> Hold | None: ...
+
+    def search(self, search: HoldSearch, now: datetime) -> list[Hold]:
+        """Holds matching `search` (status as it is at `now`) with id > after_id, by id, at most `limit`."""
 
     def use(self, hold: Hold, order_id: int | Ref, now: datetime) -> None:
         """active -> used (with its order id), only while not expired at `now`.
@@ -222,12 +232,16 @@ class OrderRepository(Protocol):
         *,
         hold_id: int | None = None,
         payment_due_at: datetime | None = None,
+        customer_id: str | None = None,
     ) -> int | Ref:
         """Insert an order and return its id (a Ref until commit on batching storages).
         Raises DuplicateHoldOrder (now or at commit) when the hold already has an order
         (orders.hold_id is unique: a racing request won)."""
 
     def get(self, order_id: int) -> Order | None: ...
+
+    def search(self, search: OrderSearch) -> list[Order]:
+        """Orders matching `search` with id > after_id, by id, at most `limit`."""
 
     def transition(self, order_id: int, current: OrderStatus, new: OrderStatus, now: datetime) -> bool:
         """current -> new if the order is still in `current`. True if this call made it."""
@@ -237,6 +251,37 @@ class OrderRepository(Protocol):
         HoldRepository.expired."""
 
     def count_pending(self) -> int: ...
+
+
+class ClaimRepository(Protocol):
+    """Each customer's claim on each product (contract section 8): the units of their active
+    holds and of their orders in created, pending, paid or processed. A claim changes in the
+    transaction that takes or gives back those units."""
+
+    def add(self, product_id: int, customer_id: str, quantity: int, max_per_customer: int | None) -> None:
+        """claimed += q where it stays within `max_per_customer` (None: no limit): one
+        conditional statement on the claim's row, which serialises one customer's concurrent
+        claims. Raises ConditionFailed (now or at commit) when it would pass the limit."""
+
+    def give_back(self, product_id: int, customer_id: str, quantity: int) -> None:
+        """claimed -= q: a hold released or expired, an order cancelled."""
+
+    def standing(self, product_id: int, customer_id: str) -> ClaimStanding:
+        """The customer's claim now (0 when none) and the product's limit, read together."""
+
+    def audit(self) -> list[ClaimDrift]:
+        """Every claim that differs from its customer's active holds and claiming orders, read
+        in one consistent snapshot."""
+
+
+@attrs.frozen
+class ClaimDrift:
+    """A customer's claim on a product that its holds and orders do not account for."""
+
+    product_id: int
+    customer_id: str
+    claimed: int
+    expected: int
 
 
 class DuplicateHoldOrder(Exception):
@@ -386,6 +431,7 @@ class UnitOfWork(Protocol):
     products: ProductRepository
     holds: HoldRepository
     orders: OrderRepository
+    claims: ClaimRepository
     payments: PaymentEventRepository
     idempotency: IdempotencyRepository
     events: EventLog

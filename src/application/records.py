@@ -61,7 +61,8 @@ def _decode(kind: Any, raw: Any) -> Any:
         kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     if attrs.has(kind):
         hints = typing.get_type_hints(kind)
-        return kind(**{f.name: _decode(hints[f.name], raw[f.name]) for f in attrs.fields(kind)})
+        # A field added since the record was stored is left to its default.
+        return kind(**{f.name: _decode(hints[f.name], raw[f.name]) for f in attrs.fields(kind) if f.name in raw})
     if kind is datetime:
         return datetime.fromisoformat(raw)
     if isinstance(kind, type) and issubclass(kind, (enum.Enum, Decimal)):

@@ -664,7 +664,7 @@ def test_a_held_write_that_fails_when_sent_early_leaves_nothing_for_the_next_tra
         with shop.deps.uow() as uow:
             now = shop.deps.clock.now()
             uow.events.record("stray_event", {"product_id": gone.id}, now)  # held
-            uow.products.reserve(gone.id, 1, now)  # held; its guard fails when sent
+            uow.products.reserve(gone.id, 1, None, now)  # held; its guard fails when sent
             uow.products.get(gone.id)  # run at once: sends the held statements first
     for _ in range(3):  # whichever pooled connection the next units of work get
         shop.create_product("Next", "1.00", 1)

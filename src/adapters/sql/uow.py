@@ -7,6 +7,7 @@ from sqlalchemy.engine import Engine
 
 from stockade.adapters.sql.engine import is_sqlite, is_transient
 from stockade.adapters.sql.repositories import (
+    SqlClaimRepository,
     SqlEventLog,
     SqlHoldRepository,
     SqlIdempotencyRepository,
@@ -58,6 +59,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.products = SqlProductRepository(session)
         self.holds = SqlHoldRepository(session)
         self.orders = SqlOrderRepository(session)
+        self.claims = SqlClaimRepository(session)
         self.payments = SqlPaymentEventRepository(session)
         self.idempotency = SqlIdempotencyRepository(session)
         self.events = SqlEventLog(session)
