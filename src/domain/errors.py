@@ -26,7 +26,7 @@ class LimitPerCustomerReached(DomainError):
 class CustomerRequired(DomainError):
     """A product with a limit per customer is bought or held without a `customer_id`."""
 
-    message = "is required: this product has a limit per customer"
+    message = "customer_id is required: this product has a limit per customer"
 
 
 class ProductNotFound(DomainError):

@@ -1,15 +1,40 @@
-"""Holds: read one, release one (placing a hold is buying)."""
+"""Holds: list them, read one, release one (placing a hold is buying)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import falcon
+from prometheus_client import Counter
 
 from stockade.application.commands import HoldView
-from stockade.entrypoints.http.body import path_id
+from stockade.application.idempotency import Answer
+from stockade.entrypoints.http.auth import AdminGuard
+from stockade.entrypoints.http.body import path_id, query
+from stockade.entrypoints.http.buying import TakeUnitsResource
 from stockade.entrypoints.http.errors import send
-from stockade.entrypoints.http.schemas import HoldBody
+from stockade.entrypoints.http.schemas import HoldBody, HoldListQuery, HoldPage, NewHold, RequestBody
+
+
+class HoldsResource(TakeUnitsResource):
+    """POST places a hold (a take of units); GET: a page of holds (admin)."""
+
+    def __init__(
+        self,
+        model: type[RequestBody],
+        hold_once: Callable[[Any, str | None], Answer[Any]],
+        outcomes: Counter,
+        list_holds: Callable[..., tuple[list[HoldView], int | None]],
+        guard: AdminGuard,
+    ) -> None:
+        super().__init__(model, hold_once, NewHold.of, outcomes)
+        self.list_holds = list_holds
+        self.guard = guard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard(req)
+        send(resp, 200, HoldPage.of(*self.list_holds(**query(req, HoldListQuery).model_dump())))
 
 
 class HoldResource:
