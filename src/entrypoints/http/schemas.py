@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -464,15 +464,24 @@ class NextAfter(ResponseBody):
     next_after_id: Id | None = Field(description="`after_id` of the next page; null at the end")
 
 
-class ProductPage(ResponseBody):
-    data: list[ProductBody] = Field(description="Ordered by id")
+class PageById(ResponseBody):
+    """One page of a listing ordered by id; a subclass names its rows' model in `data` and `row`."""
+
+    data: list[Any]
     meta: NextAfter
+    #: renders one row of the page: a callable, row -> its body model
+    row: ClassVar[Any]
 
     @classmethod
-    def of(cls, page: list[Product], next_after_id: int | None) -> ProductPage:
+    def of(cls, page: list[Any], next_after_id: int | None) -> Self:
         return cls.model_construct(
-            data=[ProductBody.of(p) for p in page], meta=NextAfter.model_construct(next_after_id=next_after_id)
+            data=[cls.row(r) for r in page], meta=NextAfter.model_construct(next_after_id=next_after_id)
         )
+
+
+class ProductPage(PageById):
+    data: list[ProductBody] = Field(description="Ordered by id")
+    row = ProductBody.of
 
 
 class ProductSummary(ResponseBody):
@@ -525,15 +534,9 @@ class OrderEnvelope(ResponseBody):
         return cls.model_construct(data=OrderBody.of(view))
 
 
-class OrderPage(ResponseBody):
+class OrderPage(PageById):
     data: list[OrderBody] = Field(description="Ordered by id")
-    meta: NextAfter
-
-    @classmethod
-    def of(cls, page: list[OrderView], next_after_id: int | None) -> OrderPage:
-        return cls.model_construct(
-            data=[OrderBody.of(v) for v in page], meta=NextAfter.model_construct(next_after_id=next_after_id)
-        )
+    row = OrderBody.of
 
 
 _HOLD_CUSTOMER = Field(description="The customer the units are held for; null: none named")
@@ -586,15 +589,9 @@ class HoldBody(ResponseBody):
         )
 
 
-class HoldPage(ResponseBody):
+class HoldPage(PageById):
     data: list[HoldBody] = Field(description="Ordered by id")
-    meta: NextAfter
-
-    @classmethod
-    def of(cls, page: list[HoldView], next_after_id: int | None) -> HoldPage:
-        return cls.model_construct(
-            data=[HoldBody.of(v) for v in page], meta=NextAfter.model_construct(next_after_id=next_after_id)
-        )
+    row = HoldBody.of
 
 
 class PendingOrderBody(ResponseBody):
