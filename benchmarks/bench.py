@@ -254,7 +254,8 @@ class Endpoint:
     def probe(self) -> None:
         """One request first: an endpoint that answers the wrong status is reported, not timed."""
         headers = {"Idempotency-Key": f"probe-{uuid.uuid4().hex}"} if self.keyed else None
-        status, body = call(self.server.url + self.path, self.method, self.body, headers)
+        sent = {**(self.body or {}), "customer_id": f"probe-{uuid.uuid4().hex}"} if self.customers else self.body
+        status, body = call(self.server.url + self.path, self.method, sent, headers)
         if status != self.expect:
             self.skipped = f"probe answered {status} (expected {self.expect}): {json.dumps(body)[:200]}"
 
