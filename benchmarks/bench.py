@@ -69,8 +69,8 @@ STOCKADE_ENV = {
 MARIADB, SQLITE = "MariaDB + Redis cache", "SQLite embedded default"
 FLASH = f"Flash sale ({MARIADB}): {FLASH_CONNECTIONS} connections, one product with a stock of {FLASH_STOCK}"
 
-#: Lua for wrk: the request, an optional unique Idempotency-Key (thread id + counter), and a
-#: tally of response statuses that done() prints as "status <code> <count>" lines.
+#: Lua for wrk: the request, an optional unique Idempotency-Key or customer_id (thread id +
+#: counter), and a tally of response statuses that done() prints as "status <code> <count>" lines.
 LUA = """
 wrk.method = "{method}"
 local threads = {{}}
@@ -110,6 +110,13 @@ function request()
   counter = counter + 1
   wrk.headers["Idempotency-Key"] = "{prefix}-" .. tid .. "-" .. counter
   return wrk.format()
+end
+"""
+#: A body whose customer_id is new with every request: `{body}` has two %d, the thread and the counter.
+LUA_CUSTOMERS = """
+function request()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, string.format([[{body}]], tid, counter))
 end
 """
 
@@ -229,6 +236,8 @@ class Endpoint:
     body: dict | None = None
     expect: int = 200
     keyed: bool = False
+    #: a new customer_id in the body of every request (`body` then has no customer_id)
+    customers: bool = False
     skipped: str | None = None  # why it was not measured
     runs: list[Run] = field(default_factory=list)
 
@@ -245,7 +254,8 @@ class Endpoint:
     def probe(self) -> None:
         """One request first: an endpoint that answers the wrong status is reported, not timed."""
         headers = {"Idempotency-Key": f"probe-{uuid.uuid4().hex}"} if self.keyed else None
-        status, body = call(self.server.url + self.path, self.method, self.body, headers)
+        sent = {**(self.body or {}), "customer_id": f"probe-{uuid.uuid4().hex}"} if self.customers else self.body
+        status, body = call(self.server.url + self.path, self.method, sent, headers)
         if status != self.expect:
             self.skipped = f"probe answered {status} (expected {self.expect}): {json.dumps(body)[:200]}"
 
@@ -300,6 +310,9 @@ def wrk(ep: Endpoint, seconds: float, connections: int, tmp: Path) -> Run:
         lua += LUA_BODY.format(body=json.dumps(ep.body))
     if ep.keyed:
         lua += LUA_KEYED.format(prefix=f"bench-{run_id}")  # unique across runs and rounds
+    if ep.customers:
+        assert ep.body is not None, "a body to name the customers in"
+        lua += LUA_CUSTOMERS.format(body=json.dumps({**ep.body, "customer_id": f"bench-{run_id}-%d-%d"}))
     script = tmp / f"{ep.key}-{run_id}.lua"
     script.write_text(lua)
     argv = [
@@ -423,8 +436,9 @@ def stockade_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
     return subprocess.run([STOCKADE, *args], env={**os.environ, **env}, capture_output=True, text=True, cwd=ROOT)
 
 
-def create_product(server: Server, name: str, stock: int) -> int:
-    status, body = call(server.url + "/api/products", "POST", {"name": name, "price": "10.00", "stock": stock})
+def create_product(server: Server, name: str, stock: int, max_per_customer: int | None = None) -> int:
+    product = {"name": name, "price": "10.00", "stock": stock, "max_per_customer": max_per_customer}
+    status, body = call(server.url + "/api/products", "POST", product)
     if status != 201:
         raise ServerFailed(f"POST /api/products answered {status}: {json.dumps(body)[:200]}")
     return body["data"]["id"]
@@ -435,8 +449,9 @@ def stockade_endpoints(config: str, server: Server) -> list[Endpoint]:
     try:
         plenty = create_product(server, "bench plenty", PLENTY)
         gone = create_product(server, "bench sold out", 0)
+        limited = create_product(server, "bench limited", PLENTY, max_per_customer=5)
     except ServerFailed as exc:  # reported in the table; the rest of the benchmark still runs
-        plenty = gone = 0
+        plenty = gone = limited = 0
         skipped = f"no product to use: {exc}"
     else:
         skipped = None
@@ -453,6 +468,17 @@ def stockade_endpoints(config: str, server: Server) -> list[Endpoint]:
             buy,
             201,
             keyed=True,
+        ),
+        Endpoint(
+            "purchase_limited",
+            config,
+            "stockade purchase 201, limited product with customer_id",
+            server,
+            "/api/orders/purchase",
+            "POST",
+            {"product_id": limited, "quantity": 1},
+            201,
+            customers=True,
         ),
         Endpoint(
             "sold_out",
@@ -478,6 +504,7 @@ TARGETS = [
     (MARIADB, "purchase 201 / raw one-round-trip", "purchase", "raw", ">=", 0.7),
     (MARIADB, "purchase 201 / naive FOR UPDATE", "purchase", "naive", ">=", 2),
     (MARIADB, "purchase + key / raw one-round-trip", "purchase_key", "raw", ">=", 0.5),
+    (MARIADB, "limited purchase / raw one-round-trip", "purchase_limited", "raw", ">=", 0.6),
     (MARIADB, "sold-out 409 / stockade /healthz", "sold_out", "healthz", ">=", 0.6),
     (MARIADB, "sold-out 409 / baseline /hello", "sold_out", "hello", ">=", 0.6),
     (MARIADB, "product read / stockade /healthz", "read", "healthz", ">=", 0.7),

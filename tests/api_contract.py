@@ -56,6 +56,7 @@ ORDER_KEYS = {
     "id",
     "product_id",
     "hold_id",
+    "customer_id",
     "quantity",
     "total_price",
     "status",
@@ -65,8 +66,8 @@ ORDER_KEYS = {
     "product",
 }
 ORDER_PRODUCT_KEYS = {"id", "name", "price", "stock"}
-NEW_HOLD_KEYS = {"hold_id", "expires_at", "product_id", "quantity", "status"}
-HOLD_KEYS = {"hold_id", "product_id", "quantity", "status", "expires_at", "order_id"}
+NEW_HOLD_KEYS = {"hold_id", "expires_at", "product_id", "quantity", "status", "customer_id", "created_at"}
+HOLD_KEYS = {"hold_id", "product_id", "quantity", "status", "expires_at", "order_id", "customer_id", "created_at"}
 PENDING_ORDER_KEYS = {"order_id", "status", "total_price", "hold_id", "product_id", "quantity"}
 WEBHOOK_KEYS = {"order_id", "status", "idempotency_key", "outcome"}
 LOG_KEYS = {"id", "event", "data", "created_at"}
@@ -276,7 +277,7 @@ def assert_product(p: dict[str, Any]) -> None:
     assert set(p) == PRODUCT_KEYS, p
     assert type(p["id"]) is int and isinstance(p["name"], str) and MONEY.fullmatch(p["price"])
     assert p["available"] == p["available_stock"] == p["stock"] - p["reserved"] >= 0
-    assert p["max_per_customer"] is None  # no limit per customer until limits land
+    assert p["max_per_customer"] is None or type(p["max_per_customer"]) is int
     assert TIMESTAMP.fullmatch(p["created_at"]) and TIMESTAMP.fullmatch(p["updated_at"])
 
 
@@ -285,6 +286,8 @@ def assert_order(o: dict[str, Any]) -> None:
     assert set(o["product"]) == ORDER_PRODUCT_KEYS, o
     assert MONEY.fullmatch(o["total_price"]) and MONEY.fullmatch(o["product"]["price"])
     assert TIMESTAMP.fullmatch(o["created_at"]) and TIMESTAMP.fullmatch(o["updated_at"])
+    assert o["customer_id"] is None or isinstance(o["customer_id"], str)
+    assert o["refund_status"] in (None, "required", "refunded")
 
 
 def signature(body: bytes, api: "Api", secret: str = WEBHOOK_SECRET, age: int = 0) -> str:
@@ -875,6 +878,8 @@ def test_get_hold_shows_active_then_used(api):
         "status": "active",
         "expires_at": "2026-01-07T08:02:00.000000Z",
         "order_id": None,
+        "customer_id": None,
+        "created_at": "2026-01-07T08:00:00.000000Z",
     }
     order_id = api.order(hold)
     r = api.client.simulate_get(f"/api/holds/{hold}")
@@ -1747,9 +1752,9 @@ def test_metrics_show_the_backlog_of_background_work_and_its_age(api):
         ("DELETE", "/api/products"),
         ("PUT", "/api/products"),
         ("GET", "/api/orders/purchase"),
-        ("GET", "/api/orders"),
+        ("DELETE", "/api/orders"),
         ("PUT", "/api/holds/1"),
-        ("GET", "/api/holds"),
+        ("PUT", "/api/holds"),
         ("GET", "/api/payments/webhook"),
         ("POST", "/api/logs"),
         ("POST", "/healthz"),
@@ -2193,3 +2198,351 @@ def test_extension_field_rules_are_422(api, body):
 @pytest.mark.parametrize("raw_id", ["999999", "0", "01", "abc"])
 def test_extending_an_unknown_hold_is_404(api, raw_id):
     assert_error(api.client.simulate_patch(f"/api/holds/{raw_id}", json={"extend_seconds": 1}), 404)
+
+
+# ================================================================ customers and limits (section 8)
+
+
+def limited_product(api: Api, limit: int | None, stock: int = 100) -> int:
+    r = api.client.simulate_post(
+        "/api/products", json={"name": "Sneaker", "price": "10.00", "stock": stock, "max_per_customer": limit}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json["data"]["max_per_customer"] == limit
+    return r.json["data"]["id"]
+
+
+def buy(api: Api, path: str, product_id: int, quantity: int, customer: str | None, **kwargs: Any) -> Result:
+    """A purchase (`/api/orders/purchase`) or a hold (`/api/holds`), for `customer` when given."""
+    body: dict[str, Any] = {"product_id": product_id, "quantity": quantity}
+    if customer is not None:
+        body["customer_id"] = customer
+    return api.client.simulate_post(path, json=body, **kwargs)
+
+
+PURCHASE, HOLD = "/api/orders/purchase", "/api/holds"
+LIMIT_REACHED = "Limit per customer reached"
+
+
+def test_a_limit_per_customer_is_set_on_create_changed_by_put_and_removed_by_null(api):
+    pid = limited_product(api, 5)
+    assert api.product(pid)["max_per_customer"] == 5
+    r = api.client.simulate_put(f"/api/products/{pid}", json={"max_per_customer": 2})
+    assert r.status_code == 200 and r.json["data"]["max_per_customer"] == 2
+    r = api.client.simulate_put(f"/api/products/{pid}", json={"name": "Renamed"})
+    assert r.json["data"]["max_per_customer"] == 2  # a PUT without it leaves it alone
+    r = api.client.simulate_put(f"/api/products/{pid}", json={"max_per_customer": None})
+    assert r.status_code == 200 and r.json["data"]["max_per_customer"] is None
+    assert api.product(pid)["max_per_customer"] is None
+    assert api.product(api.new_product())["max_per_customer"] is None  # no limit by default
+
+
+@pytest.mark.parametrize("value", [0, -1, 2**31, "5", 5.0, True, [5]])
+def test_a_bad_max_per_customer_is_a_validation_failure(api, value):
+    pid = api.new_product()
+    body = {"name": "N", "price": 1, "stock": 1, "max_per_customer": value}
+    assert_error(api.client.simulate_post("/api/products", json=body), 422, field="max_per_customer")
+    r = api.client.simulate_put(f"/api/products/{pid}", json={"max_per_customer": value})
+    assert_error(r, 422, field="max_per_customer")
+    assert api.product(pid)["max_per_customer"] is None
+
+
+def test_the_customer_is_stored_on_purchases_and_holds_and_an_order_from_a_hold_takes_the_holds(api):
+    pid = api.new_product(stock=10)
+    order = buy(api, PURCHASE, pid, 1, "ann@example.com").json["data"]
+    assert order["customer_id"] == "ann@example.com" and order["refund_status"] is None
+    assert api.get_order(order["id"])["customer_id"] == "ann@example.com"
+    r = buy(api, HOLD, pid, 2, "bob:42")
+    assert r.status_code == 201 and r.json["customer_id"] == "bob:42"
+    assert TIMESTAMP.fullmatch(r.json["created_at"]) and r.json["created_at"] < r.json["expires_at"]
+    hold = api.client.simulate_get(f"/api/holds/{r.json['hold_id']}").json
+    assert (hold["customer_id"], hold["created_at"]) == ("bob:42", r.json["created_at"])
+    order_id = api.order(r.json["hold_id"])
+    assert api.get_order(order_id)["customer_id"] == "bob:42"
+    anonymous = api.purchase(pid, 1)
+    assert anonymous["customer_id"] is None
+    assert api.client.simulate_get(f"/api/holds/{api.hold(pid)}").json["customer_id"] is None
+
+
+@pytest.mark.parametrize("path", [PURCHASE, HOLD])
+@pytest.mark.parametrize("customer", ["", "x" * 65, "ann smith", "ann/1", "ænn", "a\n", 42, None, ["a"]])
+def test_a_bad_customer_id_is_a_validation_failure(api, path, customer):
+    pid = api.new_product(stock=10)
+    r = api.client.simulate_post(path, json={"product_id": pid, "quantity": 1, "customer_id": customer})
+    assert_error(r, 422, field="customer_id")
+    assert api.levels(pid) == (10, 0, 10)
+
+
+@pytest.mark.parametrize("path", [PURCHASE, HOLD])
+def test_customer_ids_of_64_characters_of_every_allowed_kind_are_accepted_and_kept_exactly(api, path):
+    pid = limited_product(api, 1)
+    longest = "Az09._:@-" * 7 + "x"
+    assert len(longest) == 64
+    assert buy(api, path, pid, 1, longest).status_code == 201
+    # Ids compare exactly: another case is another customer.
+    assert buy(api, path, pid, 1, "ANN").status_code == 201
+    assert buy(api, path, pid, 1, "ann").status_code == 201
+    assert_error(buy(api, path, pid, 1, "ann"), 409, LIMIT_REACHED)
+
+
+@pytest.mark.parametrize("path", [PURCHASE, HOLD])
+def test_a_limited_product_without_a_customer_id_is_a_validation_failure(api, path):
+    pid = limited_product(api, 3, stock=10)
+    body = assert_error(buy(api, path, pid, 1, None), 422, field="customer_id")
+    assert "limit per customer" in body["errors"]["customer_id"][0]
+    assert api.levels(pid) == (10, 0, 10)
+    assert api.events("purchase_created") == [] and api.events("hold_created") == []
+
+
+def test_a_customer_cannot_claim_past_the_limit_and_the_refusal_changes_nothing(api):
+    pid = limited_product(api, 5, stock=100)
+    assert buy(api, PURCHASE, pid, 3, "ann").status_code == 201
+    assert buy(api, HOLD, pid, 2, "ann").status_code == 201
+    levels, orders = api.levels(pid), len(api.events("purchase_created"))
+    for path in (PURCHASE, HOLD):
+        assert_error(buy(api, path, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert api.levels(pid) == levels and len(api.events("purchase_created")) == orders
+    assert buy(api, PURCHASE, pid, 5, "bob").status_code == 201  # another customer's claim is their own
+    assert_error(buy(api, HOLD, pid, 6, "cat"), 409, LIMIT_REACHED)  # one request alone can pass it too
+
+
+def test_out_of_stock_is_told_apart_from_the_limit(api):
+    pid = limited_product(api, 5, stock=2)
+    assert_error(buy(api, PURCHASE, pid, 3, "ann"), 409, "Out of stock")
+    assert buy(api, PURCHASE, pid, 2, "ann").status_code == 201
+    assert_error(buy(api, PURCHASE, pid, 1, "bob"), 409, "Out of stock")
+
+
+def test_released_and_expired_holds_give_their_units_back_to_the_claim(api):
+    pid = limited_product(api, 2)
+    released = buy(api, HOLD, pid, 2, "ann").json["hold_id"]
+    assert_error(buy(api, HOLD, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert api.client.simulate_delete(f"/api/holds/{released}").status_code == 204
+    buy(api, HOLD, pid, 2, "ann")  # asserted below: the sweep finds it
+    api.clock.advance(api.shop.deps.policy.hold_ttl.total_seconds() + 1)
+    assert api.shop.release_expired() == (1, 0)
+    assert buy(api, HOLD, pid, 2, "ann").status_code == 201
+    api.clock.advance(api.shop.deps.policy.hold_ttl.total_seconds() + 1)
+    # Expired but not swept: the buyer's own reclaim gives the units back before a refusal.
+    assert buy(api, PURCHASE, pid, 2, "ann").status_code == 201
+    assert api.levels(pid) == (98, 0, 98)
+    assert api.shop.check().ok
+
+
+def test_cancelled_orders_give_their_units_back_to_the_claim(api):
+    pid = limited_product(api, 2)
+    failed = api.order(buy(api, HOLD, pid, 2, "ann").json["hold_id"])
+    assert_error(buy(api, PURCHASE, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert api.webhook(failed, "failure", key="fail-1").json["status"] == "cancelled"
+    timed_out = api.order(buy(api, HOLD, pid, 2, "ann").json["hold_id"])
+    api.clock.advance(api.shop.deps.policy.payment_ttl.total_seconds() + 1)
+    assert api.shop.release_expired() == (0, 1)
+    assert api.get_order(timed_out)["status"] == "cancelled"
+    assert buy(api, PURCHASE, pid, 2, "ann").status_code == 201
+    assert api.shop.check().ok
+
+
+def test_an_admin_cancel_gives_the_units_back_to_the_claim_whatever_the_orders_status(api):
+    pid = limited_product(api, 2)
+    created = buy(api, PURCHASE, pid, 2, "ann").json["data"]["id"]
+    assert_error(buy(api, HOLD, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert api.client.simulate_post(f"/api/orders/{created}/cancel").status_code == 200
+    pending = api.order(buy(api, HOLD, pid, 2, "ann").json["hold_id"])
+    assert api.client.simulate_post(f"/api/orders/{pending}/cancel").status_code == 200
+    paid = api.order(buy(api, HOLD, pid, 2, "ann").json["hold_id"])
+    assert api.webhook(paid, "success", key="pay-ann").json["status"] == "paid"
+    assert api.client.simulate_post(f"/api/orders/{paid}/cancel").status_code == 200
+    assert buy(api, PURCHASE, pid, 2, "ann").status_code == 201  # all three gave their 2 back
+    assert_error(buy(api, PURCHASE, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert api.shop.check().ok
+
+
+def test_an_order_from_a_hold_does_not_count_its_units_twice(api):
+    pid = limited_product(api, 3)
+    hold_id = buy(api, HOLD, pid, 2, "ann").json["hold_id"]
+    order_id = api.order(hold_id)  # the hold's claim of 2 becomes the order's
+    assert buy(api, PURCHASE, pid, 1, "ann").status_code == 201
+    assert_error(buy(api, PURCHASE, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert api.webhook(order_id, "success").json["status"] == "paid"
+    assert_error(buy(api, HOLD, pid, 1, "ann"), 409, LIMIT_REACHED)  # paid orders still count
+    assert api.shop.check().ok
+
+
+@pytest.mark.parametrize("path", [PURCHASE, HOLD])
+def test_an_idempotency_key_replay_counts_nothing(api, path):
+    pid = limited_product(api, 2)
+    first = buy(api, path, pid, 1, "ann", headers={"Idempotency-Key": "once"})
+    assert first.status_code == 201
+    for _ in range(3):
+        replay = buy(api, path, pid, 1, "ann", headers={"Idempotency-Key": "once"})
+        assert replay.status_code == 201 and replay.headers.get("idempotent-replayed") == "true"
+        assert replay.json == first.json
+    assert buy(api, path, pid, 1, "ann").status_code == 201  # the replays took none of the limit
+    assert_error(buy(api, path, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert api.shop.check().ok
+
+
+def test_a_limit_refusal_is_replayed_for_its_idempotency_key(api):
+    pid = limited_product(api, 1)
+    assert buy(api, PURCHASE, pid, 1, "ann").status_code == 201
+    for replayed in (None, "true"):
+        r = buy(api, PURCHASE, pid, 1, "ann", headers={"Idempotency-Key": "late"})
+        assert_error(r, 409, LIMIT_REACHED)
+        assert r.headers.get("idempotent-replayed") == replayed
+
+
+def test_lowering_the_limit_blocks_only_new_claims(api):
+    pid = limited_product(api, 5)
+    order = buy(api, PURCHASE, pid, 4, "ann").json["data"]
+    hold_id = buy(api, HOLD, pid, 1, "ann").json["hold_id"]
+    assert api.client.simulate_put(f"/api/products/{pid}", json={"max_per_customer": 2}).status_code == 200
+    assert api.get_order(order["id"])["status"] == "created"  # what ann claims stays hers
+    assert api.order(hold_id)  # her hold still becomes an order
+    assert_error(buy(api, PURCHASE, pid, 1, "ann"), 409, LIMIT_REACHED)
+    assert buy(api, PURCHASE, pid, 2, "bob").status_code == 201
+    assert_error(buy(api, HOLD, pid, 1, "bob"), 409, LIMIT_REACHED)
+    assert api.client.simulate_put(f"/api/products/{pid}", json={"max_per_customer": None}).status_code == 200
+    assert buy(api, PURCHASE, pid, 1, "ann").status_code == 201
+    assert api.shop.check().ok
+
+
+def test_a_limit_set_after_sales_counts_what_customers_already_claim(api):
+    pid = limited_product(api, None)
+    assert buy(api, PURCHASE, pid, 2, "ann").status_code == 201
+    assert api.client.simulate_put(f"/api/products/{pid}", json={"max_per_customer": 3}).status_code == 200
+    assert_error(buy(api, PURCHASE, pid, 2, "ann"), 409, LIMIT_REACHED)
+    assert buy(api, PURCHASE, pid, 1, "ann").status_code == 201
+    assert_error(buy(api, PURCHASE, pid, 1, None), 422, field="customer_id")
+
+
+def test_limit_refusals_are_counted_under_their_own_outcome(api):
+    pid = limited_product(api, 1)
+    buy(api, PURCHASE, pid, 1, "ann")
+    buy(api, PURCHASE, pid, 1, "ann")
+    buy(api, HOLD, pid, 1, "bob")
+    buy(api, HOLD, pid, 1, "bob")
+    text = api.client.simulate_get("/metrics").text
+    assert 'stockade_purchases_total{outcome="limit_reached"} 1.0' in text
+    assert 'stockade_holds_total{outcome="limit_reached"} 1.0' in text
+
+
+# ================================================================ listing orders and holds (section 9)
+
+
+def listing(api: Api, path: str, client: DocumentedClient | None = None, **params: Any) -> Result:
+    r = (client or api.client).simulate_get(path, params=params)
+    assert r.status_code == 200, r.text
+    assert set(r.json) == {"data", "meta"} and set(r.json["meta"]) == {"next_after_id"}
+    return r
+
+
+def ids(r: Result, key: str = "id") -> list[int]:
+    return [row[key] for row in r.json["data"]]
+
+
+def test_orders_are_listed_by_id_with_each_filter_a_page_at_a_time(api):
+    phone, lamp = api.new_product(stock=50), api.new_product(stock=50, name="Lamp")
+    created = [buy(api, PURCHASE, phone, 1, "ann").json["data"]["id"] for _ in range(3)]
+    lamp_order = buy(api, PURCHASE, lamp, 1, "bob").json["data"]["id"]
+    pending = api.order(buy(api, HOLD, lamp, 2, "ann").json["hold_id"])
+    anonymous = api.purchase(phone, 1)["id"]
+    everything = [*created, lamp_order, pending, anonymous]
+
+    r = listing(api, "/api/orders")
+    assert ids(r) == everything and r.json["meta"]["next_after_id"] is None
+    for order in r.json["data"]:
+        assert_order(order)
+    assert r.json["data"][4]["customer_id"] == "ann" and r.json["data"][4]["product"]["name"] == "Lamp"
+    assert ids(listing(api, "/api/orders", status="pending")) == [pending]
+    assert ids(listing(api, "/api/orders", status="created", product_id=lamp)) == [lamp_order]
+    assert ids(listing(api, "/api/orders", product_id=phone)) == [*created, anonymous]
+    assert ids(listing(api, "/api/orders", customer_id="ann")) == [*created, pending]
+    assert ids(listing(api, "/api/orders", customer_id="ANN")) == []
+    assert ids(listing(api, "/api/orders", status="paid")) == []
+    assert ids(listing(api, "/api/orders", refund_status="required")) == []
+
+    first = listing(api, "/api/orders", customer_id="ann", limit=2)
+    assert ids(first) == created[:2] and first.json["meta"]["next_after_id"] == created[1]
+    rest = listing(api, "/api/orders", customer_id="ann", limit=2, after_id=created[1])
+    assert ids(rest) == [created[2], pending] and rest.json["meta"]["next_after_id"] is None
+
+
+def test_orders_are_listed_by_refund_status(api):
+    pid = api.new_product(stock=50)
+    owing, refunded = _paid_order(api, pid), _paid_order(api, pid)
+    api.purchase(pid, 1)  # owes nothing
+    for order_id in (owing, refunded):
+        assert api.client.simulate_post(f"/api/orders/{order_id}/cancel").status_code == 200
+    assert api.client.simulate_post(f"/api/orders/{refunded}/refund").status_code == 200
+    assert ids(listing(api, "/api/orders", refund_status="required")) == [owing]
+    assert ids(listing(api, "/api/orders", refund_status="refunded")) == [refunded]
+    assert [o["refund_status"] for o in listing(api, "/api/orders", status="cancelled").json["data"]] == [
+        "required",
+        "refunded",
+    ]
+
+
+def test_holds_are_listed_by_id_with_each_filter_and_the_status_a_client_sees_now(api):
+    phone, lamp = api.new_product(stock=50), api.new_product(stock=50, name="Lamp")
+    early = buy(api, HOLD, phone, 1, "ann").json["hold_id"]
+    used = buy(api, HOLD, lamp, 1, "ann").json["hold_id"]
+    api.order(used)
+    released = api.hold(phone, 1)
+    api.client.simulate_delete(f"/api/holds/{released}")
+    api.clock.advance(60)
+    late = buy(api, HOLD, lamp, 2, "bob").json["hold_id"]
+    api.clock.advance(61)  # `early` is past its TTL, not swept: expired for every client
+
+    r = listing(api, "/api/holds")
+    assert ids(r, "hold_id") == [early, used, released, late]
+    assert all(set(h) == HOLD_KEYS for h in r.json["data"])
+    assert [h["status"] for h in r.json["data"]] == ["expired", "used", "released", "active"]
+    assert ids(listing(api, "/api/holds", status="active"), "hold_id") == [late]
+    assert ids(listing(api, "/api/holds", status="expired"), "hold_id") == [early]
+    assert ids(listing(api, "/api/holds", status="used"), "hold_id") == [used]
+    assert ids(listing(api, "/api/holds", status="released"), "hold_id") == [released]
+    assert ids(listing(api, "/api/holds", product_id=lamp), "hold_id") == [used, late]
+    assert ids(listing(api, "/api/holds", customer_id="ann"), "hold_id") == [early, used]
+    page = listing(api, "/api/holds", limit=3)
+    assert ids(page, "hold_id") == [early, used, released] and page.json["meta"]["next_after_id"] == released
+    assert ids(listing(api, "/api/holds", after_id=released), "hold_id") == [late]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/orders", {"status": "shipped"}, "status"),
+        ("/api/orders", {"status": "CREATED"}, "status"),
+        ("/api/orders", {"product_id": "0"}, "product_id"),
+        ("/api/orders", {"product_id": "x"}, "product_id"),
+        ("/api/orders", {"customer_id": "a b"}, "customer_id"),
+        ("/api/orders", {"customer_id": "x" * 65}, "customer_id"),
+        ("/api/orders", {"refund_status": "none"}, "refund_status"),
+        ("/api/orders", {"limit": "0"}, "limit"),
+        ("/api/orders", {"limit": "201"}, "limit"),
+        ("/api/orders", {"after_id": "-1"}, "after_id"),
+        ("/api/orders", {"status": ""}, "status"),
+        ("/api/holds", {"status": "pending"}, "status"),
+        ("/api/holds", {"refund_status": "required", "product_id": "01x"}, "product_id"),
+        ("/api/holds", {"customer_id": ""}, "customer_id"),
+        ("/api/holds", {"limit": "1.5"}, "limit"),
+        ("/api/holds", {"after_id": str(MAX_ID + 1)}, "after_id"),
+    ],
+)
+def test_a_bad_listing_filter_is_a_validation_failure(api, path, params, field):
+    assert_error(api.client.simulate_get(path, params=params), 422, field=field)
+
+
+@pytest.mark.parametrize("path", ["/api/orders", "/api/holds"])
+def test_a_listing_filter_given_twice_is_a_validation_failure(api, path):
+    assert_error(api.client.simulate_get(path, query_string="status=active&status=used"), 422, field="status")
+
+
+@pytest.mark.parametrize("path", ["/api/orders", "/api/holds"])
+def test_listing_orders_and_holds_needs_the_admin_token_when_one_is_set(api, path):
+    admin = api.app(admin_token=ADMIN_TOKEN)
+    assert_error(admin.simulate_get(path), 401)
+    assert_error(admin.simulate_get(path, headers={"Authorization": "Bearer wrong"}), 401)
+    listing(api, path)  # the app without a token: open
+    r = admin.simulate_get(path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert r.status_code == 200 and r.json == {"data": [], "meta": {"next_after_id": None}}

@@ -7,10 +7,12 @@ from stockade.application.services import Deps
 
 
 def check_invariants(deps: Deps) -> CheckReport:
-    """Every product whose stock, reserved or available breaks the model, or whose
-    `reserved` differs from its active holds plus pending orders."""
+    """Every product whose stock, reserved or available breaks the model, whose `reserved`
+    differs from its active holds plus pending orders, or one of whose customers' claims
+    differs from that customer's active holds plus claiming orders."""
     with deps.read() as uow:
         rows = uow.products.audit()
+        claim_drifts = uow.claims.audit()
     drifts = []
     for product, expected in rows:
         problems = []
@@ -22,6 +24,11 @@ def check_invariants(deps: Deps) -> CheckReport:
             problems.append("available is negative")
         if product.reserved != expected:
             problems.append(f"reserved {product.reserved} but active holds and pending orders hold {expected}")
+        problems += [
+            f"customer {c.customer_id!r} claims {c.claimed} but their active holds and orders hold {c.expected}"
+            for c in claim_drifts
+            if c.product_id == product.id
+        ]
         if problems:
             drifts.append(Drift(product.id, product.name, product.stock, product.reserved, expected, tuple(problems)))
     return CheckReport(len(rows), tuple(drifts), deps.clock.now())

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import attrs
 
-from stockade.domain.model import Hold, Order, OrderStatus, PaymentResult, Product, WebhookOutcome
+from stockade.domain.model import Hold, HoldStatus, Order, OrderStatus, PaymentResult, Product, WebhookOutcome
 
 
 @attrs.frozen
@@ -15,6 +15,14 @@ class CreateProduct:
     name: str
     price: Decimal
     stock: int
+    max_per_customer: int | None = None
+
+
+@attrs.frozen
+class Limit:
+    """A new `max_per_customer`: an integer, or None for no limit."""
+
+    per_customer: int | None
 
 
 @attrs.frozen
@@ -23,6 +31,8 @@ class UpdateProduct:
     name: str | None = None
     price: Decimal | None = None
     stock: int | None = None
+    #: None: the limit stays as it is
+    max_per_customer: Limit | None = None
     #: the versions an If-Match header named; None: apply unconditionally
     if_match: tuple[int, ...] | None = None
 
@@ -38,12 +48,14 @@ class AdjustStock:
 class Purchase:
     product_id: int
     quantity: int
+    customer_id: str | None = None
 
 
 @attrs.frozen
 class PlaceHold:
     product_id: int
     quantity: int
+    customer_id: str | None = None
 
 
 @attrs.frozen
@@ -80,6 +92,30 @@ class OrderView:
 class HoldView:
     hold: Hold
     status_now: str
+
+
+@attrs.frozen
+class OrderSearch:
+    """Which orders to list (contract section 9): every filter given must match; by id."""
+
+    limit: int = 50
+    after_id: int = 0
+    status: OrderStatus | None = attrs.field(default=None, converter=attrs.converters.optional(OrderStatus))
+    product_id: int | None = None
+    customer_id: str | None = None
+    refund_status: str | None = None
+
+
+@attrs.frozen
+class HoldSearch:
+    """Which holds to list: `status` as a client sees it now (an active hold past its TTL is
+    expired, swept or not)."""
+
+    limit: int = 50
+    after_id: int = 0
+    status: HoldStatus | None = attrs.field(default=None, converter=attrs.converters.optional(HoldStatus))
+    product_id: int | None = None
+    customer_id: str | None = None
 
 
 @attrs.frozen

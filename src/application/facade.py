@@ -13,8 +13,11 @@ from stockade.application.commands import (
     CheckReport,
     CreateProduct,
     ExtendHold,
+    HoldSearch,
     HoldView,
+    Limit,
     OrderFromHold,
+    OrderSearch,
     OrderView,
     PaymentNotification,
     PendingOrder,
@@ -41,8 +44,10 @@ class Shop:
         self.deps = deps
 
     # products
-    def create_product(self, name: str, price: Decimal | int | str, stock: int) -> Product:
-        return products.create_product(self.deps, CreateProduct(name, money(price), stock))
+    def create_product(
+        self, name: str, price: Decimal | int | str, stock: int, max_per_customer: int | None = None
+    ) -> Product:
+        return products.create_product(self.deps, CreateProduct(name, money(price), stock, max_per_customer))
 
     def get_product(self, product_id: int) -> Product:
         return products.get_product(self.deps, product_id)
@@ -51,6 +56,9 @@ class Shop:
         return products.list_products(self.deps, limit, after_id)
 
     def update_product(self, product_id: int, **changes) -> Product:
+        """Any of name, price, stock, max_per_customer (None: no limit), if_match."""
+        if "max_per_customer" in changes:
+            changes["max_per_customer"] = Limit(changes["max_per_customer"])
         return products.update_product(self.deps, UpdateProduct(product_id, **changes))
 
     def delete_product(self, product_id: int) -> None:
@@ -68,17 +76,22 @@ class Shop:
         return products.list_adjustments(self.deps, product_id, limit, before_id)
 
     # buying
-    def purchase(self, product_id: int, quantity: int) -> OrderView:
-        return purchase.purchase(self.deps, Purchase(product_id, quantity))
+    def purchase(self, product_id: int, quantity: int, customer_id: str | None = None) -> OrderView:
+        return purchase.purchase(self.deps, Purchase(product_id, quantity, customer_id))
 
-    def hold(self, product_id: int, quantity: int) -> Hold:
-        return holds.place_hold(self.deps, PlaceHold(product_id, quantity))
+    def hold(self, product_id: int, quantity: int, customer_id: str | None = None) -> Hold:
+        return holds.place_hold(self.deps, PlaceHold(product_id, quantity, customer_id))
 
     def get_hold(self, hold_id: int) -> HoldView:
         return holds.get_hold(self.deps, hold_id)
 
     def extend_hold(self, hold_id: int, extend_seconds: int) -> HoldView:
         return holds.extend_hold(self.deps, ExtendHold(hold_id, extend_seconds))
+
+    def list_holds(self, **search) -> tuple[list[HoldView], int | None]:
+        """A page of holds by id (HoldSearch: limit, after_id, status, product_id, customer_id)
+        and the `after_id` of the next page, None at the end."""
+        return holds.list_holds(self.deps, HoldSearch(**search))
 
     def release_hold(self, hold_id: int) -> None:
         holds.release_hold(self.deps, hold_id)
@@ -110,6 +123,11 @@ class Shop:
 
     def refund_order(self, order_id: int) -> OrderView:
         return orders.refund_order(self.deps, order_id)
+
+    def list_orders(self, **search) -> tuple[list[OrderView], int | None]:
+        """A page of orders by id (OrderSearch: limit, after_id, status, product_id, customer_id,
+        refund_status) and the `after_id` of the next page, None at the end."""
+        return orders.list_orders(self.deps, OrderSearch(**search))
 
     def payment(self, idempotency_key: str, order_id: int, status: str) -> WebhookResult:
         """Apply a payment notification (`success` or `failure`), once per key; a repeated

@@ -7,19 +7,21 @@ from datetime import datetime, timedelta
 import attrs
 
 from stockade.application.claim import claim_units
-from stockade.application.commands import ExtendHold, HoldView, PlaceHold
+from stockade.application.commands import ExtendHold, HoldSearch, HoldView, PlaceHold
+from stockade.application.expiry import give_back
 from stockade.application.ports import RequestKey, UnitOfWork
 from stockade.application.records import encode_result
-from stockade.application.services import Deps, transaction
+from stockade.application.services import Deps, keyset_page, transaction
 from stockade.domain.errors import HoldAlreadyUsed, HoldNotFound
 from stockade.domain.model import Hold, HoldStatus, Product, utc_timestamp
 
 
 def place_hold(deps: Deps, cmd: PlaceHold, key: RequestKey | None = None) -> Hold:
-    """Reserve units until now + hold TTL. Raises ProductNotFound, OutOfStock."""
+    """Reserve units until now + hold TTL. Raises ProductNotFound, OutOfStock, CustomerRequired,
+    LimitPerCustomerReached."""
 
     def write(uow: UnitOfWork, now: datetime, product: Product) -> Hold:
-        hold = uow.holds.add(cmd.product_id, cmd.quantity, now + deps.policy.hold_ttl, now)
+        hold = uow.holds.add(cmd.product_id, cmd.quantity, cmd.customer_id, now + deps.policy.hold_ttl, now)
         uow.events.record(
             "hold_created",
             {
@@ -30,10 +32,11 @@ def place_hold(deps: Deps, cmd: PlaceHold, key: RequestKey | None = None) -> Hol
             },
             now,
         )
-        uow.products.reserve(cmd.product_id, cmd.quantity, now)  # last: the shortest row lock
+        # last: the shortest row lock
+        uow.products.reserve(cmd.product_id, cmd.quantity, product.max_per_customer, now)
         return hold
 
-    return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result)
+    return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result, cmd.customer_id)
 
 
 def get_hold(deps: Deps, hold_id: int) -> HoldView:
@@ -80,6 +83,17 @@ def extend_hold(deps: Deps, cmd: ExtendHold) -> HoldView:
     return transaction(deps, work)
 
 
+def list_holds(deps: Deps, search: HoldSearch) -> tuple[list[HoldView], int | None]:
+    """One page of holds by id, each with the status a client sees now, and the `after_id` of
+    the next page (None at the end)."""
+    now = deps.clock.now()
+    with deps.read() as uow:
+        page, next_after_id = keyset_page(
+            uow.holds.search(attrs.evolve(search, limit=search.limit + 1), now), search.limit
+        )
+    return [HoldView(h, h.status_at(now).value) for h in page], next_after_id
+
+
 def release_hold(deps: Deps, hold_id: int) -> None:
     """Give an active hold's units back now. Idempotent for released/expired holds.
     Raises HoldNotFound, HoldAlreadyUsed."""
@@ -99,7 +113,7 @@ def release_hold(deps: Deps, hold_id: int) -> None:
             if again is not None and again.status is HoldStatus.USED:
                 raise HoldAlreadyUsed()
             return
-        uow.products.unreserve(hold.product_id, hold.quantity, now)
+        give_back(uow, [(hold.product_id, hold.customer_id, hold.quantity)], now)
         uow.events.record(
             "hold_released",
             {"hold_id": hold.id, "product_id": hold.product_id, "quantity": hold.quantity, "reason": ending.value},

@@ -28,8 +28,10 @@ class Answer(Generic[T]):
 
 
 def request_key(scope: str, key: str, command: Any) -> RequestKey:
-    """The key of a request, with a fingerprint of its command (attrs value)."""
-    digest = hashlib.sha256(json.dumps(attrs.asdict(command), sort_keys=True, default=str).encode()).hexdigest()
+    """The key of a request, with a fingerprint of its command (attrs value). Fields left out
+    (None) are not part of it: a command keeps its fingerprint when optional fields are added."""
+    given = attrs.asdict(command, filter=lambda _, value: value is not None)
+    digest = hashlib.sha256(json.dumps(given, sort_keys=True, default=str).encode()).hexdigest()
     return RequestKey(scope, key, digest)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import attrs
+
 from stockade.application.claim import product_snapshot
-from stockade.application.commands import OrderFromHold, OrderView, PendingOrder, ProcessResult
+from stockade.application.commands import OrderFromHold, OrderSearch, OrderView, PendingOrder, ProcessResult
 from stockade.application.expiry import give_back_order_units
 from stockade.application.payments import apply_deferred_payments
 from stockade.application.ports import ConditionFailed, DuplicateHoldOrder, RequestKey, UnitOfWork
@@ -16,6 +18,7 @@ from stockade.application.services import (
     PROCESS_ORDER,
     Deps,
     complete_message,
+    keyset_page,
     start_message,
     transaction,
 )
@@ -54,7 +57,15 @@ def order_from_hold(deps: Deps, cmd: OrderFromHold, key: RequestKey | None = Non
     def write(uow: UnitOfWork, now: datetime) -> tuple[PendingOrder, object]:
         due = now + deps.policy.payment_ttl
         order_id = uow.orders.add(
-            hold.product_id, hold.quantity, total, OrderStatus.PENDING, now, hold_id=hold.id, payment_due_at=due
+            hold.product_id,
+            hold.quantity,
+            total,
+            OrderStatus.PENDING,
+            now,
+            hold_id=hold.id,
+            payment_due_at=due,
+            # The hold's claim becomes the order's: the customer's claim is unchanged.
+            customer_id=hold.customer_id,
         )
         uow.events.record(
             "order_created",
@@ -79,6 +90,7 @@ def order_from_hold(deps: Deps, cmd: OrderFromHold, key: RequestKey | None = Non
             due,
             now,
             now,
+            hold.customer_id,
         )
         return PendingOrder(order), early_webhook
 
@@ -124,6 +136,15 @@ def get_order(deps: Deps, order_id: int) -> OrderView:
     if order is None or product is None:
         raise OrderNotFound()
     return OrderView(order, product)
+
+
+def list_orders(deps: Deps, search: OrderSearch) -> tuple[list[OrderView], int | None]:
+    """One page of orders by id, each with its product, and the `after_id` of the next page
+    (None at the end)."""
+    with deps.read() as uow:
+        page, next_after_id = keyset_page(uow.orders.search(attrs.evolve(search, limit=search.limit + 1)), search.limit)
+        products = uow.products.get_many(sorted({o.product_id for o in page}))
+    return [OrderView(o, products[o.product_id]) for o in page], next_after_id
 
 
 def process_order(deps: Deps, order_id: int, message_id: int | None = None) -> ProcessResult:

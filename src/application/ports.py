@@ -10,7 +10,9 @@ from typing import Any, Protocol
 
 import attrs
 
+from stockade.application.commands import HoldSearch, OrderSearch
 from stockade.domain.model import (
+    ClaimStanding,
     Hold,
     HoldStatus,
     LoggedEvent,
@@ -155,13 +157,16 @@ class ProductRepository(Protocol):
     process's cache after commit.
     """
 
-    def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product: ...
+    def add(self, name: str, price: Decimal, stock: int, max_per_customer: int | None, now: datetime) -> Product: ...
 
     def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None: ...
 
     def lock(self, product_id: int) -> Product | None:
         """The live product, its row locked until the transaction ends (so a write computed
         from it, such as a PUT's stock delta, is exact). None when there is no live product."""
+
+    def get_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
+        """These products by id, deleted ones too (their orders keep showing them)."""
 
     def snapshot(self, product_id: int) -> ProductSnapshot | None:
         """One plain read, no locks: the live product and the earliest lapse of its claims."""
@@ -170,21 +175,23 @@ class ProductRepository(Protocol):
         """Live products with id > after_id, ordered by id, at most `limit`."""
 
     def update(self, product_id: int, changes: dict[str, Any], now: datetime) -> bool:
-        """Apply name/price/stock changes if the product is live and `stock` (when given) is
-        not below `reserved`. True if applied."""
+        """Apply name/price/stock/max_per_customer changes if the product is live and `stock`
+        (when given) is not below `reserved`. True if applied."""
 
     def soft_delete(self, product_id: int, now: datetime) -> bool:
         """Mark the product deleted if it is live and nothing is reserved. True if done."""
 
-    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
-        """Sell `quantity` units: stock -= q where the product is live, available >= q and
-        its price is still `price` (what the order was charged). Returns what the product
-        shows after the sale. Raises ConditionFailed (now or at commit) when the row did
-        not match."""
+    def take(self, product_id: int, quantity: int, price: Decimal, max_per_customer: int | None, now: datetime) -> Sold:
+        """Sell `quantity` units: stock -= q where the product is live, available >= q, its
+        price is still `price` (what the order was charged) and its limit per customer still
+        `max_per_customer` (what the customer's claim was checked against). Returns what the
+        product shows after the sale. Raises ConditionFailed (now or at commit) when the row
+        did not match."""
 
-    def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
-        """Hold `quantity` units: reserved += q where live and available >= q.
-        Raises ConditionFailed (now or at commit) when the row did not match."""
+    def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
+        """Hold `quantity` units: reserved += q where live, available >= q and the limit per
+        customer is still `max_per_customer`. Raises ConditionFailed (now or at commit) when
+        the row did not match."""
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
         """Give back reserved units (hold released/expired, order cancelled)."""
@@ -208,10 +215,13 @@ class ProductRepository(Protocol):
 class HoldRepository(Protocol):
     """Holds; every state change is conditional on the current state."""
 
-    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
+    def add(self, product_id: int, quantity: int, customer_id: str | None, expires_at: datetime, now: datetime) -> Hold:
         """The new hold; its id may be a Ref until commit."""
 
     def get(self, hold_id: int) -> Hold | None: ...
+
+    def search(self, search: HoldSearch, now: datetime) -> list[Hold]:
+        """Holds matching `search` (status as it is at `now`) with id > after_id, by id, at most `limit`."""
 
     def use(self, hold: Hold, order_id: int | Ref, now: datetime) -> None:
         """active -> used (with its order id), only while not expired at `now`.
@@ -249,6 +259,7 @@ class OrderRepository(Protocol):
         *,
         hold_id: int | None = None,
         payment_due_at: datetime | None = None,
+        customer_id: str | None = None,
     ) -> int | Ref:
         """Insert an order and return its id (a Ref until commit on batching storages).
         Raises DuplicateHoldOrder (now or at commit) when the hold already has an order
@@ -275,11 +286,45 @@ class OrderRepository(Protocol):
     def mark_refunded(self, order_id: int, now: datetime) -> bool:
         """refund_status required -> refunded. True if this call made the change."""
 
+    def search(self, search: OrderSearch) -> list[Order]:
+        """Orders matching `search` with id > after_id, by id, at most `limit`."""
+
     def overdue(self, now: datetime, limit: int, product_id: int | None = None) -> list[Order]:
         """Pending orders whose payment is due, locked; skipped or waited for as in
         HoldRepository.expired."""
 
     def count_pending(self) -> int: ...
+
+
+class ClaimRepository(Protocol):
+    """Each customer's claim on each product (contract section 8): the units of their active
+    holds and of their orders in created, pending, paid or processed. A claim changes in the
+    transaction that takes or gives back those units."""
+
+    def add(self, product_id: int, customer_id: str, quantity: int, max_per_customer: int | None) -> None:
+        """claimed += q where it stays within `max_per_customer` (None: no limit): one
+        conditional statement on the claim's row, which serialises one customer's concurrent
+        claims. Raises ConditionFailed (now or at commit) when it would pass the limit."""
+
+    def give_back(self, product_id: int, customer_id: str, quantity: int) -> None:
+        """claimed -= q: a hold released or expired, an order cancelled."""
+
+    def standing(self, product_id: int, customer_id: str) -> ClaimStanding:
+        """The customer's claim now (0 when none) and the product's limit, read together."""
+
+    def audit(self) -> list[ClaimDrift]:
+        """Every claim that differs from its customer's active holds and claiming orders, read
+        in one consistent snapshot."""
+
+
+@attrs.frozen
+class ClaimDrift:
+    """A customer's claim on a product that its holds and orders do not account for."""
+
+    product_id: int
+    customer_id: str
+    claimed: int
+    expected: int
 
 
 class DuplicateHoldOrder(Exception):
@@ -439,6 +484,7 @@ class UnitOfWork(Protocol):
     products: ProductRepository
     holds: HoldRepository
     orders: OrderRepository
+    claims: ClaimRepository
     payments: PaymentEventRepository
     idempotency: IdempotencyRepository
     adjustments: AdjustmentRepository

@@ -9,7 +9,7 @@ from stockade.application.commands import AdjustStock, CreateProduct, UpdateProd
 from stockade.application.expiry import reclaim_expired
 from stockade.application.ports import ConditionFailed, Ref, RequestKey, TransientStorageError, UnitOfWork
 from stockade.application.records import encode_result
-from stockade.application.services import Deps, transaction
+from stockade.application.services import Deps, keyset_page, transaction
 from stockade.domain.errors import (
     PreconditionFailed,
     ProductHasReservations,
@@ -23,10 +23,16 @@ def create_product(deps: Deps, cmd: CreateProduct) -> Product:
     """Add a product; records `product_created`."""
 
     def work(uow: UnitOfWork, now: datetime) -> Product:
-        product = uow.products.add(cmd.name, money(cmd.price), cmd.stock, now)
+        product = uow.products.add(cmd.name, money(cmd.price), cmd.stock, cmd.max_per_customer, now)
         uow.events.record(
             "product_created",
-            {"product_id": product.id, "name": product.name, "price": str(product.price), "stock": product.stock},
+            {
+                "product_id": product.id,
+                "name": product.name,
+                "price": str(product.price),
+                "stock": product.stock,
+                "max_per_customer": product.max_per_customer,
+            },
             now,
         )
         return product
@@ -42,14 +48,13 @@ def get_product(deps: Deps, product_id: int) -> Product:
 def list_products(deps: Deps, limit: int, after_id: int = 0) -> tuple[list[Product], int | None]:
     """One page of live products by id, and the `after_id` of the next page (None at the end)."""
     with deps.read() as uow:
-        rows = uow.products.list(limit + 1, after_id)
-    page = rows[:limit]
-    return page, (page[-1].id if len(rows) > limit else None)
+        return keyset_page(uow.products.list(limit + 1, after_id), limit)
 
 
 def update_product(deps: Deps, cmd: UpdateProduct) -> Product:
-    """Change name, price and/or stock. Raises ProductNotFound, PreconditionFailed (If-Match),
-    StockBelowReserved."""
+    """Change name, price, stock and/or the limit per customer. Raises ProductNotFound,
+    PreconditionFailed (If-Match), StockBelowReserved. A lower limit refuses only new claims:
+    what customers already claim stays theirs."""
     changes: dict[str, object] = {}
     if cmd.name is not None:
         changes["name"] = cmd.name
@@ -57,6 +62,8 @@ def update_product(deps: Deps, cmd: UpdateProduct) -> Product:
         changes["price"] = money(cmd.price)
     if cmd.stock is not None:
         changes["stock"] = cmd.stock
+    if cmd.max_per_customer is not None:
+        changes["max_per_customer"] = cmd.max_per_customer.per_customer
 
     def work(uow: UnitOfWork, now: datetime) -> Product:
         # Locked: the If-Match comparison and a stock delta hold until this commits.

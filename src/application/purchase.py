@@ -15,11 +15,14 @@ from stockade.domain.model import Order, OrderStatus, Product, money
 
 
 def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderView:
-    """Sell `quantity` units of a product. Raises ProductNotFound, OutOfStock."""
+    """Sell `quantity` units of a product. Raises ProductNotFound, OutOfStock, CustomerRequired,
+    LimitPerCustomerReached."""
 
     def write(uow: UnitOfWork, now: datetime, product: Product) -> OrderView:
         total = money(product.price * cmd.quantity)
-        order_id = uow.orders.add(cmd.product_id, cmd.quantity, total, OrderStatus.CREATED, now)
+        order_id = uow.orders.add(
+            cmd.product_id, cmd.quantity, total, OrderStatus.CREATED, now, customer_id=cmd.customer_id
+        )
         uow.events.record(
             "purchase_created",
             {"order_id": order_id, "product_id": cmd.product_id, "quantity": cmd.quantity, "total_price": str(total)},
@@ -30,7 +33,7 @@ def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderV
         uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
         # Last, so the row lock it takes is held for the least time. Its guard includes the
         # price: the order was charged what this read showed, or the sale does not happen.
-        sold = uow.products.take(cmd.product_id, cmd.quantity, product.price, now)
+        sold = uow.products.take(cmd.product_id, cmd.quantity, product.price, product.max_per_customer, now)
         order = Order(
             order_id,  # type: ignore[arg-type]  # a Ref until commit
             cmd.product_id,
@@ -41,9 +44,10 @@ def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderV
             None,
             now,
             now,
+            cmd.customer_id,
         )
         # The answer shows the product as the sale left it: the price it checked, the name
         # and stock it read back under its own row lock.
         return OrderView(order, attrs.evolve(product, name=sold.name, stock=sold.stock))  # type: ignore[arg-type]
 
-    return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result)
+    return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result, cmd.customer_id)

@@ -86,6 +86,13 @@ def transaction(
     raise AssertionError("unreachable")
 
 
+def keyset_page(found: list[T], limit: int) -> tuple[list[T], int | None]:
+    """The page of rows read as `limit + 1` rows with ids above an `after_id`, and the
+    `after_id` of the next page (None at the end)."""
+    page = found[:limit]
+    return page, (page[-1].id if len(found) > limit else None)  # type: ignore[attr-defined]  # rows have ids
+
+
 def start_message(deps: Deps, message_id: int | None) -> None:
     """Take the lease of an outbox message as its task starts: the relay leaves it alone
     while the task may still be running, and counts the delivery."""

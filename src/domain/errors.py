@@ -17,6 +17,18 @@ class OutOfStock(DomainError):
     message = "Out of stock"
 
 
+class LimitPerCustomerReached(DomainError):
+    """The customer's claim on the product would pass its `max_per_customer`."""
+
+    message = "Limit per customer reached"
+
+
+class CustomerRequired(DomainError):
+    """A product with a limit per customer is bought or held without a `customer_id`."""
+
+    message = "customer_id is required: this product has a limit per customer"
+
+
 class ProductNotFound(DomainError):
     """No live product has that id."""
 

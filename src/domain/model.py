@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import attrs
 
 from stockade.domain.errors import (
+    CustomerRequired,
     HoldAlreadyUsed,
     HoldExpired,
     HoldNotActive,
@@ -137,6 +138,8 @@ class Product:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    #: the most units one customer may claim (contract section 8); None: no limit
+    max_per_customer: int | None = None
 
     @property
     def available(self) -> int:
@@ -167,7 +170,12 @@ class ProductSnapshot:
     def proves_sold_out(self, quantity: int, now: datetime) -> bool:
         """True when `quantity` cannot be had now: too few available, and no claim has lapsed
         that a buyer's reclaim would release first (contract: expired holds never refuse)."""
-        return self.product.available < quantity and (self.next_lapse_at is None or now < self.next_lapse_at)
+        return self.product.available < quantity and not self.lapse_due(now)
+
+    def lapse_due(self, now: datetime) -> bool:
+        """Whether a claim on the product may have lapsed by `now` (a hold expired, an order
+        overdue) without a write to the product yet."""
+        return self.next_lapse_at is not None and self.next_lapse_at <= now
 
 
 @attrs.frozen
@@ -182,6 +190,7 @@ class Hold:
     order_id: int | None
     created_at: datetime
     updated_at: datetime
+    customer_id: str | None = None
 
     def is_expired(self, now: datetime) -> bool:
         return self.status is HoldStatus.ACTIVE and self.expires_at <= now
@@ -225,6 +234,7 @@ class Order:
     payment_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    customer_id: str | None = None
     refund_status: RefundStatus | None = None
 
     def needs_cancelling(self) -> bool:
@@ -254,6 +264,30 @@ class StockAdjustment:
 
 #: The reason recorded for a `PUT` that sets stock to an absolute value.
 SET_STOCK_REASON = "set"
+
+
+#: The orders that count toward their customer's claim (contract section 8).
+CLAIMING = frozenset({OrderStatus.CREATED, OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.PROCESSED})
+
+
+@attrs.frozen
+class ClaimStanding:
+    """A customer's claim on a product (units of their active holds and claiming orders) and
+    the product's limit per customer (None: no limit)."""
+
+    claimed: int
+    max_per_customer: int | None
+
+    def exceeded_by(self, quantity: int) -> bool:
+        """Whether `quantity` more units would take the claim past the limit (the SQL claim
+        statement states the same as its WHERE clause)."""
+        return self.max_per_customer is not None and self.claimed + quantity > self.max_per_customer
+
+
+def ensure_customer_named(product: Product, customer_id: str | None) -> None:
+    """A product with a limit per customer is sold only to a named customer."""
+    if product.max_per_customer is not None and customer_id is None:
+        raise CustomerRequired()
 
 
 class PaymentResult(str, enum.Enum):

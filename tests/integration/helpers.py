@@ -185,12 +185,48 @@ def summary(tracebacks: list[str]) -> str:
 # ---------------------------------------------------------------- racing processes
 
 
-def purchase_in_process(url: str, product_id: int, purchases: int, barrier, results) -> None:
-    """Body of one spawned process: its own Services, then `purchases` purchases of one unit.
+def purchases_in_processes(
+    url: str, product_id: int, processes: int, purchases: int, customer_id: str | None = None
+) -> list[tuple[int, int, list[str]]]:
+    """`processes` spawned processes, started together, each making `purchases` purchases of
+    one unit (for `customer_id`, when given); each one's (sold, refused, unexpected errors)."""
+    import multiprocessing
+    import queue
 
-    Puts (sold, out_of_stock, [unexpected error reprs]) on `results`.
+    import pytest
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    results = ctx.Queue()
+    workers = [
+        ctx.Process(target=purchase_in_process, args=(url, product_id, purchases, barrier, results, customer_id))
+        for _ in range(processes)
+    ]
+    # Spawned children import the racer from this repository by module name.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(REPO_ROOT))
+        for w in workers:
+            w.start()
+    try:
+        return [results.get(timeout=RACE_TIMEOUT_SECONDS) for _ in workers]
+    except queue.Empty:
+        pytest.fail("a purchasing process did not report in time")
+    finally:
+        for w in workers:
+            w.join(RACE_TIMEOUT_SECONDS)
+            if w.is_alive():
+                w.kill()
+
+
+def purchase_in_process(
+    url: str, product_id: int, purchases: int, barrier, results, customer_id: str | None = None
+) -> None:
+    """Body of one spawned process: its own Services, then `purchases` purchases of one unit
+    (for `customer_id`, when given).
+
+    Puts (sold, refused: out of stock or limit reached, [unexpected error reprs]) on `results`.
     """
-    from stockade.domain.errors import OutOfStock
+    from stockade.domain.errors import LimitPerCustomerReached, OutOfStock
 
     sold = refused = 0
     errors: list[str] = []
@@ -201,9 +237,9 @@ def purchase_in_process(url: str, product_id: int, purchases: int, barrier, resu
             barrier.wait(timeout=RACE_TIMEOUT_SECONDS)
             for _ in range(purchases):
                 try:
-                    shop.purchase(product_id, 1)
+                    shop.purchase(product_id, 1, customer_id)
                     sold += 1
-                except OutOfStock:
+                except (OutOfStock, LimitPerCustomerReached):
                     refused += 1
                 except Exception:  # noqa: BLE001 - reported to the parent, which fails the test
                     errors.append(traceback.format_exc())

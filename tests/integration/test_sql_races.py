@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import random
 import threading
 
@@ -18,16 +16,15 @@ from stockade.application.payments import handle_payment
 from stockade.application.ports import IdempotencyKeyTaken
 from stockade.application.purchase import purchase
 from stockade.application.records import encode_refusal
-from stockade.domain.errors import HoldExpired, HoldNotActive, OutOfStock
+from stockade.domain.errors import HoldExpired, HoldNotActive, LimitPerCustomerReached, OutOfStock
 from stockade.domain.model import OrderStatus, PaymentResult, WebhookOutcome
 from tests.integration.helpers import (
     MICROSECOND,
     RACE_TIMEOUT_SECONDS,
-    REPO_ROOT,
     count_events,
     open_services,
     product_row,
-    purchase_in_process,
+    purchases_in_processes,
     race,
     race_once,
     rows,
@@ -78,33 +75,13 @@ def test_120_racing_purchases_sell_exactly_the_50_units_in_stock(services) -> No
     _assert_consistent(services)
 
 
-def test_purchases_racing_from_four_processes_sell_exactly_the_50_units_in_stock(
-    mysql_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_purchases_racing_from_four_processes_sell_exactly_the_50_units_in_stock(mysql_url: str) -> None:
     processes, purchases = 4, 30
     migrate(mysql_url)
     with open_services(mysql_url, background=False) as services:
         product = services.shop.create_product("Flash", "99.99", 50)
-    # Spawned children import the racer from this repository by module name.
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(processes)
-    results = ctx.Queue()
-    workers = [
-        ctx.Process(target=purchase_in_process, args=(mysql_url, product.id, purchases, barrier, results))
-        for _ in range(processes)
-    ]
-    for w in workers:
-        w.start()
-    try:
-        reports = [results.get(timeout=RACE_TIMEOUT_SECONDS) for _ in workers]
-    except queue.Empty:
-        pytest.fail("a purchasing process did not report in time")
-    finally:
-        for w in workers:
-            w.join(RACE_TIMEOUT_SECONDS)
-            if w.is_alive():
-                w.kill()
+
+    reports = purchases_in_processes(mysql_url, product.id, processes, purchases)
 
     errors = [e for _, _, errs in reports for e in errs]
     assert not errors, summary(errors)
@@ -276,6 +253,85 @@ def test_racing_releases_of_thirty_holds_of_one_product_all_give_their_units_bac
     assert product_row(engine, product.id).reserved == 0
     assert scalar(engine, "SELECT COUNT(*) FROM holds WHERE status = 'released'") == 30 * rounds
     assert count_events(engine, "hold_released") == 30 * rounds
+    _assert_consistent(services)
+
+
+# ---------------------------------------------------------------- limits per customer
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A migrated database of each kind the limit races run on."""
+    url = request.getfixturevalue("mysql_url") if request.param == "mariadb" else f"sqlite:///{tmp_path}/races.db"
+    migrate(url)
+    return url
+
+
+def _assert_sold_to_one_customer(services, product_id: int, sold: int) -> None:
+    engine = services.engine
+    row = product_row(engine, product_id)
+    assert (row.stock, row.reserved) == (1000 - sold, 0)
+    assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE customer_id = 'bot-1'") == sold
+    assert scalar(engine, "SELECT claimed FROM customer_claims WHERE customer_id = 'bot-1'") == sold
+    _assert_consistent(services)
+
+
+def test_200_racing_purchases_by_one_customer_with_a_limit_of_5_sell_exactly_5(database_url: str) -> None:
+    with open_services(database_url, background=False) as services:
+        shop = services.shop
+        product = shop.create_product("Limited", "10.00", 1000, max_per_customer=5)
+
+        outcomes = race(40, 5, lambda t, c: shop.purchase(product.id, 1, "bot-1"))
+
+        allowed = (LimitPerCustomerReached,)
+        assert not unexpected(outcomes, *allowed), summary(unexpected(outcomes, *allowed))
+        assert sum(o.ok for o in outcomes) == 5
+        assert sum(isinstance(o.error, LimitPerCustomerReached) for o in outcomes) == 195
+        _assert_sold_to_one_customer(services, product.id, 5)
+
+
+def test_200_racing_purchases_by_one_customer_from_four_processes_sell_exactly_5(database_url: str) -> None:
+    with open_services(database_url, background=False) as services:
+        product = services.shop.create_product("Limited", "10.00", 1000, max_per_customer=5)
+
+    reports = purchases_in_processes(database_url, product.id, 4, 50, customer_id="bot-1")
+
+    errors = [e for _, _, errs in reports for e in errs]
+    assert not errors, summary(errors)
+    assert sum(sold for sold, _, _ in reports) == 5
+    assert sum(refused for _, refused, _ in reports) == 195
+    with open_services(database_url, background=False) as services:
+        _assert_sold_to_one_customer(services, product.id, 5)
+
+
+def test_racing_holds_purchases_and_releases_of_many_customers_keep_every_claim_within_its_limit(services) -> None:
+    shop, engine = services.shop, services.engine
+    product = shop.create_product("Limited", "10.00", 1000, max_per_customer=3)
+    rng = random.Random(20261204)
+    plan = [
+        [(rng.choice(("purchase", "hold", "release")), f"c{rng.randint(1, 4)}") for _ in range(12)] for _ in range(12)
+    ]
+    held: dict[str, list[int]] = {}
+
+    def act(t: int, c: int):
+        action, customer = plan[t][c]
+        if action == "purchase":
+            return shop.purchase(product.id, 1, customer)
+        if action == "hold":
+            held.setdefault(customer, []).append(shop.hold(product.id, 1, customer).id)
+            return None
+        try:
+            hold_id = held.get(customer, []).pop()
+        except IndexError:
+            return None  # nothing of theirs to release
+        return shop.release_hold(hold_id)
+
+    outcomes = race(12, 12, act)
+
+    allowed = (LimitPerCustomerReached,)
+    assert not unexpected(outcomes, *allowed), summary(unexpected(outcomes, *allowed))
+    for customer, claimed in rows(engine, "SELECT customer_id, claimed FROM customer_claims"):
+        assert claimed <= 3, customer
     _assert_consistent(services)
 
 

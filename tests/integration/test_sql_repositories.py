@@ -10,10 +10,12 @@ from decimal import Decimal
 import attrs
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from falcon import testing
 
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
+from stockade.adapters.sql.migrate import alembic_config
 from stockade.application.commands import PaymentNotification, Purchase
 from stockade.application.idempotency import request_key
 from stockade.application.payments import handle_payment
@@ -25,7 +27,7 @@ from stockade.entrypoints.http.app import create_app
 from tests.integration.helpers import count_events, execute, open_services, product_row, rows, scalar
 
 HOLD_TTL = 120
-TABLES = ("products", "holds", "orders", "payment_events", "idempotency_keys", "event_log", "outbox")
+TABLES = ("products", "holds", "orders", "customer_claims", "payment_events", "idempotency_keys", "event_log", "outbox")
 
 
 @pytest.fixture
@@ -132,6 +134,52 @@ def test_migration_0004_keeps_outbox_messages_and_reads_them_as_never_started(my
         assert "KEY `ix_outbox_started` (`started_at`)" in rows(engine, "SHOW CREATE TABLE outbox")[0][1]
     finally:
         engine.dispose()
+
+
+def test_migration_0005_names_no_customer_on_existing_rows_and_owes_no_claim(mysql_url: str) -> None:
+    migrate(mysql_url, "0004")
+    engine = sa.create_engine(mysql_url)
+    try:
+        execute(
+            engine,
+            "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
+            "VALUES ('old', 1.00, 5, 1, 1, NOW(6), NOW(6))",
+        )
+        execute(
+            engine,
+            "INSERT INTO holds (product_id, quantity, status, expires_at, created_at, updated_at) "
+            "VALUES (1, 1, 'active', NOW(6) + INTERVAL 1 HOUR, NOW(6), NOW(6))",
+        )
+        migrate(mysql_url)
+        assert scalar(engine, "SELECT max_per_customer FROM products") is None
+        assert scalar(engine, "SELECT customer_id FROM holds") is None
+        assert scalar(engine, "SELECT COUNT(*) FROM customer_claims") == 0
+        with open_services(mysql_url, background=False) as services:
+            assert services.shop.check().ok
+        for table in ("orders", "holds"):
+            ddl = rows(engine, f"SHOW CREATE TABLE {table}")[0][1]
+            for index in ("status_id", "product_id", "customer_id"):
+                assert f"KEY `ix_{table}_{index}`" in ddl, ddl
+        with engine.connect() as connection:  # and back: the downgrade runs
+            config = alembic_config(mysql_url)
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0004")
+            connection.commit()
+        assert "customer_id" not in rows(engine, "SHOW CREATE TABLE orders")[0][1]
+        assert scalar(engine, "SELECT version_num FROM alembic_version") == "0004"
+    finally:
+        engine.dispose()
+
+
+def test_customer_ids_compare_exactly_whatever_the_servers_collation(shop, engine) -> None:
+    product = shop.create_product("Limited", "1.00", 10, max_per_customer=1)
+    shop.purchase(product.id, 1, "ann")
+    shop.purchase(product.id, 1, "Ann")
+    assert [r[0] for r in rows(engine, "SELECT customer_id FROM customer_claims ORDER BY customer_id")] == [
+        "Ann",
+        "ann",
+    ]
+    assert [v.order.customer_id for v in shop.list_orders(customer_id="ann")[0]] == ["ann"]
 
 
 def test_the_schema_declares_the_three_stock_check_constraints(engine: sa.Engine) -> None:
@@ -524,6 +572,15 @@ def test_the_hot_paths_cost_the_fewest_round_trips(cached_shop, wire) -> None:
     shop.hold(plenty.id, 1)
     assert wire == ["INSERT"], "a hold is one multi-statement too"
 
+    limited = shop.create_product("Limited", "2.50", 100, max_per_customer=50)
+    shop.purchase(limited.id, 1, "warm")
+    wire.clear()
+    shop.purchase(limited.id, 1, "ann")
+    assert wire == ["INSERT"], "a customer's claim joins the batch: a limited purchase is one round trip too"
+    wire.clear()
+    shop.hold(limited.id, 1, "ann")
+    assert wire == ["INSERT"], "so is a limited hold"
+
     hold = shop.hold(plenty.id, 1)
     shop.get_product(plenty.id)
     wire.clear()
@@ -621,6 +678,24 @@ def test_check_is_clean_then_names_a_product_whose_reserved_drifted(shop, engine
     assert (drift.reserved, drift.expected_reserved) == (3, 2)
 
 
+def test_check_names_a_product_one_of_whose_customers_claims_drifted(shop, engine) -> None:
+    limited = shop.create_product("Limited", "1.00", 10, max_per_customer=3)
+    shop.purchase(limited.id, 1, "ann")
+    shop.order_from_hold(shop.hold(limited.id, 2, "bob").id)
+    shop.hold(limited.id, 1, "cat")
+    assert shop.check().ok
+
+    execute(engine, "UPDATE customer_claims SET claimed = claimed + 1 WHERE customer_id = 'bob'")
+    execute(engine, "DELETE FROM customer_claims WHERE customer_id = 'cat'")
+
+    report = shop.check()
+    assert [d.product_id for d in report.drifts] == [limited.id]
+    assert report.drifts[0].problems == (
+        "customer 'bob' claims 3 but their active holds and orders hold 2",
+        "customer 'cat' claims 0 but their active holds and orders hold 1",
+    )
+
+
 # ---------------------------------------------------------------- idempotency keys
 
 
@@ -686,7 +761,7 @@ def test_a_held_write_that_fails_when_sent_early_leaves_nothing_for_the_next_tra
         with shop.deps.uow() as uow:
             now = shop.deps.clock.now()
             uow.events.record("stray_event", {"product_id": gone.id}, now)  # held
-            uow.products.reserve(gone.id, 1, now)  # held; its guard fails when sent
+            uow.products.reserve(gone.id, 1, None, now)  # held; its guard fails when sent
             uow.products.get(gone.id)  # run at once: sends the held statements first
     for _ in range(3):  # whichever pooled connection the next units of work get
         shop.create_product("Next", "1.00", 1)

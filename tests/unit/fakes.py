@@ -19,8 +19,10 @@ import attrs
 
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.memory_cache import LocalVersions, VersionedProductCache
+from stockade.application.commands import HoldSearch, OrderSearch
 from stockade.application.facade import Shop
 from stockade.application.ports import (
+    ClaimDrift,
     ConditionFailed,
     DueMessage,
     DuplicateHoldOrder,
@@ -41,6 +43,8 @@ from stockade.application.tracing import traced
 from stockade.application.unit_of_work import AbstractUnitOfWork
 from stockade.domain.errors import StockAdjustmentRefused
 from stockade.domain.model import (
+    CLAIMING,
+    ClaimStanding,
     Hold,
     HoldStatus,
     LoggedEvent,
@@ -90,6 +94,8 @@ class Tables:
     events: list[LoggedEvent] = attrs.Factory(list)
     adjustments: dict[int, StockAdjustment] = attrs.Factory(dict)
     outbox: dict[int, OutboxRow] = attrs.Factory(dict)
+    #: (product_id, customer_id) -> units claimed
+    claims: dict[tuple[int, str], int] = attrs.Factory(dict)
     last_ids: dict[str, int] = attrs.Factory(dict)
 
     def next_id(self, table: str) -> int:
@@ -143,8 +149,10 @@ def _check_product(product: Product) -> Product:
 
 
 class InMemoryProductRepository(_Repository):
-    def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product:
-        product = _check_product(Product(self.t.next_id("products"), name, price, stock, 0, 1, now, now))
+    def add(self, name: str, price: Decimal, stock: int, max_per_customer: int | None, now: datetime) -> Product:
+        product = _check_product(
+            Product(self.t.next_id("products"), name, price, stock, 0, 1, now, now, max_per_customer=max_per_customer)
+        )
         self.t.products[product.id] = product
         return product
 
@@ -153,6 +161,9 @@ class InMemoryProductRepository(_Repository):
         if product is None or (product.deleted_at is not None and not include_deleted):
             return None
         return product
+
+    def get_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
+        return {i: self.t.products[i] for i in product_ids if i in self.t.products}
 
     def list(self, limit: int, after_id: int) -> list[Product]:
         live = [p for p in self.t.products.values() if p.deleted_at is None and p.id > after_id]
@@ -200,16 +211,25 @@ class InMemoryProductRepository(_Repository):
         self._write(product, now, deleted_at=now)
         return True
 
-    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
+    def take(self, product_id: int, quantity: int, price: Decimal, max_per_customer: int | None, now: datetime) -> Sold:
         product = self._live(product_id)
-        if product is None or product.stock - product.reserved < quantity or product.price != price:
+        if (
+            product is None
+            or product.stock - product.reserved < quantity
+            or product.price != price
+            or product.max_per_customer != max_per_customer
+        ):
             raise ConditionFailed()
         self._write(product, now, stock=product.stock - quantity)
         return Sold(product.name, product.stock - quantity)
 
-    def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
+    def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
         product = self._live(product_id)
-        if product is None or product.stock - product.reserved < quantity:
+        if (
+            product is None
+            or product.stock - product.reserved < quantity
+            or product.max_per_customer != max_per_customer
+        ):
             raise ConditionFailed()
         self._write(product, now, reserved=product.reserved + quantity)
 
@@ -258,17 +278,30 @@ class InMemoryProductRepository(_Repository):
 
 
 class InMemoryHoldRepository(_Repository):
-    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
+    def add(self, product_id: int, quantity: int, customer_id: str | None, expires_at: datetime, now: datetime) -> Hold:
         if quantity <= 0:
             raise ConstraintViolation("hold quantity must be positive")
         if product_id not in self.t.products:
             raise ConstraintViolation(f"no product {product_id}")
-        hold = Hold(self.t.next_id("holds"), product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now)
+        hold = Hold(
+            self.t.next_id("holds"), product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now, customer_id
+        )
         self.t.holds[hold.id] = hold
         return hold
 
     def get(self, hold_id: int) -> Hold | None:
         return self.t.holds.get(hold_id)
+
+    def search(self, search: HoldSearch, now: datetime) -> list[Hold]:
+        found = [
+            h
+            for h in self.t.holds.values()
+            if h.id > search.after_id
+            and (search.status is None or h.status_at(now) is search.status)
+            and (search.product_id is None or h.product_id == search.product_id)
+            and (search.customer_id is None or h.customer_id == search.customer_id)
+        ]
+        return sorted(found, key=lambda h: h.id)[: search.limit]
 
     def use(self, hold: Hold, order_id: int | Ref, now: datetime) -> None:
         current = self.t.holds.get(hold.id)
@@ -321,6 +354,7 @@ class InMemoryOrderRepository(_Repository):
         *,
         hold_id: int | None = None,
         payment_due_at: datetime | None = None,
+        customer_id: str | None = None,
     ) -> int:
         if quantity <= 0:
             raise ConstraintViolation("order quantity must be positive")
@@ -330,12 +364,27 @@ class InMemoryOrderRepository(_Repository):
             raise DuplicateHoldOrder(hold_id)
         order_id = self.t.next_id("orders")
         self.t.orders[order_id] = Order(
-            order_id, product_id, hold_id, quantity, total_price, status, payment_due_at, now, now
+            order_id, product_id, hold_id, quantity, total_price, status, payment_due_at, now, now, customer_id
         )
         return order_id
 
     def get(self, order_id: int) -> Order | None:
         return self.t.orders.get(order_id)
+
+    def search(self, search: OrderSearch) -> list[Order]:
+        found = [
+            o
+            for o in self.t.orders.values()
+            if o.id > search.after_id
+            and (search.status is None or o.status is search.status)
+            and (search.product_id is None or o.product_id == search.product_id)
+            and (search.customer_id is None or o.customer_id == search.customer_id)
+            and (
+                search.refund_status is None
+                or (o.refund_status is not None and o.refund_status.value == search.refund_status)
+            )
+        ]
+        return sorted(found, key=lambda o: o.id)[: search.limit]
 
     def transition(
         self,
@@ -381,6 +430,40 @@ class InMemoryOrderRepository(_Repository):
 
     def count_pending(self) -> int:
         return sum(1 for o in self.t.orders.values() if o.status is OrderStatus.PENDING)
+
+
+class InMemoryClaimRepository(_Repository):
+    def add(self, product_id: int, customer_id: str, quantity: int, max_per_customer: int | None) -> None:
+        claimed = self.t.claims.get((product_id, customer_id), 0)
+        if ClaimStanding(claimed, max_per_customer).exceeded_by(quantity):
+            raise ConditionFailed()
+        self.t.claims[product_id, customer_id] = claimed + quantity
+
+    def give_back(self, product_id: int, customer_id: str, quantity: int) -> None:
+        claimed = self.t.claims.get((product_id, customer_id), 0)
+        if claimed < quantity:
+            raise RuntimeError(f"customer {customer_id!r} of product {product_id}: cannot give back {quantity} units")
+        self.t.claims[product_id, customer_id] = claimed - quantity
+
+    def standing(self, product_id: int, customer_id: str) -> ClaimStanding:
+        return ClaimStanding(
+            self.t.claims.get((product_id, customer_id), 0), self.t.products[product_id].max_per_customer
+        )
+
+    def audit(self) -> list[ClaimDrift]:
+        expected: dict[tuple[int, str], int] = {}
+        for h in self.t.holds.values():
+            if h.customer_id is not None and h.status is HoldStatus.ACTIVE:
+                expected[h.product_id, h.customer_id] = expected.get((h.product_id, h.customer_id), 0) + h.quantity
+        for o in self.t.orders.values():
+            if o.customer_id is not None and o.status in CLAIMING:
+                expected[o.product_id, o.customer_id] = expected.get((o.product_id, o.customer_id), 0) + o.quantity
+        keys = sorted(set(expected) | set(self.t.claims))
+        return [
+            ClaimDrift(p, c, self.t.claims.get((p, c), 0), expected.get((p, c), 0))
+            for p, c in keys
+            if self.t.claims.get((p, c), 0) != expected.get((p, c), 0)
+        ]
 
 
 class InMemoryPaymentEventRepository(_Repository):
@@ -548,6 +631,7 @@ class InMemoryUnitOfWork(AbstractUnitOfWork):
         self.products = InMemoryProductRepository(self)
         self.holds = InMemoryHoldRepository(self)
         self.orders = InMemoryOrderRepository(self)
+        self.claims = InMemoryClaimRepository(self)
         self.payments = InMemoryPaymentEventRepository(self)
         self.idempotency = InMemoryIdempotencyRepository(self)
         self.adjustments = InMemoryAdjustmentRepository(self)

@@ -128,7 +128,13 @@ def test_field_rules_are_stated_exactly():
         {"required": ["name"]},
         {"required": ["price"]},
         {"required": ["stock"]},
+        {"required": ["max_per_customer"]},
     ]
+    limit, no_limit = schemas["ProductUpdate"]["properties"]["max_per_customer"]["anyOf"]
+    assert (limit["type"], limit["minimum"], limit["maximum"], no_limit) == ("integer", 1, 2**31 - 1, {"type": "null"})
+    customer = schemas["BuyRequest"]["properties"]["customer_id"]
+    assert (customer["type"], customer["pattern"]) == ("string", "^[A-Za-z0-9._:@-]{1,64}$")
+    assert "customer_id" not in schemas["BuyRequest"]["required"]
     assert schemas["ErrorBody"]["required"] == ["message"]
     assert set(schemas["ProductBody"]["properties"]) == PRODUCT_KEYS
 

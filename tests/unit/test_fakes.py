@@ -31,30 +31,30 @@ def now(clock):
 
 def test_take_sells_only_what_is_available_at_the_price_it_was_read(uow, now):
     with uow:
-        product = uow.products.add("P", Decimal("1.00"), 5, now)
-        uow.products.reserve(product.id, 2, now)
+        product = uow.products.add("P", Decimal("1.00"), 5, None, now)
+        uow.products.reserve(product.id, 2, None, now)
         with pytest.raises(ConditionFailed):
-            uow.products.take(product.id, 4, Decimal("1.00"), now)
+            uow.products.take(product.id, 4, Decimal("1.00"), None, now)
         with pytest.raises(ConditionFailed):
-            uow.products.take(product.id, 1, Decimal("0.99"), now)
-        assert uow.products.take(product.id, 3, Decimal("1.00"), now).stock == 2
+            uow.products.take(product.id, 1, Decimal("0.99"), None, now)
+        assert uow.products.take(product.id, 3, Decimal("1.00"), None, now).stock == 2
         assert (uow.products.get(product.id).stock, uow.products.get(product.id).reserved) == (2, 2)
 
 
 def test_deleted_product_can_be_neither_sold_nor_held(uow, now):
     with uow:
-        product = uow.products.add("P", Decimal("1.00"), 5, now)
+        product = uow.products.add("P", Decimal("1.00"), 5, None, now)
         assert uow.products.soft_delete(product.id, now)
         with pytest.raises(ConditionFailed):
-            uow.products.take(product.id, 1, Decimal("1.00"), now)
+            uow.products.take(product.id, 1, Decimal("1.00"), None, now)
         with pytest.raises(ConditionFailed):
-            uow.products.reserve(product.id, 1, now)
+            uow.products.reserve(product.id, 1, None, now)
 
 
 def test_hold_can_be_used_only_while_active_and_unexpired(uow, now):
     with uow:
-        product = uow.products.add("P", Decimal("1.00"), 5, now)
-        hold = uow.holds.add(product.id, 1, now + timedelta(seconds=10), now)
+        product = uow.products.add("P", Decimal("1.00"), 5, None, now)
+        hold = uow.holds.add(product.id, 1, None, now + timedelta(seconds=10), now)
         with pytest.raises(ConditionFailed):
             uow.holds.use(hold, 1, now + timedelta(seconds=10))
         uow.holds.use(hold, 1, now)
@@ -63,7 +63,7 @@ def test_hold_can_be_used_only_while_active_and_unexpired(uow, now):
 
 def test_second_order_for_one_hold_is_a_duplicate(uow, now):
     with uow:
-        product = uow.products.add("P", Decimal("1.00"), 5, now)
+        product = uow.products.add("P", Decimal("1.00"), 5, None, now)
         uow.orders.add(product.id, 1, Decimal("1.00"), OrderStatus.PENDING, now, hold_id=1)
         with pytest.raises(DuplicateHoldOrder):
             uow.orders.add(product.id, 1, Decimal("1.00"), OrderStatus.PENDING, now, hold_id=1)
@@ -71,7 +71,7 @@ def test_second_order_for_one_hold_is_a_duplicate(uow, now):
 
 def test_order_transition_applies_only_from_the_given_status(uow, now):
     with uow:
-        product = uow.products.add("P", Decimal("1.00"), 5, now)
+        product = uow.products.add("P", Decimal("1.00"), 5, None, now)
         order_id = uow.orders.add(product.id, 1, Decimal("1.00"), OrderStatus.PENDING, now)
         assert uow.orders.transition(order_id, OrderStatus.PENDING, OrderStatus.PAID, now)
         assert not uow.orders.transition(order_id, OrderStatus.PENDING, OrderStatus.CANCELLED, now)
@@ -88,7 +88,7 @@ def test_payment_event_key_is_added_once(uow, now):
 
 def test_leaving_without_commit_rolls_everything_back(uow, now):
     with uow:
-        uow.products.add("P", Decimal("1.00"), 5, now)
+        uow.products.add("P", Decimal("1.00"), 5, None, now)
         uow.outbox.add("t", {}, now, now)
     with uow:
         assert uow.products.list(10, 0) == []

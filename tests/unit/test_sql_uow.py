@@ -93,12 +93,12 @@ def test_on_sqlite_writes_wait_for_commit_and_the_writer_lock_is_taken_only_then
 
     now = datetime.now(timezone.utc)
     with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache()) as setup:
-        product = setup.products.add("Lamp", Decimal("5.00"), 10, now)
+        product = setup.products.add("Lamp", Decimal("5.00"), 10, None, now)
         setup.commit()
     log: list[str] = []
     statements.clear()
     with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), writer_lock=_RecordingLock(log)) as uow:
-        sold = uow.products.take(product.id, 3, Decimal("5.00"), now)
+        sold = uow.products.take(product.id, 3, Decimal("5.00"), None, now)
         uow.events.record("purchase_created", {"product_id": product.id}, now)
         assert (log, statements) == ([], []), "nothing reaches SQLite before commit"
         uow.commit()
@@ -127,7 +127,7 @@ def test_on_sqlite_a_lost_condition_at_commit_rolls_back_before_the_writer_lock_
     with pytest.raises(ConditionFailed):
         with uow:
             uow.events.record("before", {}, now)
-            uow.products.take(404, 1, Decimal("1.00"), now)  # no such product: the condition fails
+            uow.products.take(404, 1, Decimal("1.00"), None, now)  # no such product: the condition fails
             uow.commit()
     assert log == ["lock", "rollback", "unlock"]
     with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), read_only=True) as check:

@@ -11,11 +11,13 @@ from decimal import Decimal
 from typing import Any, overload
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 
 from stockade.adapters.sql.engine import is_duplicate_key
 from stockade.adapters.sql.session import Json, Session
 from stockade.adapters.sql.tables import (
+    customer_claims,
     event_log,
     holds,
     idempotency_keys,
@@ -25,7 +27,9 @@ from stockade.adapters.sql.tables import (
     products,
     stock_adjustments,
 )
+from stockade.application.commands import HoldSearch, OrderSearch
 from stockade.application.ports import (
+    ClaimDrift,
     DueMessage,
     DuplicateHoldOrder,
     IdempotencyKeyTaken,
@@ -39,7 +43,9 @@ from stockade.application.ports import (
 )
 from stockade.application.tracing import traced
 from stockade.domain.model import (
+    CLAIMING,
     MAX_STOCK,
+    ClaimStanding,
     Hold,
     HoldStatus,
     LoggedEvent,
@@ -83,6 +89,7 @@ def _product(row) -> Product:
         created_at=from_db(row.created_at),
         updated_at=from_db(row.updated_at),
         deleted_at=from_db(row.deleted_at),
+        max_per_customer=row.max_per_customer,
     )
 
 
@@ -96,6 +103,7 @@ def _hold(row) -> Hold:
         order_id=row.order_id,
         created_at=from_db(row.created_at),
         updated_at=from_db(row.updated_at),
+        customer_id=row.customer_id,
     )
 
 
@@ -110,6 +118,7 @@ def _order(row) -> Order:
         payment_due_at=from_db(row.payment_due_at),
         created_at=from_db(row.created_at),
         updated_at=from_db(row.updated_at),
+        customer_id=row.customer_id,
         refund_status=RefundStatus(row.refund_status) if row.refund_status else None,
     )
 
@@ -149,13 +158,20 @@ _BUMP = {"version": products.c.version + 1, "updated_at": _P("at")}
 _AVAILABLE = products.c.stock - products.c.reserved >= _P("q")
 _GET_LIVE_PRODUCT = products.select().where(_LIVE_PRODUCT)
 _GET_ANY_PRODUCT = products.select().where(products.c.id == _P("b_id"))
+#: The limit per customer the buyer's read showed is still the product's: the customer's claim
+#: was checked against it (and a buyer named no customer only where there is no limit).
+_SAME_LIMIT = products.c.max_per_customer.is_not_distinct_from(_P("b_limit", type_=sa.Integer))
 #: The price is part of the guard: the order was charged the price the buyer's read showed.
 _TAKE = (
     products.update()
-    .where(_LIVE_PRODUCT, _AVAILABLE, products.c.price == _P("b_price"))
+    .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT, products.c.price == _P("b_price"))
     .values(stock=products.c.stock - _P("q"), **_BUMP)
 )
-_RESERVE = products.update().where(_LIVE_PRODUCT, _AVAILABLE).values(reserved=products.c.reserved + _P("q"), **_BUMP)
+_RESERVE = (
+    products.update()
+    .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT)
+    .values(reserved=products.c.reserved + _P("q"), **_BUMP)
+)
 _UNRESERVE = (
     products.update()
     .where(products.c.id == _P("b_id"), products.c.reserved >= _P("q"))
@@ -235,14 +251,22 @@ class _Repository:
 class SqlProductRepository(_Repository):
     """Products; the stock statements are the contract's single conditional UPDATEs."""
 
-    def add(self, name: str, price: Decimal, stock: int, now: datetime) -> Product:
+    def add(self, name: str, price: Decimal, stock: int, max_per_customer: int | None, now: datetime) -> Product:
         at = to_db(now)
         result = self.s.run(
             products.insert().values(
-                name=name, price=price, stock=stock, reserved=0, version=1, created_at=at, updated_at=at
+                name=name,
+                price=price,
+                stock=stock,
+                reserved=0,
+                version=1,
+                created_at=at,
+                updated_at=at,
+                max_per_customer=max_per_customer,
             )
         )
-        return Product(result.inserted_primary_key[0], name, price, stock, 0, 1, now, now)  # type: ignore[index]
+        product_id = result.inserted_primary_key[0]  # type: ignore[index]  # an insert has a key
+        return Product(product_id, name, price, stock, 0, 1, now, now, max_per_customer=max_per_customer)
 
     def get(self, product_id: int, *, include_deleted: bool = False) -> Product | None:
         stmt = _GET_ANY_PRODUCT if include_deleted else _GET_LIVE_PRODUCT
@@ -252,6 +276,11 @@ class SqlProductRepository(_Repository):
     def lock(self, product_id: int) -> Product | None:
         row = self.s.run(_locked(_GET_LIVE_PRODUCT, self.s.conn, wait=True), {"b_id": product_id}).first()
         return _product(row) if row else None
+
+    def get_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
+        if not product_ids:
+            return {}
+        return {r.id: _product(r) for r in self.s.run(products.select().where(products.c.id.in_(list(product_ids))))}
 
     def snapshot(self, product_id: int) -> ProductSnapshot | None:
         row = self.s.run(_SNAPSHOT, {"b_id": product_id}).first()
@@ -282,18 +311,20 @@ class SqlProductRepository(_Repository):
         stmt = products.update().where(_LIVE_PRODUCT, products.c.reserved == 0).values(deleted_at=_P("at"), **_BUMP)
         return self._changed(product_id, self.s.run(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1)
 
-    def take(self, product_id: int, quantity: int, price: Decimal, now: datetime) -> Sold:
+    def take(self, product_id: int, quantity: int, price: Decimal, max_per_customer: int | None, now: datetime) -> Sold:
         self._changed(product_id)
         name, stock = self.s.must_change_one(
             _TAKE,
-            {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price},
+            {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price, "b_limit": max_per_customer},
             returning=(products.c.name, products.c.stock),
         )
         return Sold(name, stock)
 
-    def reserve(self, product_id: int, quantity: int, now: datetime) -> None:
+    def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
         self._changed(product_id)
-        self.s.must_change_one(_RESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)})
+        self.s.must_change_one(
+            _RESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now), "b_limit": max_per_customer}
+        )
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:
         if self.s.run(_UNRESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:
@@ -336,7 +367,7 @@ class SqlProductRepository(_Repository):
 class SqlHoldRepository(_Repository):
     """Holds; transitions are `UPDATE ... WHERE id = :id AND status = 'active'`."""
 
-    def add(self, product_id: int, quantity: int, expires_at: datetime, now: datetime) -> Hold:
+    def add(self, product_id: int, quantity: int, customer_id: str | None, expires_at: datetime, now: datetime) -> Hold:
         at = to_db(now)
         hold_id = self.s.insert_with_id(
             _INSERT_HOLD,
@@ -347,13 +378,34 @@ class SqlHoldRepository(_Repository):
                 "expires_at": to_db(expires_at),
                 "created_at": at,
                 "updated_at": at,
+                "customer_id": customer_id,
             },
         )
-        return Hold(hold_id, product_id, quantity, HoldStatus.ACTIVE, expires_at, None, now, now)  # type: ignore[arg-type]
+        return Hold(
+            hold_id,  # type: ignore[arg-type]  # a Ref until commit
+            product_id,
+            quantity,
+            HoldStatus.ACTIVE,
+            expires_at,
+            None,
+            now,
+            now,
+            customer_id,
+        )
 
     def get(self, hold_id: int) -> Hold | None:
         row = self.s.run(_GET_HOLD, {"b_id": hold_id}).first()
         return _hold(row) if row else None
+
+    def search(self, search: HoldSearch, now: datetime) -> list[Hold]:
+        stmt = holds.select().where(holds.c.id > search.after_id)
+        if search.status is not None:
+            stmt = stmt.where(_hold_status_at(search.status, to_db(now)))
+        if search.product_id is not None:
+            stmt = stmt.where(holds.c.product_id == search.product_id)
+        if search.customer_id is not None:
+            stmt = stmt.where(holds.c.customer_id == search.customer_id)
+        return [_hold(r) for r in self.s.run(stmt.order_by(holds.c.id).limit(search.limit))]
 
     def use(self, hold: Hold, order_id: int | Ref, now: datetime) -> None:
         # The product's claims change (a hold's expiry becomes an order's payment deadline).
@@ -407,6 +459,7 @@ class SqlOrderRepository(_Repository):
         *,
         hold_id: int | None = None,
         payment_due_at: datetime | None = None,
+        customer_id: str | None = None,
     ) -> Ref:
         at = to_db(now)
         return self.s.insert_with_id(
@@ -420,6 +473,7 @@ class SqlOrderRepository(_Repository):
                 "payment_due_at": to_db(payment_due_at) if payment_due_at else None,
                 "created_at": at,
                 "updated_at": at,
+                "customer_id": customer_id,
             },
             on_duplicate=DuplicateHoldOrder if hold_id is not None else None,
         )
@@ -427,6 +481,18 @@ class SqlOrderRepository(_Repository):
     def get(self, order_id: int) -> Order | None:
         row = self.s.run(_GET_ORDER, {"b_id": order_id}).first()
         return _order(row) if row else None
+
+    def search(self, search: OrderSearch) -> list[Order]:
+        stmt = orders.select().where(orders.c.id > search.after_id)
+        if search.status is not None:
+            stmt = stmt.where(orders.c.status == search.status.value)
+        if search.product_id is not None:
+            stmt = stmt.where(orders.c.product_id == search.product_id)
+        if search.customer_id is not None:
+            stmt = stmt.where(orders.c.customer_id == search.customer_id)
+        if search.refund_status is not None:
+            stmt = stmt.where(orders.c.refund_status == search.refund_status)
+        return [_order(r) for r in self.s.run(stmt.order_by(orders.c.id).limit(search.limit))]
 
     def transition(
         self,
@@ -479,6 +545,93 @@ class SqlOrderRepository(_Repository):
 
     def count_pending(self) -> int:
         return _count(self.s, orders, orders.c.status == OrderStatus.PENDING.value)
+
+
+def _hold_status_at(status: HoldStatus, at: datetime) -> sa.ColumnElement[bool]:
+    """Holds whose status a client sees at `at` is `status` (Hold.status_at): an active hold
+    past its TTL is expired, swept or not."""
+    active = holds.c.status == HoldStatus.ACTIVE.value
+    if status is HoldStatus.ACTIVE:
+        return sa.and_(active, holds.c.expires_at > at)
+    if status is HoldStatus.EXPIRED:
+        return sa.or_(holds.c.status == HoldStatus.EXPIRED.value, sa.and_(active, holds.c.expires_at <= at))
+    return holds.c.status == status.value
+
+
+_CLAIM_ROW = sa.and_(
+    customer_claims.c.product_id == _P("b_product_id"), customer_claims.c.customer_id == _P("b_customer_id")
+)
+#: Insert-if-absent of a claim's row, so that the conditional UPDATE after it always finds one.
+_ENSURE_CLAIM = {
+    "mysql": mysql.insert(customer_claims).on_duplicate_key_update(claimed=customer_claims.c.claimed),
+    "sqlite": sqlite.insert(customer_claims).on_conflict_do_nothing(),
+}
+#: ClaimStanding.exceeded_by as a WHERE clause: the claim stays within the limit (null: none).
+_CLAIM = (
+    customer_claims.update()
+    .where(
+        _CLAIM_ROW,
+        sa.or_(
+            _P("b_limit", type_=sa.Integer).is_(None),
+            customer_claims.c.claimed + _P("q") <= _P("b_limit", type_=sa.Integer),
+        ),
+    )
+    .values(claimed=customer_claims.c.claimed + _P("q"))
+)
+_GIVE_BACK_CLAIM = (
+    customer_claims.update()
+    .where(_CLAIM_ROW, customer_claims.c.claimed >= _P("q"))
+    .values(claimed=customer_claims.c.claimed - _P("q"))
+)
+_STANDING = sa.select(
+    sa.func.coalesce(sa.select(customer_claims.c.claimed).where(_CLAIM_ROW).scalar_subquery(), 0),
+    products.c.max_per_customer,
+).where(products.c.id == _P("b_product_id"))
+
+
+class SqlClaimRepository(_Repository):
+    """Customers' claims; a claim grows by one conditional UPDATE of its row."""
+
+    def add(self, product_id: int, customer_id: str, quantity: int, max_per_customer: int | None) -> None:
+        key = {"b_product_id": product_id, "b_customer_id": customer_id}
+        ensure = _ENSURE_CLAIM["mysql" if self.s.batching else "sqlite"]
+        self.s.insert(ensure, {"product_id": product_id, "customer_id": customer_id, "claimed": 0})
+        self.s.must_change_one(_CLAIM, {**key, "q": quantity, "b_limit": max_per_customer})
+
+    def give_back(self, product_id: int, customer_id: str, quantity: int) -> None:
+        params = {"b_product_id": product_id, "b_customer_id": customer_id, "q": quantity}
+        if self.s.run(_GIVE_BACK_CLAIM, params).rowcount != 1:
+            raise RuntimeError(f"customer {customer_id!r} of product {product_id}: cannot give back {quantity} units")
+
+    def standing(self, product_id: int, customer_id: str) -> ClaimStanding:
+        claimed, limit = self.s.run(_STANDING, {"b_product_id": product_id, "b_customer_id": customer_id}).one()
+        return ClaimStanding(int(claimed), limit)
+
+    def audit(self) -> list[ClaimDrift]:
+        zero = sa.literal(0, sa.BigInteger)
+        parts = sa.union_all(
+            sa.select(
+                customer_claims.c.product_id,
+                customer_claims.c.customer_id,
+                customer_claims.c.claimed,
+                zero.label("expected"),
+            ),
+            sa.select(holds.c.product_id, holds.c.customer_id, zero, holds.c.quantity).where(
+                holds.c.customer_id.is_not(None), holds.c.status == HoldStatus.ACTIVE.value
+            ),
+            sa.select(orders.c.product_id, orders.c.customer_id, zero, orders.c.quantity).where(
+                orders.c.customer_id.is_not(None), orders.c.status.in_([s.value for s in CLAIMING])
+            ),
+        ).subquery()
+        claimed, expected = sa.func.sum(parts.c.claimed), sa.func.sum(parts.c.expected)
+        # One statement: one consistent snapshot of the claims and the rows behind them.
+        stmt = (
+            sa.select(parts.c.product_id, parts.c.customer_id, claimed, expected)
+            .group_by(parts.c.product_id, parts.c.customer_id)
+            .having(claimed != expected)
+            .order_by(parts.c.product_id, parts.c.customer_id)
+        )
+        return [ClaimDrift(r[0], r[1], int(r[2]), int(r[3])) for r in self.s.run(stmt)]
 
 
 class SqlPaymentEventRepository(_Repository):

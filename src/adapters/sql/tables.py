@@ -19,6 +19,10 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
+#: Customer ids compare exactly ("Ann" is not "ann"), whatever the server's default collation.
+CustomerId = sa.String(64).with_variant(mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
+
+
 class Money(sa.types.TypeDecorator):
     """DECIMAL on MySQL; exact text on SQLite, whose NUMERIC would round through float."""
 
@@ -55,6 +59,7 @@ products = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("deleted_at", Timestamp, nullable=True),
+    sa.Column("max_per_customer", sa.Integer, nullable=True),  # migration 0005; null: no limit
     sa.CheckConstraint("stock >= 0", name="ck_products_stock_nonnegative"),
     sa.CheckConstraint("reserved >= 0", name="ck_products_reserved_nonnegative"),
     sa.CheckConstraint("stock >= reserved", name="ck_products_available_nonnegative"),
@@ -71,9 +76,14 @@ holds = sa.Table(
     sa.Column("order_id", sa.BigInteger, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("customer_id", CustomerId, nullable=True),
     sa.CheckConstraint("quantity > 0", name="ck_holds_quantity_positive"),
     sa.Index("ix_holds_status_expires", "status", "expires_at"),
     sa.Index("ix_holds_product_status_expires", "product_id", "status", "expires_at"),
+    # GET /api/holds: each filter walks its index in id order (migration 0005)
+    sa.Index("ix_holds_status_id", "status", "id"),
+    sa.Index("ix_holds_product_id", "product_id", "id"),
+    sa.Index("ix_holds_customer_id", "customer_id", "id"),
 )
 
 orders = sa.Table(
@@ -88,6 +98,7 @@ orders = sa.Table(
     sa.Column("payment_due_at", Timestamp, nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("customer_id", CustomerId, nullable=True),
     # migration 0006: null, "required" or "refunded" (a cancelled order whose payment was taken)
     sa.Column("refund_status", sa.String(16), nullable=True),
     sa.CheckConstraint("quantity > 0", name="ck_orders_quantity_positive"),
@@ -95,6 +106,23 @@ orders = sa.Table(
     sa.UniqueConstraint("hold_id", name="uq_orders_hold"),
     sa.Index("ix_orders_status_due", "status", "payment_due_at"),
     sa.Index("ix_orders_product_status_due", "product_id", "status", "payment_due_at"),
+    # GET /api/orders: each filter walks its index in id order (migration 0005)
+    sa.Index("ix_orders_status_id", "status", "id"),
+    sa.Index("ix_orders_product_id", "product_id", "id"),
+    sa.Index("ix_orders_customer_id", "customer_id", "id"),
+    sa.Index("ix_orders_refund_status_id", "refund_status", "id"),
+)
+
+#: Each customer's claim on each product (contract section 8): the units of their active
+#: holds and of their orders in created, pending, paid or processed. One row per pair, so one
+#: conditional UPDATE decides a claim, as one decides stock.
+customer_claims = sa.Table(
+    "customer_claims",
+    metadata,
+    sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("customer_id", CustomerId, primary_key=True),
+    sa.Column("claimed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.CheckConstraint("claimed >= 0", name="ck_customer_claims_claimed_nonnegative"),
 )
 
 payment_events = sa.Table(

@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from stockade.adapters.sql.engine import is_sqlite, is_transient
 from stockade.adapters.sql.repositories import (
     SqlAdjustmentRepository,
+    SqlClaimRepository,
     SqlEventLog,
     SqlHoldRepository,
     SqlIdempotencyRepository,
@@ -59,6 +60,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.products = SqlProductRepository(session)
         self.holds = SqlHoldRepository(session)
         self.orders = SqlOrderRepository(session)
+        self.claims = SqlClaimRepository(session)
         self.payments = SqlPaymentEventRepository(session)
         self.idempotency = SqlIdempotencyRepository(session)
         self.adjustments = SqlAdjustmentRepository(session)

@@ -13,7 +13,7 @@ from stockade.entrypoints.http import schemas
 from stockade.entrypoints.http.auth import AdminGuard, WebhookSignature
 from stockade.entrypoints.http.buying import OrderActionResource, OrderResource, OrdersResource, TakeUnitsResource
 from stockade.entrypoints.http.errors import handle_domain_error, handle_unexpected, serialize_http_error
-from stockade.entrypoints.http.holds import HoldResource
+from stockade.entrypoints.http.holds import HoldResource, HoldsResource
 from stockade.entrypoints.http.metrics import Metrics, MetricsMiddleware, MetricsResource
 from stockade.entrypoints.http.observability import RequestIdMiddleware
 from stockade.entrypoints.http.openapi import openapi_document
@@ -64,12 +64,12 @@ def create_app(
         "/api/orders/purchase": TakeUnitsResource(
             buy, lambda body, key: shop.purchase_once(body.purchase(), key), schemas.OrderEnvelope.of, metrics.purchases
         ),
-        "/api/orders": OrdersResource(shop.order_from_hold_once, schemas.PendingOrderBody.of),
+        "/api/orders": OrdersResource(shop.order_from_hold_once, schemas.PendingOrderBody.of, shop.list_orders, guard),
         "/api/orders/{order_id}": OrderResource(shop.get_order),
         "/api/orders/{order_id}/cancel": OrderActionResource(shop.cancel_order, guard),
         "/api/orders/{order_id}/refund": OrderActionResource(shop.refund_order, guard),
-        "/api/holds": TakeUnitsResource(
-            buy, lambda body, key: shop.hold_once(body.hold(), key), schemas.NewHold.of, metrics.holds
+        "/api/holds": HoldsResource(
+            buy, lambda body, key: shop.hold_once(body.hold(), key), metrics.holds, shop.list_holds, guard
         ),
         "/api/holds/{hold_id}": HoldResource(
             shop.get_hold, shop.extend_hold, shop.release_hold, schemas.extend_hold_request(max_extend_seconds)

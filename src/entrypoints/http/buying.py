@@ -10,12 +10,21 @@ import falcon
 
 from stockade.application.commands import OrderView
 from stockade.application.idempotency import Answer
-from stockade.domain.errors import OutOfStock
+from stockade.domain.errors import LimitPerCustomerReached, OutOfStock
 from stockade.entrypoints.http.auth import AdminGuard
-from stockade.entrypoints.http.body import idempotency_key, json_body, path_id
+from stockade.entrypoints.http.body import idempotency_key, json_body, path_id, query
 from stockade.entrypoints.http.errors import send
 from stockade.entrypoints.http.metrics import Outcomes
-from stockade.entrypoints.http.schemas import OrderEnvelope, OrderFromHoldRequest, RequestBody
+from stockade.entrypoints.http.schemas import (
+    OrderEnvelope,
+    OrderFromHoldRequest,
+    OrderListQuery,
+    OrderPage,
+    RequestBody,
+)
+
+#: The refusals of a take of units, by the outcome /metrics counts them under.
+REFUSAL_OUTCOMES: dict[type[Exception], str] = {OutOfStock: "out_of_stock", LimitPerCustomerReached: "limit_reached"}
 
 
 def first_answer(req: falcon.Request, resp: falcon.Response, run: Callable[[str | None], Answer[Any]]) -> Any:
@@ -34,8 +43,9 @@ def counted(outcomes: Outcomes, resp: falcon.Response) -> Iterator[None]:
     """Counts one take of units by outcome; a replay is the first answer again, not a second take."""
     try:
         yield
-    except OutOfStock:
-        outcomes.count("replayed" if resp.get_header("Idempotent-Replayed") else "out_of_stock")
+    except (OutOfStock, LimitPerCustomerReached) as refusal:
+        outcome = REFUSAL_OUTCOMES[type(refusal)]
+        outcomes.count("replayed" if resp.get_header("Idempotent-Replayed") else outcome)
         raise
     except falcon.HTTPError as exc:
         outcomes.count(f"http_{exc.status_code}")
@@ -66,11 +76,23 @@ class TakeUnitsResource:
 
 
 class OrdersResource:
-    """POST /api/orders {hold_id}: the hold becomes a pending order."""
+    """POST /api/orders {hold_id}: the hold becomes a pending order. GET: a page of orders (admin)."""
 
-    def __init__(self, order_from_hold_once: Callable[..., Answer[Any]], render: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        order_from_hold_once: Callable[..., Answer[Any]],
+        render: Callable[[Any], Any],
+        list_orders: Callable[..., tuple[list[OrderView], int | None]],
+        guard: AdminGuard,
+    ) -> None:
         self.order_from_hold_once = order_from_hold_once
         self.render = render
+        self.list_orders = list_orders
+        self.guard = guard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard(req)
+        send(resp, 200, OrderPage.of(*self.list_orders(**query(req, OrderListQuery).model_dump())))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         command = json_body(req, OrderFromHoldRequest).command()

@@ -20,6 +20,7 @@ log = logging.getLogger("stockade.http")
 #: Domain refusal -> HTTP status.
 DOMAIN_STATUS: dict[type[domain.DomainError], int] = {
     domain.OutOfStock: 409,
+    domain.LimitPerCustomerReached: 409,
     domain.ProductNotFound: 404,
     domain.HoldNotFound: 404,
     domain.OrderNotFound: 404,
@@ -79,10 +80,16 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response, exc: falcon
     resp.text = ErrorBody.model_construct(message=message, errors=errors).model_dump_json(exclude_none=True)
 
 
+#: A refusal that is a validation failure of one body field (422), with its message as the reason.
+FIELD_REFUSALS: dict[type[domain.DomainError], str] = {domain.CustomerRequired: "customer_id"}
+
+
 def handle_domain_error(req: falcon.Request, resp: falcon.Response, exc: domain.DomainError, params) -> None:
     field = BODY_REFERENCES.get(type(exc))
     if field is not None and "{" not in (req.uri_template or "{"):
         raise ValidationFailed({field: [f"does not name an existing {field.removesuffix('_id')}"]})
+    if type(exc) in FIELD_REFUSALS:
+        raise ValidationFailed({FIELD_REFUSALS[type(exc)]: [exc.message]})
     send(resp, domain_status(exc), ErrorBody.model_construct(message=exc.message))
 
 

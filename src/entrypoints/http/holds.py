@@ -1,15 +1,40 @@
-"""Holds: read one, extend one, release one (placing a hold is buying)."""
+"""Holds: list them, read one, extend one, release one (placing a hold is buying)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 
 from stockade.application.commands import HoldView
-from stockade.entrypoints.http.body import json_body, path_id
+from stockade.application.idempotency import Answer
+from stockade.entrypoints.http.auth import AdminGuard
+from stockade.entrypoints.http.body import json_body, path_id, query
+from stockade.entrypoints.http.buying import TakeUnitsResource
 from stockade.entrypoints.http.errors import send
-from stockade.entrypoints.http.schemas import HoldBody, RequestBody
+from stockade.entrypoints.http.metrics import Outcomes
+from stockade.entrypoints.http.schemas import HoldBody, HoldListQuery, HoldPage, NewHold, RequestBody
+
+
+class HoldsResource(TakeUnitsResource):
+    """POST places a hold (a take of units); GET: a page of holds (admin)."""
+
+    def __init__(
+        self,
+        model: type[RequestBody],
+        hold_once: Callable[[Any, str | None], Answer[Any]],
+        outcomes: Outcomes,
+        list_holds: Callable[..., tuple[list[HoldView], int | None]],
+        guard: AdminGuard,
+    ) -> None:
+        super().__init__(model, hold_once, NewHold.of, outcomes)
+        self.list_holds = list_holds
+        self.guard = guard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.guard(req)
+        send(resp, 200, HoldPage.of(*self.list_holds(**query(req, HoldListQuery).model_dump())))
 
 
 class HoldResource:

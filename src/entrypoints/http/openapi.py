@@ -184,6 +184,35 @@ def _order_action(summary: str, description: str, conflict: str, operation_id: s
     }
 
 
+def _listing(summary: str, operation_id: str, query: type[schemas.Query], page: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        "tags": ["buying"],
+        "security": [{"adminBearer": []}],
+        "parameters": _query_parameters(query),
+        "responses": {
+            "200": _json_response("One page, ordered by id", _ref(page)),
+            **_unauthorized(),
+            "422": _error("A filter value is not one of its values, out of range, empty or given twice"),
+            "503": _OUTAGE,
+        },
+    }
+
+
+_LIMITED = (
+    "Out of stock; or `Limit per customer reached`: the customer's active holds and orders of the "
+    "product would pass its `max_per_customer`"
+)
+
+
+def _buying_unprocessable(max_quantity: int) -> str:
+    return (
+        f"A field broke its rule (quantity 1..{max_quantity}), `product_id` names no product, or the "
+        "product has `max_per_customer` and no `customer_id` was given"
+    )
+
+
 def _paths(max_quantity: int, max_extend_seconds: int) -> dict[str, Any]:
     buy = schemas.buy_request(max_quantity)
     etag = {"ETag": {"$ref": "#/components/headers/ETag"}}
@@ -229,7 +258,7 @@ def _paths(max_quantity: int, max_extend_seconds: int) -> dict[str, Any]:
                 },
             },
             "put": {
-                "summary": "Change any of name, price, stock",
+                "summary": "Change any of name, price, stock, max_per_customer",
                 "description": "With `If-Match`, applies only if the product is unchanged since that ETag "
                 "was sent (sales change it too); without, applies unconditionally.",
                 "operationId": "updateProduct",
@@ -286,12 +315,15 @@ def _paths(max_quantity: int, max_extend_seconds: int) -> dict[str, Any]:
                 "Buy units now: stock drops at once, the order is `created`",
                 buy,
                 _json_response("The order, with its product after the sale", _ref(schemas.OrderEnvelope)),
-                "Out of stock",
-                f"A field broke its rule (quantity 1..{max_quantity}) or `product_id` names no product",
+                _LIMITED,
+                _buying_unprocessable(max_quantity),
                 "purchase",
             ),
         },
         "/api/orders": {
+            "get": _listing(
+                "List orders by id, filtered, a page at a time", "listOrders", schemas.OrderListQuery, schemas.OrderPage
+            ),
             "post": _idempotent_post(
                 "Turn an active hold into a `pending` order",
                 schemas.OrderFromHoldRequest,
@@ -339,9 +371,12 @@ def _paths(max_quantity: int, max_extend_seconds: int) -> dict[str, Any]:
                 "Reserve units for the hold TTL",
                 buy,
                 _json_response("The new hold", _ref(schemas.NewHold)),
-                "Out of stock",
-                f"A field broke its rule (quantity 1..{max_quantity}) or `product_id` names no product",
+                _LIMITED,
+                _buying_unprocessable(max_quantity),
                 "placeHold",
+            ),
+            "get": _listing(
+                "List holds by id, filtered, a page at a time", "listHolds", schemas.HoldListQuery, schemas.HoldPage
             ),
         },
         "/api/holds/{hold_id}": {

@@ -89,7 +89,7 @@ class ProductsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.guard(req)
         body = json_body(req, ProductCreate)
-        _send_product(resp, 201, self.create_product(body.name, body.price, body.stock))
+        _send_product(resp, 201, self.create_product(body.name, body.price, body.stock, body.max_per_customer))
 
 
 class ProductResource:

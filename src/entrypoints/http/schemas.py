@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -171,6 +171,20 @@ ProviderKey = Annotated[
 
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
 Stock = Annotated[int, Field(strict=True, ge=0, le=MAX_STOCK)]
+MaxPerCustomer = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_STOCK, description="The most units one customer may claim; null: no limit")
+]
+
+#: A customer's id: 1..64 characters of A-Z a-z 0-9 . _ : @ - (contract section 8).
+CUSTOMER_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+CustomerId = Annotated[
+    str,
+    Field(
+        strict=True,
+        pattern=CUSTOMER_ID.pattern,
+        description="1..64 characters of A-Z a-z 0-9 . _ : @ -; compared exactly (case-sensitive)",
+    ),
+]
 
 
 def _not_zero(value: int) -> int:
@@ -238,6 +252,10 @@ Price = Annotated[
 # ---------------------------------------------------------------- requests
 
 
+#: The default of a field that may be left out; sent as null, it is refused like any non-value.
+_NOT_GIVEN: Any = None
+
+
 class RequestBody(BaseModel):
     """A JSON object body: unknown fields are ignored, integers must be JSON integers."""
 
@@ -258,11 +276,15 @@ def buy_request(max_quantity: int) -> type[RequestBody]:
             Field(strict=True, ge=1, le=max_quantity, description=f"Units; 1..{max_quantity} (STOCKADE_MAX_QUANTITY)"),
         ]
 
+        customer_id: CustomerId = Field(
+            default=_NOT_GIVEN, description="Who buys; required when the product has `max_per_customer`"
+        )
+
         def purchase(self) -> Purchase:
-            return Purchase(self.product_id, self.quantity)
+            return Purchase(self.product_id, self.quantity, self.customer_id)
 
         def hold(self) -> PlaceHold:
-            return PlaceHold(self.product_id, self.quantity)
+            return PlaceHold(self.product_id, self.quantity, self.customer_id)
 
     return BuyRequest
 
@@ -305,25 +327,27 @@ class ProductCreate(RequestBody):
     name: Name
     price: Price
     stock: Stock
+    max_per_customer: MaxPerCustomer | None = None
 
 
-#: The default of a field that may be left out; sent as null, it is refused like any non-value.
-_NOT_GIVEN: Any = None
+_UPDATABLE = ("name", "price", "stock", "max_per_customer")
 
 
 class ProductUpdate(RequestBody):
-    """Any of name, price, stock; stock below `reserved` is 409."""
+    """Any of name, price, stock, max_per_customer; stock below `reserved` is 409. A
+    `max_per_customer` of null removes the limit; a lower one refuses only new claims."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": [f]} for f in ("name", "price", "stock")]})
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": [f]} for f in _UPDATABLE]})
     exact_numbers = True
     name: Name = _NOT_GIVEN
     price: Price = _NOT_GIVEN
     stock: Stock = _NOT_GIVEN
+    max_per_customer: MaxPerCustomer | None = None
 
     @model_validator(mode="after")
     def _names_a_field(self) -> ProductUpdate:
         if not self.model_fields_set:
-            raise PydanticCustomError("body", "must contain at least one of name, price, stock")
+            raise PydanticCustomError("body", f"must contain at least one of {', '.join(_UPDATABLE)}")
         return self
 
 
@@ -364,8 +388,36 @@ class ProductListQuery(Query):
     ] = 0
 
 
+ORDER_STATUS = Literal["created", "pending", "paid", "processed", "cancelled"]
+REFUND_STATUS = Literal["required", "refunded"]
+
+PageSize = Annotated[int, Field(strict=True, ge=1, le=200, description="Page size"), FROM_QUERY_TEXT]
+AfterId = Annotated[int, Field(strict=True, ge=0, le=MAX_ID, description="Only rows with a larger id"), FROM_QUERY_TEXT]
+
+
+class OrderListQuery(Query):
+    status: Literal["created", "pending", "paid", "processed", "cancelled"] = Field(
+        default=_NOT_GIVEN, description="Only orders in this status"
+    )
+    product_id: Annotated[Id, Field(description="Only orders of this product"), FROM_QUERY_TEXT] = _NOT_GIVEN
+    customer_id: Annotated[CustomerId, Field(description="Only orders of this customer")] = _NOT_GIVEN
+    refund_status: REFUND_STATUS = Field(default=_NOT_GIVEN, description="Only orders with this refund status")
+    limit: PageSize = 50
+    after_id: AfterId = 0
+
+
+class HoldListQuery(Query):
+    status: Literal["active", "used", "released", "expired"] = Field(
+        default=_NOT_GIVEN, description="Only holds in this status as it is now (`expired` as soon as the TTL passes)"
+    )
+    product_id: Annotated[Id, Field(description="Only holds of this product"), FROM_QUERY_TEXT] = _NOT_GIVEN
+    customer_id: Annotated[CustomerId, Field(description="Only holds of this customer")] = _NOT_GIVEN
+    limit: PageSize = 50
+    after_id: AfterId = 0
+
+
 class AdjustmentQuery(Query):
-    limit: Annotated[int, Field(strict=True, ge=1, le=200, description="Page size"), FROM_QUERY_TEXT] = 50
+    limit: PageSize = 50
     before_id: Annotated[
         int, Field(strict=True, ge=1, le=MAX_ID, description="Only adjustments with a smaller id"), FROM_QUERY_TEXT
     ] = _NOT_GIVEN
@@ -421,8 +473,6 @@ class ResponseBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
-ORDER_STATUS = Literal["created", "pending", "paid", "processed", "cancelled"]
-REFUND_STATUS = Literal["required", "refunded"]
 HOLD_STATUS = Literal["active", "used", "released", "expired"]
 
 
@@ -434,9 +484,7 @@ class ProductBody(ResponseBody):
     reserved: Count = Field(description="Units of active holds and pending orders")
     available: Count = Field(description="stock - reserved")
     available_stock: Count = Field(description="The same as `available`, under the name the flash-sale clients read")
-    max_per_customer: Annotated[int, Field(ge=1)] | None = Field(
-        description="The most units one customer may claim; null: no limit"
-    )
+    max_per_customer: MaxPerCustomer | None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -450,7 +498,7 @@ class ProductBody(ResponseBody):
             reserved=p.reserved,
             available=p.available,
             available_stock=p.available,
-            max_per_customer=None,
+            max_per_customer=p.max_per_customer,
             created_at=p.created_at,
             updated_at=p.updated_at,
         )
@@ -468,15 +516,24 @@ class NextAfter(ResponseBody):
     next_after_id: Id | None = Field(description="`after_id` of the next page; null at the end")
 
 
-class ProductPage(ResponseBody):
-    data: list[ProductBody] = Field(description="Ordered by id")
+class PageById(ResponseBody):
+    """One page of a listing ordered by id; a subclass names its rows' model in `data` and `row`."""
+
+    data: list[Any]
     meta: NextAfter
+    #: renders one row of the page: a callable, row -> its body model
+    row: ClassVar[Any]
 
     @classmethod
-    def of(cls, page: list[Product], next_after_id: int | None) -> ProductPage:
+    def of(cls, page: list[Any], next_after_id: int | None) -> Self:
         return cls.model_construct(
-            data=[ProductBody.of(p) for p in page], meta=NextAfter.model_construct(next_after_id=next_after_id)
+            data=[cls.row(r) for r in page], meta=NextAfter.model_construct(next_after_id=next_after_id)
         )
+
+
+class ProductPage(PageById):
+    data: list[ProductBody] = Field(description="Ordered by id")
+    row = ProductBody.of
 
 
 class ProductSummary(ResponseBody):
@@ -492,6 +549,7 @@ class OrderBody(ResponseBody):
     id: Id
     product_id: Id
     hold_id: Id | None
+    customer_id: str | None = Field(description="The customer who bought (from the hold for an order from a hold)")
     quantity: Units
     total_price: Money
     status: ORDER_STATUS
@@ -503,28 +561,38 @@ class OrderBody(ResponseBody):
     updated_at: Timestamp
     product: ProductSummary
 
+    @classmethod
+    def of(cls, view: OrderView) -> OrderBody:
+        o, p = view.order, view.product
+        return cls.model_construct(
+            id=o.id,
+            product_id=o.product_id,
+            hold_id=o.hold_id,
+            customer_id=o.customer_id,
+            quantity=o.quantity,
+            total_price=o.total_price,
+            status=o.status.value,
+            refund_status=o.refund_status.value if o.refund_status else None,
+            created_at=o.created_at,
+            updated_at=o.updated_at,
+            product=ProductSummary.model_construct(id=p.id, name=p.name, price=p.price, stock=p.stock),
+        )
+
 
 class OrderEnvelope(ResponseBody):
     data: OrderBody
 
     @classmethod
     def of(cls, view: OrderView) -> OrderEnvelope:
-        o, p = view.order, view.product
-        summary = ProductSummary.model_construct(id=p.id, name=p.name, price=p.price, stock=p.stock)
-        return cls.model_construct(
-            data=OrderBody.model_construct(
-                id=o.id,
-                product_id=o.product_id,
-                hold_id=o.hold_id,
-                quantity=o.quantity,
-                total_price=o.total_price,
-                status=o.status.value,
-                refund_status=o.refund_status.value if o.refund_status else None,
-                created_at=o.created_at,
-                updated_at=o.updated_at,
-                product=summary,
-            )
-        )
+        return cls.model_construct(data=OrderBody.of(view))
+
+
+class OrderPage(PageById):
+    data: list[OrderBody] = Field(description="Ordered by id")
+    row = OrderBody.of
+
+
+_HOLD_CUSTOMER = Field(description="The customer the units are held for; null: none named")
 
 
 class AdjustmentBody(ResponseBody):
@@ -561,11 +629,19 @@ class NewHold(ResponseBody):
     product_id: Id
     quantity: Units
     status: Literal["active"]
+    customer_id: str | None = _HOLD_CUSTOMER
+    created_at: Timestamp
 
     @classmethod
     def of(cls, h: Hold) -> NewHold:
         return cls.model_construct(
-            hold_id=h.id, expires_at=h.expires_at, product_id=h.product_id, quantity=h.quantity, status=h.status.value
+            hold_id=h.id,
+            expires_at=h.expires_at,
+            product_id=h.product_id,
+            quantity=h.quantity,
+            status=h.status.value,
+            customer_id=h.customer_id,
+            created_at=h.created_at,
         )
 
 
@@ -576,6 +652,8 @@ class HoldBody(ResponseBody):
     status: HOLD_STATUS = Field(description="`expired` as soon as the TTL passes, swept or not")
     expires_at: Timestamp
     order_id: Id | None
+    customer_id: str | None = _HOLD_CUSTOMER
+    created_at: Timestamp
 
     @classmethod
     def of(cls, view: HoldView) -> HoldBody:
@@ -587,7 +665,14 @@ class HoldBody(ResponseBody):
             status=view.status_now,
             expires_at=h.expires_at,
             order_id=h.order_id,
+            customer_id=h.customer_id,
+            created_at=h.created_at,
         )
+
+
+class HoldPage(PageById):
+    data: list[HoldBody] = Field(description="Ordered by id")
+    row = HoldBody.of
 
 
 class PendingOrderBody(ResponseBody):
@@ -701,8 +786,10 @@ RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     ProductEnvelope,
     ProductPage,
     OrderEnvelope,
+    OrderPage,
     NewHold,
     HoldBody,
+    HoldPage,
     PendingOrderBody,
     PaymentResultBody,
     AdjustmentEnvelope,
