@@ -61,6 +61,7 @@ STOCKADE_ENV = {
     "STOCKADE_TASK_VISIBILITY_TIMEOUT_SECONDS": "7200",  # must exceed the processing time
     "STOCKADE_OUTBOX_RETRY_SECONDS": "3600",
     "STOCKADE_HOLD_TTL_SECONDS": "3600",
+    "STOCKADE_HOLD_MAX_SECONDS": "7200",  # at least the hold TTL
     "STOCKADE_BROKER_URL": "",  # embedded tasks, whatever the caller's environment says
     "STOCKADE_ADMIN_TOKEN": "",
     "STOCKADE_WEBHOOK_SECRET": "",
