@@ -365,8 +365,9 @@ def wrk(ep: Endpoint, seconds: float, connections: int, tmp: Path) -> Run:
 
 @contextmanager
 def mysql_database(url: str | None, name: str) -> Iterator[tuple[str, str]]:
-    """(URL, server description): `url` if given; else a fresh database `name` on the local
-    server (root, no password), dropped afterwards."""
+    """(URL, server description): `url` if given; else a fresh database `name`_<pid> on the
+    local server (root, no password), dropped afterwards: two runs at once each have their own."""
+    name = f"{name}_{os.getpid()}"
     local = f"mysql+pymysql://root:@127.0.0.1:3306/{name}?charset=utf8mb4"
     server = baselines.mysql_server(url or local)
     try:
