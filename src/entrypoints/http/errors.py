@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import falcon
@@ -90,7 +91,13 @@ def handle_domain_error(req: falcon.Request, resp: falcon.Response, exc: domain.
         raise ValidationFailed({field: [f"does not name an existing {field.removesuffix('_id')}"]})
     if type(exc) in FIELD_REFUSALS:
         raise ValidationFailed({FIELD_REFUSALS[type(exc)]: [exc.message]})
-    send(resp, domain_status(exc), ErrorBody.model_construct(message=exc.message))
+    send(resp, domain_status(exc), _refusal_body(exc.message))
+
+
+@functools.lru_cache(maxsize=256)
+def _refusal_body(message: str) -> str:
+    """A refusal's body, rendered once per message (a sold-out answer is the same every time)."""
+    return ErrorBody.model_construct(message=message).model_dump_json(exclude_none=True)
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params) -> None:
