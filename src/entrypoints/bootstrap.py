@@ -16,6 +16,7 @@ from stockade.adapters.inprocess_tasks import InProcessTaskRunner, PeriodicJob, 
 from stockade.adapters.memory_cache import LocalVersions, NullProductCache, SharedFileVersions, VersionedProductCache
 from stockade.adapters.sql import make_engine, make_read_engine, migrate
 from stockade.adapters.sql.engine import storage_problem
+from stockade.adapters.sql.group_commit import GroupCommit
 from stockade.adapters.sql.migrate import RUN_MIGRATE, schema_is_current
 from stockade.adapters.sql.uow import sql_uow_factory
 from stockade.adapters.sql.writer_lock import WriterLock
@@ -205,11 +206,12 @@ def build_services(
         publisher = runner
 
     deps_kwargs = {} if sleep is None else {"sleep": sleep}
-    writer_lock = None
+    writer_lock = group = None
     if settings.is_sqlite:
         writer_lock = WriterLock(None if sqlite_path is None else f"{sqlite_path}-writers")
+        group = GroupCommit()
     deps = Deps(
-        uow=sql_uow_factory(engine, publisher, cache, writer_lock=writer_lock),
+        uow=sql_uow_factory(engine, publisher, cache, writer_lock=writer_lock, group=group),
         read=sql_uow_factory(read_engine, publisher, cache, read_only=True),
         clock=clock or SystemClock(),
         cache=cache,

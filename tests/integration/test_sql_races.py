@@ -38,13 +38,21 @@ from tests.integration.helpers import (
 HOLD_TTL = 120
 
 
+@pytest.fixture(params=["mariadb", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    """A migrated database of each kind: MariaDB, and SQLite, whose writers commit in groups."""
+    url = request.getfixturevalue("mysql_url") if request.param == "mariadb" else f"sqlite:///{tmp_path}/races.db"
+    migrate(url)
+    return url
+
+
 @pytest.fixture
-def services(mysql_url: str):
-    """Migrated database and one Services shared by every racing thread (the normal case).
+def services(database_url: str):
+    """One Services shared by every racing thread (the normal case), on each kind of database.
 
     Background tasks stay off: none of these tests needs them, and their threads would
     compete with the racers for the connection pool."""
-    with open_services(mysql_url, migrate_schema=True, background=False, hold_ttl_seconds=HOLD_TTL) as services:
+    with open_services(database_url, background=False, hold_ttl_seconds=HOLD_TTL) as services:
         yield services
 
 
@@ -75,19 +83,18 @@ def test_120_racing_purchases_sell_exactly_the_50_units_in_stock(services) -> No
     _assert_consistent(services)
 
 
-def test_purchases_racing_from_four_processes_sell_exactly_the_50_units_in_stock(mysql_url: str) -> None:
+def test_purchases_racing_from_four_processes_sell_exactly_the_50_units_in_stock(database_url: str) -> None:
     processes, purchases = 4, 30
-    migrate(mysql_url)
-    with open_services(mysql_url, background=False) as services:
+    with open_services(database_url, background=False) as services:
         product = services.shop.create_product("Flash", "99.99", 50)
 
-    reports = purchases_in_processes(mysql_url, product.id, processes, purchases)
+    reports = purchases_in_processes(database_url, product.id, processes, purchases)
 
     errors = [e for _, _, errs in reports for e in errs]
     assert not errors, summary(errors)
     assert sum(sold for sold, _, _ in reports) == 50
     assert sum(refused for _, refused, _ in reports) == processes * purchases - 50
-    with open_services(mysql_url, background=False) as services:
+    with open_services(database_url, background=False) as services:
         engine = services.engine
         row = product_row(engine, product.id)
         assert (row.stock, row.reserved) == (0, 0)
@@ -257,14 +264,6 @@ def test_racing_releases_of_thirty_holds_of_one_product_all_give_their_units_bac
 
 
 # ---------------------------------------------------------------- limits per customer
-
-
-@pytest.fixture(params=["mariadb", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A migrated database of each kind the limit races run on."""
-    url = request.getfixturevalue("mysql_url") if request.param == "mariadb" else f"sqlite:///{tmp_path}/races.db"
-    migrate(url)
-    return url
 
 
 def _assert_sold_to_one_customer(services, product_id: int, sold: int) -> None:

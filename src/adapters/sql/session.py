@@ -11,7 +11,9 @@ issued them, so that a transaction holds its locks for as short a time as it can
 - On SQLite a statement costs no round trip, but the database has one writer at a time:
   the held statements run one after the other at commit, after `before_first_statement`
   (the unit of work's writer lock) and SQLite's BEGIN IMMEDIATE. The write lock is thus
-  held while SQLite runs them and the COMMIT, not while the use case builds them.
+  held while SQLite runs them and the COMMIT, not while the use case builds them. A
+  transaction that is nothing but held statements commits with the writers queued with it,
+  one fsync for all (group_commit.py).
 
 What a held statement yields (a new row's id, the row after an UPDATE) is a Ref: the
 value is filled in when it has run. On MySQL it comes from the batch's one SELECT. A
@@ -40,6 +42,7 @@ from sqlalchemy.engine import Connection, CursorResult
 
 from stockade.adapters.off_the_loop import off_the_loop
 from stockade.adapters.sql.engine import MYSQL_DUPLICATE, is_duplicate_key, is_transient
+from stockade.adapters.sql.group_commit import GroupCommit, Statements
 from stockade.application.ports import ConditionFailed, Ref, TransientStorageError, resolved
 
 #: Fails ("subquery returns more than 1 row") exactly when the statement before it did not
@@ -82,6 +85,11 @@ def _row_value(column: sa.Column) -> sa.Select:
     return _ROW_VALUES[column]
 
 
+def _run_each(deferred: list[Statements], conn: Connection) -> None:
+    for execute in deferred:
+        execute(conn)
+
+
 def _literal(value: Any, escape: Callable[[Any], str]) -> str:
     """`value` as an SQL literal, as the driver's `escape` writes it; the types of every hot-path
     statement without the driver's general dispatch (strings keep the connection's escaping)."""
@@ -121,8 +129,10 @@ class Session:
         product_changed: Callable[[int], None],
         *,
         before_first_statement: Callable[[], None] | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         self.conn = conn
+        self._group = group
         self.product_changed = product_changed
         self.batching = conn.dialect.name in ("mysql", "mariadb")
         self._before_first_statement = before_first_statement
@@ -133,8 +143,8 @@ class Session:
         #: The last held insert whose new id is wanted, while LAST_INSERT_ID() still gives it
         #: (no insert held since) and no variable holds it yet: its Ref and place in _held
         self._uncaptured: tuple[Ref, int] | None = None
-        #: SQLite: the statements held, each run by calling it
-        self._deferred: list[Callable[[], None]] = []
+        #: SQLite: the statements held, each run by calling it with the connection to run on
+        self._deferred: list[Statements] = []
 
     # ---------------------------------------------------------------- at once
 
@@ -175,9 +185,9 @@ class Session:
             return new_id
         ref = Ref() if with_id else None
 
-        def execute() -> None:
+        def execute(conn: Connection) -> None:
             try:
-                result = self.conn.execute(stmt, self._bind(params))
+                result = conn.execute(stmt, self._bind(params))
             except sa.exc.IntegrityError as exc:
                 if on_duplicate is not None and is_duplicate_key(exc):
                     raise on_duplicate() from exc
@@ -199,12 +209,12 @@ class Session:
         refs = tuple(Ref() for _ in returning)
         if not self.batching:
 
-            def execute() -> None:
+            def execute(conn: Connection) -> None:
                 if not returning:
-                    if self.conn.execute(stmt, self._bind(params)).rowcount != 1:
+                    if conn.execute(stmt, self._bind(params)).rowcount != 1:
                         raise ConditionFailed()
                     return
-                row = self.conn.execute(_returning(stmt, returning), self._bind(params)).first()
+                row = conn.execute(_returning(stmt, returning), self._bind(params)).first()
                 if row is None:
                     raise ConditionFailed()
                 for ref, value in zip(refs, row, strict=True):
@@ -228,8 +238,8 @@ class Session:
             return self._held_value(f"({self._render(stmt, params)})")
         ref = Ref()
 
-        def execute() -> None:
-            ref.value = self.conn.execute(stmt, self._bind(params)).scalar()
+        def execute(conn: Connection) -> None:
+            ref.value = conn.execute(stmt, self._bind(params)).scalar()
 
         self._deferred.append(execute)
         return ref
@@ -238,9 +248,14 @@ class Session:
 
     def commit(self) -> None:
         """Make the transaction durable: on MySQL, what is held goes with the COMMIT in one
-        round trip when nothing was run at once before it."""
+        round trip when nothing was run at once before it; on SQLite, in the same case, it
+        commits with the group of writers it queues with."""
         if self._held and not self.conn.in_transaction():
             self._send(commit=True)
+            return
+        if self._group is not None and self._deferred and not self.conn.in_transaction():
+            deferred, self._deferred = self._deferred, []
+            self._group.commit(lambda conn: _run_each(deferred, conn), self._lead)
             return
         self.flush()
         if self.batching:
@@ -255,8 +270,31 @@ class Session:
         if self._deferred:
             deferred, self._deferred = self._deferred, []
             self._starting()
-            for execute in deferred:
-                execute()
+            _run_each(deferred, self.conn)
+
+    def _lead(self, take_group: Callable[[], list[Statements]]) -> list[BaseException | None]:
+        """Run a group of writers on this connection, each within a savepoint, in one
+        transaction, and commit it: each writer's error, or None (group_commit.py)."""
+        self._starting()  # the writer lock, before the group is taken: who waits joins
+        conn = self.conn
+        group = take_group()
+        errors: list[BaseException | None] = []
+        try:
+            for statements in group:
+                conn.exec_driver_sql("SAVEPOINT stockade_writer")
+                try:
+                    statements(conn)
+                except Exception as exc:  # noqa: BLE001 - that writer's own outcome
+                    conn.exec_driver_sql("ROLLBACK TO stockade_writer")
+                    errors.append(exc)
+                else:
+                    errors.append(None)
+                conn.exec_driver_sql("RELEASE stockade_writer")
+            off_the_loop(conn.commit)  # the COMMIT's fsync blocks in C
+        except Exception as exc:  # noqa: BLE001 - nothing of the group committed: all fail with it
+            conn.rollback()
+            return [exc] * len(group)
+        return errors
 
     def _starting(self) -> None:
         """Before the first statement that reaches the database."""

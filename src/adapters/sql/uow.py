@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from stockade.adapters.sql.engine import is_sqlite, is_transient
+from stockade.adapters.sql.group_commit import GroupCommit
 from stockade.adapters.sql.repositories import (
     SqlAdjustmentRepository,
     SqlClaimRepository,
@@ -36,12 +37,14 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         *,
         read_only: bool = False,
         writer_lock: WriterLock | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         super().__init__(publisher, cache)
         self.engine = engine
         self.read_only = read_only
         self._sqlite = is_sqlite(engine)
         self._writer_lock = None if read_only else writer_lock
+        self._group = None if read_only else group
         self._locked: WriterLock | None = None  # the writer lock while this one holds it
         self._conn: sa.Connection | None = None
 
@@ -56,6 +59,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             conn,
             self.product_changed,
             before_first_statement=self._take_writer_lock if self._writer_lock is not None else None,
+            group=self._group,
         )
         self.products = SqlProductRepository(session)
         self.holds = SqlHoldRepository(session)
@@ -132,5 +136,6 @@ def sql_uow_factory(
     *,
     read_only: bool = False,
     writer_lock: WriterLock | None = None,
+    group: GroupCommit | None = None,
 ):
-    return lambda: SqlUnitOfWork(engine, publisher, cache, read_only=read_only, writer_lock=writer_lock)
+    return lambda: SqlUnitOfWork(engine, publisher, cache, read_only=read_only, writer_lock=writer_lock, group=group)

@@ -1,0 +1,115 @@
+"""SQLite's group commit: the writers of a process that wait for the write lock commit together.
+
+SQLite has one writer at a time, and with `synchronous=FULL` every COMMIT waits for an fsync.
+Writers that queued while another held the lock would each pay for an fsync of their own,
+one after the other. Instead the first of them leads: it takes the write lock, then runs the
+statements of every writer queued by then, each inside a SAVEPOINT of its own, and makes them
+durable with one COMMIT. Each writer is told its own outcome only after that COMMIT:
+
+- a writer whose statements failed (a lost condition, a duplicate key) is rolled back to its
+  savepoint and gets its error, and the others are not affected;
+- a COMMIT that fails fails every writer of the group that had not failed already.
+
+A writer's statements run as they would alone, in one transaction, after every writer before
+it in the group: the group is the same history as those writers one after the other. The
+writer after the group leads the next one, so no request waits behind more than one group.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from sqlalchemy.engine import Connection
+
+from stockade.adapters.forks import call_in_forked_children
+
+#: What a writer asks to commit; the leader runs it on the group's connection.
+Statements = Callable[[Connection], None]
+#: Takes the write lock, then the group (by calling its argument), runs the group's statements
+#: in one transaction and commits it: one error (or None) per writer of the group.
+Lead = Callable[[Callable[[], list[Statements]]], list[BaseException | None]]
+
+
+class _Writer:
+    __slots__ = ("statements", "lead", "leads", "turn", "error")
+
+    def __init__(self, statements: Statements, lead: Lead) -> None:
+        self.statements = statements
+        self.lead = lead
+        self.leads = False
+        self.turn = threading.Event()  # set when its group is done, or when it is to lead
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """The queue of one process's SQLite writers (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._start_over()
+        call_in_forked_children(self._start_over)  # a child has no writers of its parent
+
+    def _start_over(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: list[_Writer] = []
+        self._leading = False
+
+    def commit(self, statements: Statements, lead: Lead) -> None:
+        """Commit `statements` with the writers queued with them; raises their own error.
+
+        `lead` is this writer's way to run a group (its connection): it is called when this
+        writer leads, with every queued writer's statements, its own first."""
+        writer = _Writer(statements, lead)
+        with self._lock:
+            self._queue.append(writer)
+            if not self._leading:
+                self._leading = writer.leads = True
+        if not writer.leads:
+            writer.turn.wait()
+        if writer.leads:
+            self._lead(writer)
+        if writer.error is not None:
+            raise writer.error
+
+    def _lead(self, leader: _Writer) -> None:
+        group: list[_Writer] = []
+
+        def take_group() -> list[Statements]:
+            # Called once the write lock is held, so whoever queued meanwhile joins.
+            with self._lock:
+                group[:], self._queue = self._queue, []
+            # The leader is first in the queue it leads: it queued before anyone it finds there.
+            assert group[0] is leader
+            return [writer.statements for writer in group]
+
+        try:
+            errors = leader.lead(take_group)
+            for writer, error in zip(group, errors, strict=True):
+                writer.error = error
+        except BaseException as exc:  # interrupted: no writer may believe it committed
+            leader.error = exc
+            for writer in group:
+                if writer is not leader:
+                    writer.error = _Interrupted(exc)
+        finally:
+            with self._lock:
+                if not group:  # failed before it took its group: it leaves the queue alone
+                    self._queue.remove(leader)
+                following = self._queue[0] if self._queue else None
+                if following is None:
+                    self._leading = False
+                else:
+                    following.leads = True
+            for writer in group:
+                if writer is not leader:
+                    writer.turn.set()
+            if following is not None:
+                following.turn.set()
+
+
+class _Interrupted(RuntimeError):
+    """The group this writer was in was interrupted (its leader stopped): whether it
+    committed is unknown, so it must not be retried as if it had not."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the group commit was interrupted ({type(cause).__name__}); its outcome is unknown")
