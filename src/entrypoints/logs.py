@@ -100,14 +100,27 @@ class BatchingStreamHandler(logging.StreamHandler):
     """Writes lines to its stream in batches: a WARNING or worse at once (after what waits, so
     the order holds), the rest within FLUSH_SECONDS, or as soon as FLUSH_BYTES wait. One write
     per batch instead of one per line. What waits is written at exit (logging.shutdown flushes
-    every handler) and before the process forks."""
+    every handler) and before the process forks.
+
+    The lines that wait are written by one flusher thread per process, started with the first
+    line and before the handler's lock is taken: starting a thread waits for it to run, which
+    under a gevent worker lets every other request run meanwhile, and those would all queue on
+    the lock behind it (a lock held across a switch stalled a flash sale's requests for
+    seconds). Nothing done under the lock waits for another greenlet or thread."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
         self._waiting: list[str] = []
         self._size = 0
-        self._timer: threading.Timer | None = None
+        self._lines_wait = threading.Event()
+        self._flusher_started = False
         _BATCHING.add(self)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self._flusher_started:
+            self._flusher_started = True  # before the start, which may let another caller run
+            threading.Thread(target=self._flush_soon_after_each_line, name="stockade-log-flusher", daemon=True).start()
+        return super().handle(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -119,17 +132,20 @@ class BatchingStreamHandler(logging.StreamHandler):
         self._size += len(line)
         if record.levelno >= logging.WARNING or self._size >= FLUSH_BYTES:
             self.flush()
-        elif self._timer is None:
-            self._timer = threading.Timer(FLUSH_SECONDS, self.flush)
-            self._timer.daemon = True
-            self._timer.start()
+        else:
+            self._lines_wait.set()
+
+    def _flush_soon_after_each_line(self) -> None:
+        lines_wait = self._lines_wait  # a fork gives the child a new one, and no such thread
+        while True:
+            lines_wait.wait()
+            time.sleep(FLUSH_SECONDS)
+            lines_wait.clear()  # before the flush: a line added after it sets it again
+            self.flush()
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created in Handler.__init__
             waiting, self._waiting, self._size = self._waiting, [], 0
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             if waiting:
                 try:
                     self.stream.write("".join(waiting))
@@ -150,13 +166,14 @@ def _flush_before_fork() -> None:
         handler.flush()
 
 
-def _no_timers_in_child() -> None:
-    """A forked child has none of its parent's threads, so none of their timers."""
+def _no_flusher_in_child() -> None:
+    """A forked child has none of its parent's threads: its first line starts its own flusher."""
     for handler in list(_BATCHING):
-        handler._timer = None
+        handler._lines_wait = threading.Event()
+        handler._flusher_started = False
 
 
-os.register_at_fork(before=_flush_before_fork, after_in_child=_no_timers_in_child)
+os.register_at_fork(before=_flush_before_fork, after_in_child=_no_flusher_in_child)
 
 
 def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:

@@ -120,3 +120,45 @@ def test_json_lines_show_the_utc_time_to_the_microsecond():
     record = logging.LogRecord("stockade", logging.INFO, "", 0, "hello", None, None)
     record.created = 1_767_772_800.123456
     assert JsonFormatter().format(record).startswith('{"time": "2026-01-07T08:00:00.123456Z"')
+
+
+#: Under gevent, logs lines from many greenlets and records every greenlet switch made while
+#: the handler's lock is held: each one is a moment every other request logging waits for.
+_SWITCHES_UNDER_THE_LOCK = """
+from gevent import monkey; monkey.patch_all()
+import io, logging, sys, time
+import gevent, greenlet
+from stockade.entrypoints.logs import BatchingStreamHandler
+
+stream = io.StringIO()
+handler = BatchingStreamHandler(stream)
+handler.setFormatter(logging.Formatter("%(message)s"))
+logger = logging.getLogger("switches")
+logger.propagate = False
+logger.setLevel(logging.INFO)
+logger.addHandler(handler)
+held = []
+greenlet.settrace(lambda event, args: held.append(event) if handler.lock._owner is not None else None)
+def request(n):
+    for i in range(5):
+        logger.info("request %d line %d", n, i)
+        gevent.sleep(0)
+gevent.joinall([gevent.spawn(request, n) for n in range(50)])
+gevent.sleep(0.5)  # the flusher writes what waits
+greenlet.settrace(None)
+print(len(held), len(stream.getvalue().splitlines()))
+"""
+
+
+def test_under_gevent_no_greenlet_switch_happens_while_the_handlers_lock_is_held():
+    """A switch under the lock (the old code started a timer thread there, and starting a thread
+    waits for it) made every request's access line queue behind it: seconds in a flash sale."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SWITCHES_UNDER_THE_LOCK], capture_output=True, text=True, timeout=60, check=True
+    )
+    switches, lines = map(int, done.stdout.split())
+    assert lines == 250, "every line is written"
+    assert switches == 0
