@@ -132,3 +132,28 @@ def test_on_sqlite_a_lost_condition_at_commit_rolls_back_before_the_writer_lock_
     assert log == ["lock", "rollback", "unlock"]
     with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), read_only=True) as check:
         assert check.events.list(10) == []  # the event held before it was rolled back
+
+
+class _CheckedOutAtPublish:
+    """A publisher that notes how many of the engine's connections are out when it publishes."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.seen: list[int] = []
+
+    def publish(self, messages) -> None:
+        self.seen.append(self.engine.pool.checkedout())
+
+
+def test_a_committed_unit_of_work_gives_its_connection_back_before_publishing_and_invalidating(engine):
+    """After the COMMIT come a cache bump (a Redis round trip) and the task publishing; a connection
+    held through them kept other requests waiting for the pool in a flash sale."""
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    publisher = _CheckedOutAtPublish(engine)
+    with SqlUnitOfWork(engine, publisher, NullProductCache()) as uow:
+        uow.outbox.add("stockade.test", {"n": 1}, datetime.now(timezone.utc), datetime.now(timezone.utc))
+        uow.products.add("Lamp", Decimal("5.00"), 10, None, datetime.now(timezone.utc))
+        uow.commit()
+    assert publisher.seen == [0]

@@ -7,6 +7,7 @@ from pymysql.constants import CLIENT
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from stockade.adapters.sql.fair_pool import FairQueuePool
 from stockade.adapters.sql.migrate import RUN_MIGRATE
 
 #: MySQL error codes a retry cures: deadlock, lock wait timeout.
@@ -17,7 +18,7 @@ MYSQL_DUPLICATE = 1062
 
 #: Connections per pool and process. A fixed pool without overflow: a request holds a
 #: connection only while it talks to the database, so under a gevent worker's hundreds of
-#: concurrent requests the rest queue for one briefly. Overflow connections, closed again
+#: concurrent requests the rest queue for one briefly, first come first served (fair_pool.py). Overflow connections, closed again
 #: on return, cost a new connection (TCP, auth, TLS setup) per request under such load and
 #: made a purchase several times slower.
 POOL_SIZE = 16
@@ -42,6 +43,7 @@ def make_engine(url: str, *, pool_size: int = POOL_SIZE) -> Engine:
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=FairQueuePool,
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=POOL_TIMEOUT_SECONDS,
@@ -71,6 +73,7 @@ def make_read_engine(url: str, write_engine: Engine, *, pool_size: int = POOL_SI
 
 def _mysql_pool(pool_size: int) -> dict:
     return {
+        "poolclass": FairQueuePool,
         "pool_size": pool_size,
         "max_overflow": 0,
         "pool_recycle": 1800,

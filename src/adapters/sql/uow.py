@@ -97,9 +97,15 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                 raise TransientStorageError(str(exc.orig)) from exc
             self._discard()  # did it commit? unknown: never reuse this connection
             raise
-        # Committed: the next writer may go, before the cache bumps and task publishing that
-        # follow. A failed commit keeps the lock until the rollback (__exit__) ends it.
+        # Committed: the next writer may go, and the connection goes back to the pool, before
+        # the cache bumps and task publishing that follow (under load they wait for a Redis
+        # round trip and a turn of the event loop, and a connection held meanwhile kept other
+        # requests waiting for the pool). A failed commit keeps both until the rollback
+        # (__exit__) ends it.
         self._done_writing()
+        assert self._conn is not None, "committed outside the unit of work"
+        self._conn.close()
+        self._conn = None
 
     def _rollback(self) -> None:
         assert self._conn is not None, "rolled back outside the unit of work"
