@@ -18,9 +18,10 @@ MYSQL_DUPLICATE = 1062
 
 #: Connections per pool and process. A fixed pool without overflow: a request holds a
 #: connection only while it talks to the database, so under a gevent worker's hundreds of
-#: concurrent requests the rest queue for one briefly, first come first served (fair_pool.py). Overflow connections, closed again
-#: on return, cost a new connection (TCP, auth, TLS setup) per request under such load and
-#: made a purchase several times slower.
+#: concurrent requests the rest queue for one briefly, first come first served
+#: (fair_pool.py). Overflow connections, closed again on return, cost a new connection
+#: (TCP, auth, TLS setup) per request under such load and made a purchase several times
+#: slower.
 POOL_SIZE = 16
 #: How long a request waits for a pooled connection before it fails (503).
 POOL_TIMEOUT_SECONDS = 30
