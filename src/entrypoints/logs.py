@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from typing import Any, TextIO
 
 from stockade.application.tracing import request_id
@@ -106,11 +107,13 @@ class BatchingStreamHandler(logging.StreamHandler):
     line and before the handler's lock is taken: starting a thread waits for it to run, which
     under a gevent worker lets every other request run meanwhile, and those would all queue on
     the lock behind it (a lock held across a switch stalled a flash sale's requests for
-    seconds). Nothing done under the lock waits for another greenlet or thread."""
+    seconds). Nothing done under the lock waits for another greenlet or thread, and a line is
+    queued without it (a deque append is atomic): only a flush takes the lock, so the requests
+    that log never queue on one another."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
-        self._waiting: list[str] = []
+        self._waiting: deque[str] = deque()
         self._size = 0
         self._lines_wait = threading.Event()
         self._flusher_started = False
@@ -120,7 +123,11 @@ class BatchingStreamHandler(logging.StreamHandler):
         if not self._flusher_started:
             self._flusher_started = True  # before the start, which may let another caller run
             threading.Thread(target=self._flush_soon_after_each_line, name="stockade-log-flusher", daemon=True).start()
-        return super().handle(record)
+        # Handler.handle without its lock: emit only appends to a deque, which is thread-safe.
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -129,10 +136,10 @@ class BatchingStreamHandler(logging.StreamHandler):
             self.handleError(record)
             return
         self._waiting.append(line)
-        self._size += len(line)
+        self._size += len(line)  # not atomic across threads: a miscount only moves an early flush
         if record.levelno >= logging.WARNING or self._size >= FLUSH_BYTES:
             self.flush()
-        else:
+        elif not self._lines_wait.is_set():  # set after the append: the flusher's next pass takes the line
             self._lines_wait.set()
 
     def _flush_soon_after_each_line(self) -> None:
@@ -145,7 +152,10 @@ class BatchingStreamHandler(logging.StreamHandler):
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created in Handler.__init__
-            waiting, self._waiting, self._size = self._waiting, [], 0
+            waiting, take = [], self._waiting.popleft
+            self._size = 0
+            while self._waiting:  # lines appended meanwhile go too, in order
+                waiting.append(take())
             if waiting:
                 try:
                     self.stream.write("".join(waiting))

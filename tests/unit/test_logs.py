@@ -83,6 +83,32 @@ def test_lines_are_written_at_once_when_enough_wait(logger):
     assert stream.getvalue().count(line) == logs.FLUSH_BYTES // 1000 + 1
 
 
+def test_lines_logged_from_many_threads_at_once_are_all_written_once_and_in_order(logger):
+    """Lines are queued without the handler's lock, while flushes (timed, size-driven and
+    warnings) take them from the other end: none may be lost, repeated or reordered."""
+    stream = _Stream()
+    handler = _handler(logger, stream)
+    start = threading.Barrier(8)
+
+    def log_lines(thread_no: int) -> None:
+        start.wait()
+        for n in range(2000):
+            (logger.warning if n % 500 == 499 else logger.info)("t%d n%d", thread_no, n)
+
+    threads = [threading.Thread(target=log_lines, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.flush()
+
+    seen: dict[str, list[int]] = {}
+    for line in stream.getvalue().splitlines():
+        thread_tag, n = line.split()[1:]
+        seen.setdefault(thread_tag, []).append(int(n[1:]))
+    assert seen == {f"t{t}": list(range(2000)) for t in range(8)}
+
+
 def test_closing_writes_what_waits(logger):
     stream = _Stream()
     handler = _handler(logger, stream)
