@@ -4,10 +4,11 @@ The snapshots themselves stay in each process's memory (VersionedProductCache); 
 one generation counter per product, read by every cache lookup and INCRed by every
 committed write.
 
-A process talks to Redis through one sender (`RoundTrips`): the reads and bumps asked for
-while a round trip is out wait for the next one and go together, as one script call. Under
-load a round trip thus serves every request that arrived during the previous one, and a
-version check costs a request a share of a round trip instead of a whole one. Joining only
+A process talks to Redis through one sender (`RoundTrips`) on a connection of its own: the
+reads and bumps asked for while a round trip is out wait for the next one and go together, as
+one script call. Under load a round trip thus serves every request that arrived during the
+previous one, and a version check costs a request a share of a round trip instead of a
+whole one. Joining only
 the *next* round trip, never the one already out, is what keeps the rule "a write is seen
 by every read that starts after its response": a read's answer comes from a round trip sent
 after the read began, so after the bump of every write that had answered by then.
@@ -77,13 +78,16 @@ class RoundTrips:
     """
 
     def __init__(self, client: redis.Redis, *, wait_seconds: float) -> None:
-        self._script = client.register_script(_ROUND_TRIP_SCRIPT)
+        self._sha = client.register_script(_ROUND_TRIP_SCRIPT).sha
+        self._pool = client.connection_pool
+        self._connection: redis.Connection | None = None
         self._wait_seconds = wait_seconds
         self._closed = False
         self._start_over()
         call_in_forked_children(self._start_over)
 
     def _start_over(self) -> None:
+        self._connection = None  # a forked child must not talk on its parent's socket
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._open = _Trip()
@@ -109,6 +113,8 @@ class RoundTrips:
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+        if self._connection is not None:
+            self._connection.disconnect()
 
     def _send_forever(self) -> None:
         wake, lock = self._wake, self._lock  # a fork replaces them; this thread ends with its process
@@ -126,12 +132,26 @@ class RoundTrips:
     def _send(self, trip: _Trip) -> None:
         bumps, reads = sorted(trip.bumps), sorted(trip.reads)
         try:
-            values = self._script(keys=[*bumps, *reads], args=[len(bumps), GENERATION_EXPIRY_MS])
+            values = self._run_script([*bumps, *reads], [len(bumps), GENERATION_EXPIRY_MS])
             trip.answers = dict(zip(reads, values, strict=True))
         except BaseException as exc:  # handed to every caller of this trip
             trip.error = exc
         finally:
             trip.done.set()
+
+    def _run_script(self, keys: list[str], args: list[int]) -> list[bytes | None]:
+        """The script, on the sender's own connection: the client's command layer (a pool
+        checkout with its readiness poll, retries, hooks) cost as much CPU as the round trip.
+        A failed or timed-out call drops the connection (redis-py does); the next reconnects."""
+        if self._connection is None:
+            self._connection = self._pool.connection_class(**self._pool.connection_kwargs)
+        connection = self._connection
+        try:
+            connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:  # a restarted or flushed Redis: EVAL caches it again
+            connection.send_command("EVAL", _ROUND_TRIP_SCRIPT, len(keys), *keys, *args)
+            return connection.read_response()
 
 
 class RedisVersions:
@@ -158,11 +178,11 @@ class RedisVersions:
     def from_url(cls, url: str, *, socket_timeout_seconds: float = 0.25, **kwargs) -> RedisVersions:
         """Versions on the Redis at `url`; a round trip waits at most `socket_timeout_seconds`
         (short: a hanging Redis must cost a request little before the breaker opens)."""
-        # One sender, so one connection in use at a time; two spare for ping (readiness)
-        # and a reconnect.
+        # The sender opens its own connection from these settings; the pool serves ping
+        # (readiness), with one spare for a reconnect.
         pool = redis.BlockingConnectionPool.from_url(
             url,
-            max_connections=3,
+            max_connections=2,
             timeout=socket_timeout_seconds,
             socket_timeout=socket_timeout_seconds,
             socket_connect_timeout=socket_timeout_seconds,

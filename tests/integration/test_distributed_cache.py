@@ -385,3 +385,19 @@ def test_a_forked_process_gets_its_own_sender(redis_url):
     _, status = os.waitpid(pid, 0)
     versions.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_flushed_script_cache_costs_no_answer(redis_url):
+    """The sender calls its script by hash; after Redis forgets it (a restart, SCRIPT FLUSH)
+    the next check still answers, and the script is cached again for the ones after."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    versions.bump([11])
+    token = versions.current(11)
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        raw.script_flush()
+        assert versions.current(11) == token
+        assert raw.script_exists(versions._trips._sha) == [True]
+    finally:
+        raw.close()
+        versions.close()
