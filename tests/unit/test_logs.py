@@ -11,6 +11,7 @@ import time
 import pytest
 
 from stockade.entrypoints import logs
+from stockade.entrypoints.http.observability import ACCESS_MESSAGE, access_log, access_record
 from stockade.entrypoints.logs import BatchingStreamHandler, JsonFormatter, TextFormatter
 
 
@@ -188,3 +189,20 @@ def test_under_gevent_no_greenlet_switch_happens_while_the_handlers_lock_is_held
     switches, lines = map(int, done.stdout.split())
     assert lines == 250, "every line is written"
     assert switches == 0
+
+
+def test_an_access_record_is_the_record_logger_info_would_make():
+    """The access line's record is built from a template, not by Logger.info: it must carry
+    the same fields, and render the same text and JSON, as the record Logger.info makes."""
+    extra = {"method": "POST", "route": "/api/x", "status": 409, "duration_ms": round(1.2345, 3), "request_id": "r-1"}
+    made = access_log.makeRecord(
+        access_log.name, logging.INFO, "", 0, ACCESS_MESSAGE, ("POST", "/api/x", 409, 1.2345), None, extra=extra
+    )
+    built = access_record("POST", "/api/x", 409, 1.2345, "r-1")
+    assert set(vars(built)) == set(vars(made))
+    assert built.created >= made.created and abs(built.relativeCreated - made.relativeCreated) < 60_000
+    for record in (made, built):
+        record.created, record.msecs = 1_700_000_000.25, 250.0
+        logs.RequestIdFilter().filter(record)
+    for formatter in (TextFormatter(), JsonFormatter()):
+        assert formatter.format(built) == formatter.format(made)
