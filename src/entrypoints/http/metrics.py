@@ -3,9 +3,12 @@ and gauges of the background work's backlog."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 import falcon
@@ -21,6 +24,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from stockade.adapters.forks import call_in_forked_children
 from stockade.application.commands import Backlog
 
 # A `_created` series per counter and histogram doubles what is scraped and says only when the
@@ -46,6 +50,60 @@ BACKLOG_GAUGES = (
         "task_lag_seconds",
     ),
 )
+
+
+#: The longest an increment waits in its process's memory before its series shows it.
+TALLY_SECONDS = 1.0
+
+
+class Tally:
+    """The increments of the request path, added up in this process's memory and written to
+    their series together. With several workers every increment of a series is a lock, a
+    pid check and a write to a mapped file, and each request made four: now a request adds
+    to a sum in a dict, and one thread writes the sums every TALLY_SECONDS, one write per
+    series. This process's /metrics writes them first, so it shows its own requests
+    exactly; another worker's show up to TALLY_SECONDS late."""
+
+    def __init__(self, seconds: float = TALLY_SECONDS) -> None:
+        self._seconds = seconds
+        self._sums: dict[Callable[[float], None], float] = {}
+        self._lock = threading.Lock()
+        self._writer_started = False
+        call_in_forked_children(self._forked)
+        atexit.register(self.write)
+
+    def count(self, inc: Callable[[float], None], amount: float = 1.0) -> None:
+        if not self._writer_started:
+            self._writer_started = True  # before the start, which may let another caller run
+            threading.Thread(target=self._write_every_interval, name="stockade-metrics-tally", daemon=True).start()
+        with self._lock:
+            self._sums[inc] = self._sums.get(inc, 0.0) + amount
+
+    def observe(self, histogram: Histogram, seconds: float) -> None:
+        """Histogram.observe, tallied: its sum, and the count of the first bucket that holds it."""
+        self.count(histogram._sum.inc, seconds)
+        self.count(histogram._buckets[bisect_left(histogram._upper_bounds, seconds)].inc)
+
+    def write(self) -> None:
+        with self._lock:
+            sums, self._sums = self._sums, {}
+        for inc, amount in sums.items():
+            inc(amount)
+
+    def _write_every_interval(self) -> None:
+        while True:
+            time.sleep(self._seconds)
+            self.write()
+
+    def _forked(self) -> None:
+        """A forked child has no writer thread, and the sums it was born with are its parent's."""
+        self._sums = {}
+        self._lock = threading.Lock()
+        self._writer_started = False
+
+
+#: The one tally of this process.
+TALLY = Tally()
 
 
 class BacklogCollector:
@@ -77,13 +135,13 @@ class Outcomes:
 
     def __init__(self, counter: Counter) -> None:
         self.counter = counter
-        self._series: dict[str, Counter] = {}
+        self._series: dict[str, Callable[[float], None]] = {}
 
     def count(self, outcome: str) -> None:
-        series = self._series.get(outcome)
-        if series is None:
-            series = self._series[outcome] = self.counter.labels(outcome)
-        series.inc()
+        inc = self._series.get(outcome)
+        if inc is None:
+            inc = self._series[outcome] = self.counter.labels(outcome).inc
+        TALLY.count(inc)
 
 
 class Metrics:
@@ -117,6 +175,7 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        TALLY.write()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
 
@@ -142,7 +201,7 @@ class MetricsMiddleware:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+        self._series: dict[tuple[str, str, int], tuple[Histogram, Callable[[float], None]]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -152,15 +211,15 @@ class MetricsMiddleware:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = self._labelled(*key)
-        latency, requests = series
+        latency, count_request = series
         started = getattr(req.context, "started", None)
         if started is not None:
-            latency.observe(time.perf_counter() - started)
-        requests.inc()
+            TALLY.observe(latency, time.perf_counter() - started)
+        TALLY.count(count_request)
 
-    def _labelled(self, method: str, route: str, status: int) -> tuple[Histogram, Counter]:
+    def _labelled(self, method: str, route: str, status: int) -> tuple[Histogram, Callable[[float], None]]:
         method = method if method in COUNTED_METHODS else "other"
-        return self.metrics.latency.labels(method, route), self.metrics.requests.labels(method, route, str(status))
+        return self.metrics.latency.labels(method, route), self.metrics.requests.labels(method, route, str(status)).inc
 
 
 class MetricsResource:
