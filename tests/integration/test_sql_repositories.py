@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -73,7 +75,7 @@ def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> N
     engine = sa.create_engine(mysql_url)
     try:
         before = _schema(engine)
-        assert before["alembic_version"] == "0006"
+        assert before["alembic_version"] == "0007"
         execute(
             engine,
             "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
@@ -612,9 +614,59 @@ def test_a_purchase_sends_its_rows_first_and_the_stock_update_last_before_commit
         patch.setattr(pymysql.connections.Connection, "_execute_command", recording)
         shop.purchase(plenty.id, 1)
     # An id is kept in a variable only where a later statement needs it (the order's, for
-    # the payloads); the last insert's id (the outbox message's) and the UPDATE's guard are
-    # read by the SELECT that reads the values back.
-    assert statements == ["INSERT", "SET", "INSERT", "INSERT", "UPDATE", "SELECT", "COMMIT"]
+    # the payloads); the UPDATE's row count and the row go to variables (SET), the server
+    # commits or rolls back (CALL), and the SELECT reads the values back, the last insert's
+    # id (the outbox message's) with them, after the row's lock is gone.
+    assert statements == ["INSERT", "SET", "INSERT", "INSERT", "UPDATE", "SET", "CALL", "SELECT"]
+
+
+def test_a_purchase_refused_after_waiting_for_the_row_lock_frees_it_without_waiting_for_its_client(
+    shop, engine, monkeypatch
+) -> None:
+    """The last unit is being sold by another transaction; a purchase queued on the row's
+    lock then matches nothing. Such an UPDATE keeps the lock until its transaction ends, and
+    a flash sale's refusals queued behind clients slow to send their ROLLBACK. The server
+    must end it in the batch: the row is free while this client has not said a word."""
+    from stockade.adapters.sql.session import Session
+
+    product = shop.create_product("Last one", "1.00", 1)
+    client_may_go = threading.Event()
+    rollback = Session._rollback_unseen
+
+    def slow_client(self, dbapi) -> None:
+        client_may_go.wait(30)
+        rollback(self, dbapi)
+
+    monkeypatch.setattr(Session, "_rollback_unseen", slow_client)
+    outcome: list[object] = []
+    seller = engine.connect()
+    try:
+        seller.execute(sa.text("UPDATE products SET stock = 0 WHERE id = :id"), {"id": product.id})  # holds the lock
+        buyer = threading.Thread(target=lambda: outcome.append(_attempt(shop, product.id)))
+        buyer.start()
+        deadline = time.monotonic() + 30
+        queued = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'Updating' AND INFO LIKE 'UPDATE products%'"
+        while scalar(engine, queued) == 0:
+            assert time.monotonic() < deadline, "the purchase never queued on the row's lock"
+            time.sleep(0.01)
+        seller.commit()  # the last unit is gone: the queued UPDATE matches nothing
+
+        with engine.connect() as other:
+            other.execute(sa.text("SET SESSION innodb_lock_wait_timeout = 5"))
+            other.execute(sa.text("UPDATE products SET name = 'Sold' WHERE id = :id"), {"id": product.id})
+            other.commit()
+    finally:
+        client_may_go.set()
+        seller.close()
+    buyer.join(30)
+    assert outcome == [OutOfStock]
+
+
+def _attempt(shop, product_id: int) -> object:
+    try:
+        return shop.purchase(product_id, 1)
+    except OutOfStock:
+        return OutOfStock
 
 
 def test_new_ids_come_back_right_whether_a_variable_keeps_them_or_the_batch_reads_them(shop, engine) -> None:

@@ -13,7 +13,7 @@ from stockade.adapters.sql.migrate import RUN_MIGRATE
 #: MySQL error codes a retry cures: deadlock, lock wait timeout.
 _MYSQL_TRANSIENT = {1213, 1205}
 #: MySQL error codes of a schema that is missing or older than the code: no such table, unknown column.
-_MYSQL_SCHEMA_BEHIND = {1146, 1054}
+_MYSQL_SCHEMA_BEHIND = {1146, 1054, 1305}  # no such table, column, procedure
 MYSQL_DUPLICATE = 1062
 
 #: Connections per pool and process. A fixed pool without overflow: a request holds a

@@ -16,12 +16,15 @@ issued them, so that a transaction holds its locks for as short a time as it can
   one fsync for all (group_commit.py).
 
 What a held statement yields (a new row's id, the row after an UPDATE) is a Ref: the
-value is filled in when it has run. On MySQL it comes from the batch's one SELECT. A
-conditional write that matched no row makes the statement after it fail (a guard that
-raises "subquery returns more than 1 row"), so the server stops before COMMIT; the session
-then rolls back and raises ConditionFailed. The guard of the batch's last write is part of
-that SELECT, so the row lock is held for the SELECT and the COMMIT only. On SQLite the
-UPDATE's row count (or its RETURNING row) decides, and ConditionFailed is raised at once.
+value is filled in when it has run. On MySQL it comes from the batch's one SELECT. When a
+committing batch ends with its conditional write, the server ends the transaction either
+way: a SET keeps the write's row count, `CALL stockade_commit_if_changed` commits or rolls
+back, and the SELECT after it tells the session, which raises ConditionFailed when no row
+changed. The row lock is held for the SET and the COMMIT only, and never waits for this
+client. A conditional write that more statements follow makes the statement after it fail
+(a guard that raises "subquery returns more than 1 row"), so the server stops before
+COMMIT; the session then rolls back and raises ConditionFailed. On SQLite the UPDATE's row
+count (or its RETURNING row) decides, and ConditionFailed is raised at once.
 Any statement run at once (a read whose answer is needed now) sends what is held first,
 so statements always reach the database in the order the repositories issued them.
 """
@@ -49,6 +52,8 @@ from stockade.application.ports import ConditionFailed, Ref, TransientStorageErr
 #: change one row: the server then stops the batch before its COMMIT.
 _GUARD = "SELECT 1 UNION ALL SELECT 1 FROM DUAL WHERE ROW_COUNT() <> 1"
 _GUARD_FAILED = 1242  # ER_SUBQUERY_NO_1_ROW
+#: The row count of a committing batch's last conditional write (see _send).
+_CHANGED = "@stockade_changed"
 
 
 class Json:
@@ -400,25 +405,39 @@ class Session:
 
     def _send(self, *, commit: bool) -> None:
         self._starting()
+        last = self._held[-1] if self._held and self._held[-1].is_guard and not self._held[-1].sql else None
+        # A committing batch that ends with its guard is ended by the server whether the write
+        # matched or not: the row's reads and the write's row count go to variables, and
+        # stockade_commit_if_changed commits or rolls back. No ROLLBACK waits for this client
+        # while the row stays locked (an UPDATE that waited for the lock and then matched
+        # nothing keeps it until the transaction ends); the values are read back after it.
+        settles = commit and last is not None
+        if settles:
+            assert last is not None
+            reads = ", ".join(f"{self._variable(ref)} = {expression}" for ref, expression in last.reads)
+            last.sql = f"SET {_CHANGED} = ROW_COUNT()" + (f", {reads}" if reads else "")
         held, self._held = self._held, []
         values, self._values = self._values, {}
         uncaptured, self._uncaptured = self._uncaptured, None
-        # A guard that ends the batch joins the SELECT that reads the values back: one
-        # statement fewer, and one fewer while the row lock is held.
-        last = held[-1] if held and held[-1].is_guard and not held[-1].sql else None
-        statements = [h.sql for h in (held[:-1] if last else held)]
+        # Otherwise a guard that ends the batch joins the SELECT that reads the values back:
+        # one statement fewer, and one fewer while the row lock is held.
+        statements = [h.sql for h in (held if settles or last is None else held[:-1])]
+        if settles:
+            statements.append(f"CALL stockade_commit_if_changed({_CHANGED})")
         columns = list(values)
         refs = list(values.values())
         if uncaptured is not None:  # no insert came after it: the batch's SELECT reads it
             columns.append("LAST_INSERT_ID()")
             refs.append(uncaptured[0])
-        if last is not None:
+        if last is not None and not settles:
             columns += [expression for _, expression in last.reads] + [f"({_GUARD})"]
             refs += [ref for ref, _ in last.reads]
+        if settles:
+            columns.append(_CHANGED)
         select_at = len(statements) if columns else -1
         if columns:
             statements.append("SELECT " + ", ".join(columns))
-        if commit:
+        if commit and not settles:
             statements.append("COMMIT")
         # A transaction SQLAlchemy does not know of: the batch opens it (and, with `commit`,
         # ends it), so on an error this session must end it itself.
@@ -426,6 +445,7 @@ class Session:
         dbapi = self.conn.connection.dbapi_connection
         cursor = dbapi.cursor()  # type: ignore[union-attr]  # checked out
         index = 0
+        changed = None
         try:
             cursor.execute(";\n".join(statements))
             while True:
@@ -434,6 +454,7 @@ class Session:
                     assert row is not None, "a SELECT of server variables returns one row"
                     for ref, value in zip(refs, row, strict=False):
                         ref.value = value
+                    changed = row[-1]
                 index += 1
                 if not cursor.nextset():
                     break
@@ -449,6 +470,8 @@ class Session:
             raise
         finally:
             cursor.close()
+        if settles and changed != 1:
+            raise ConditionFailed()  # rolled back by the server
 
     def _rollback_unseen(self, dbapi) -> None:
         try:
