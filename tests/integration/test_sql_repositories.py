@@ -662,6 +662,20 @@ def test_a_purchase_refused_after_waiting_for_the_row_lock_frees_it_without_wait
     assert outcome == [OutOfStock]
 
 
+def test_a_database_without_the_procedure_answers_503_with_what_to_run(shop, engine) -> None:
+    """A schema from before migration 0007 lacks stockade_commit_if_changed: a purchase is
+    refused as the schema's fault, with the command that fixes it, not a 500."""
+    product = shop.create_product("Older schema", "1.00", 5)
+    execute(engine, "DROP PROCEDURE stockade_commit_if_changed")
+    client = testing.TestClient(create_app(shop))
+
+    response = client.simulate_post("/api/orders/purchase", json={"product_id": product.id, "quantity": 1})
+
+    assert response.status_code == 503, response.text
+    assert "stockade migrate" in response.json["message"]
+    assert product_row(engine, product.id).stock == 5
+
+
 def _attempt(shop, product_id: int) -> object:
     try:
         return shop.purchase(product_id, 1)
