@@ -5,13 +5,13 @@ one generation counter per product, read by every cache lookup and INCRed by eve
 committed write.
 
 A process talks to Redis through one sender (`RoundTrips`) on a connection of its own: the
-reads and bumps asked for while a round trip is out wait for the next one and go together, as
-one script call. Under load a round trip thus serves every request that arrived during the
-previous one, and a version check costs a request a share of a round trip instead of a
-whole one. Joining only
-the *next* round trip, never the one already out, is what keeps the rule "a write is seen
-by every read that starts after its response": a read's answer comes from a round trip sent
-after the read began, so after the bump of every write that had answered by then.
+reads and bumps asked for while a round trip is out wait for the next one and go together,
+as one script call. Under load a round trip thus serves every request that arrived during
+the previous one, and a version check costs a request a share of a round trip instead of a
+whole one. Joining only the *next* round trip, never the one already out, is what keeps the
+rule "a write is seen by every read that starts after its response": a read's answer comes
+from a round trip sent after the read began, so after the bump of every write that had
+answered by then.
 
 Redis failing or hanging costs one short timeout, then the cache is bypassed for a few
 seconds (a breaker); bumps that could not be sent are kept and go with the first round trip
