@@ -142,14 +142,6 @@ class ProductCache(Protocol):
         relies on (a purchase's UPDATE checks the price, liveness and availability)."""
 
 
-@attrs.frozen
-class Sold:
-    """A product's name and stock right after a sale, read under the sale's own row lock."""
-
-    name: str | Ref
-    stock: int | Ref
-
-
 class ProductRepository(Protocol):
     """Products and their stock levels; every stock change is one conditional statement.
 
@@ -181,12 +173,12 @@ class ProductRepository(Protocol):
     def soft_delete(self, product_id: int, now: datetime) -> bool:
         """Mark the product deleted if it is live and nothing is reserved. True if done."""
 
-    def take(self, product_id: int, quantity: int, price: Decimal, max_per_customer: int | None, now: datetime) -> Sold:
-        """Sell `quantity` units: stock -= q where the product is live, available >= q, its
-        price is still `price` (what the order was charged) and its limit per customer still
-        `max_per_customer` (what the customer's claim was checked against). Returns what the
-        product shows after the sale. Raises ConditionFailed (now or at commit) when the row
-        did not match."""
+    def take(self, product: Product, quantity: int, now: datetime) -> int | Ref:
+        """Sell `quantity` units: stock -= q where the product is live, available >= q, and its
+        price, name and limit per customer are still those of `product` (the order was charged
+        that price, the answer shows that name, the customer's claim was checked against that
+        limit). Returns the stock after the sale. Raises ConditionFailed (now or at commit)
+        when the row did not match."""
 
     def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
         """Hold `quantity` units: reserved += q where live, available >= q and the limit per

@@ -28,12 +28,11 @@ def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderV
             {"order_id": order_id, "product_id": cmd.product_id, "quantity": cmd.quantity, "total_price": str(total)},
             now,
         )
-        # The last insert: a storage that sends the transaction as one batch reads its new id
-        # with the batch's results instead of keeping it in a statement of its own.
         uow.outbox.add(PROCESS_ORDER, {"order_id": order_id}, now, now + deps.policy.outbox_retry)
         # Last, so the row lock it takes is held for the least time. Its guard includes the
-        # price: the order was charged what this read showed, or the sale does not happen.
-        sold = uow.products.take(cmd.product_id, cmd.quantity, product.price, product.max_per_customer, now)
+        # price and name: the order was charged what this read showed, and the answer names the
+        # product as it did, or the sale does not happen.
+        stock_after = uow.products.take(product, cmd.quantity, now)
         order = Order(
             order_id,  # type: ignore[arg-type]  # a Ref until commit
             cmd.product_id,
@@ -46,8 +45,8 @@ def purchase(deps: Deps, cmd: Purchase, key: RequestKey | None = None) -> OrderV
             now,
             cmd.customer_id,
         )
-        # The answer shows the product as the sale left it: the price it checked, the name
-        # and stock it read back under its own row lock.
-        return OrderView(order, attrs.evolve(product, name=sold.name, stock=sold.stock))  # type: ignore[arg-type]
+        # The answer shows the product as the sale left it: the price and name it checked,
+        # the stock its own statement left.
+        return OrderView(order, attrs.evolve(product, stock=stock_after))  # type: ignore[arg-type]
 
     return claim_units(deps, cmd.product_id, cmd.quantity, write, key, encode_result, cmd.customer_id)

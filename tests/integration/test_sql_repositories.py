@@ -614,10 +614,42 @@ def test_a_purchase_sends_its_rows_first_and_the_stock_update_last_before_commit
         patch.setattr(pymysql.connections.Connection, "_execute_command", recording)
         shop.purchase(plenty.id, 1)
     # An id is kept in a variable only where a later statement needs it (the order's, for
-    # the payloads); the UPDATE's row count and the row go to variables (SET), the server
-    # commits or rolls back (CALL), and the SELECT reads the values back, the last insert's
-    # id (the outbox message's) with them, after the row's lock is gone.
-    assert statements == ["INSERT", "SET", "INSERT", "INSERT", "UPDATE", "SET", "CALL", "SELECT"]
+    # the payloads); the server commits or rolls back on the UPDATE's row count (CALL). Every
+    # value comes back in its statement's OK packet (new ids, the stock the UPDATE reports):
+    # no statement reads the row back, and no SELECT follows.
+    assert statements == ["INSERT", "SET", "INSERT", "INSERT", "UPDATE", "CALL"]
+
+
+def test_a_purchase_answers_with_the_ids_and_stock_its_statements_reported(shop, engine) -> None:
+    """The new rows' ids and the stock the UPDATE left come back in the statements' OK packets
+    (LAST_INSERT_ID(stock - q) for the stock): each must be this sale's own, the last unit's
+    0 included, with and without an Idempotency-Key (whose stored answer must agree)."""
+    product = shop.create_product("Three left", "3.00", 3)
+    first = shop.purchase(product.id, 1)
+    keyed = shop.purchase_once(Purchase(product.id, 1), "reported-1").result
+    last = shop.purchase(product.id, 1)
+
+    assert [v.product.stock for v in (first, keyed, last)] == [2, 1, 0]
+    orders_made = rows(engine, "SELECT id FROM orders WHERE product_id = :id ORDER BY id", id=product.id)
+    assert [row[0] for row in orders_made] == [v.order.id for v in (first, keyed, last)]
+    payloads = rows(engine, "SELECT payload FROM outbox WHERE task = 'stockade.process_order' ORDER BY id")
+    assert [json.loads(p[0])["order_id"] for p in payloads[-3:]] == [v.order.id for v in (first, keyed, last)]
+    replay = shop.purchase_once(Purchase(product.id, 1), "reported-1")
+    assert replay.replayed and replay.result == keyed
+
+
+def test_a_purchase_names_the_product_as_its_sale_found_it(cached_shop, engine) -> None:
+    """The answer's name is the one the sale's own statement checked: a rename behind memory's
+    back voids the attempt, and the retry sells under the new name."""
+    shop = cached_shop
+    product = shop.create_product("Old name", "1.00", 5)
+    shop.get_product(product.id)  # memory has it as "Old name"
+    execute(engine, "UPDATE products SET name = 'New name' WHERE id = :id", id=product.id)
+
+    sold = shop.purchase(product.id, 1)
+
+    assert (sold.product.name, sold.product.stock) == ("New name", 4)
+    assert product_row(engine, product.id).stock == 4
 
 
 def test_a_purchase_refused_after_waiting_for_the_row_lock_frees_it_without_waiting_for_its_client(

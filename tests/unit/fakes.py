@@ -33,7 +33,6 @@ from stockade.application.ports import (
     ProductCache,
     Ref,
     RequestKey,
-    Sold,
     TaskMessage,
     TaskPublisher,
     resolved,
@@ -211,17 +210,16 @@ class InMemoryProductRepository(_Repository):
         self._write(product, now, deleted_at=now)
         return True
 
-    def take(self, product_id: int, quantity: int, price: Decimal, max_per_customer: int | None, now: datetime) -> Sold:
-        product = self._live(product_id)
+    def take(self, product: Product, quantity: int, now: datetime) -> int:
+        live = self._live(product.id)
         if (
-            product is None
-            or product.stock - product.reserved < quantity
-            or product.price != price
-            or product.max_per_customer != max_per_customer
+            live is None
+            or live.stock - live.reserved < quantity
+            or (live.price, live.name, live.max_per_customer) != (product.price, product.name, product.max_per_customer)
         ):
             raise ConditionFailed()
-        self._write(product, now, stock=product.stock - quantity)
-        return Sold(product.name, product.stock - quantity)
+        self._write(live, now, stock=live.stock - quantity)
+        return live.stock - quantity
 
     def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
         product = self._live(product_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 
 from stockade.adapters.memory_cache import NullProductCache
@@ -29,15 +30,16 @@ def now(clock):
     return clock.now()
 
 
-def test_take_sells_only_what_is_available_at_the_price_it_was_read(uow, now):
+def test_take_sells_only_what_is_available_as_the_product_was_read(uow, now):
     with uow:
         product = uow.products.add("P", Decimal("1.00"), 5, None, now)
         uow.products.reserve(product.id, 2, None, now)
         with pytest.raises(ConditionFailed):
-            uow.products.take(product.id, 4, Decimal("1.00"), None, now)
-        with pytest.raises(ConditionFailed):
-            uow.products.take(product.id, 1, Decimal("0.99"), None, now)
-        assert uow.products.take(product.id, 3, Decimal("1.00"), None, now).stock == 2
+            uow.products.take(product, 4, now)
+        for changed in (attrs.evolve(product, price=Decimal("0.99")), attrs.evolve(product, name="Renamed")):
+            with pytest.raises(ConditionFailed):
+                uow.products.take(changed, 1, now)
+        assert uow.products.take(product, 3, now) == 2
         assert (uow.products.get(product.id).stock, uow.products.get(product.id).reserved) == (2, 2)
 
 
@@ -46,7 +48,7 @@ def test_deleted_product_can_be_neither_sold_nor_held(uow, now):
         product = uow.products.add("P", Decimal("1.00"), 5, None, now)
         assert uow.products.soft_delete(product.id, now)
         with pytest.raises(ConditionFailed):
-            uow.products.take(product.id, 1, Decimal("1.00"), None, now)
+            uow.products.take(product, 1, now)
         with pytest.raises(ConditionFailed):
             uow.products.reserve(product.id, 1, None, now)
 

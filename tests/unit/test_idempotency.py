@@ -75,7 +75,7 @@ def test_a_request_that_fails_before_commit_leaves_no_key_and_can_be_retried(sho
     def crashing(key):
         def write_then_crash(uow, now):
             uow.idempotency.claim(key, now)
-            uow.products.take(phone.id, 1, phone.price, None, now)
+            uow.products.take(phone, 1, now)
             raise RuntimeError("connection lost before commit")
 
         from stockade.application.services import transaction

@@ -98,14 +98,14 @@ def test_on_sqlite_writes_wait_for_commit_and_the_writer_lock_is_taken_only_then
     log: list[str] = []
     statements.clear()
     with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), writer_lock=_RecordingLock(log)) as uow:
-        sold = uow.products.take(product.id, 3, Decimal("5.00"), None, now)
+        stock_after = uow.products.take(product, 3, now)
         uow.events.record("purchase_created", {"product_id": product.id}, now)
         assert (log, statements) == ([], []), "nothing reaches SQLite before commit"
         uow.commit()
         log.append("committed")
     assert log == ["lock", "unlock", "committed"]
     assert statements == ["BEGIN", "UPDATE", "INSERT"]  # BEGIN IMMEDIATE, then in the order issued
-    assert (sold.name.value, sold.stock.value) == ("Lamp", 7)
+    assert stock_after.value == 7
 
 
 def test_on_sqlite_a_lost_condition_at_commit_rolls_back_before_the_writer_lock_is_given_back(engine):
@@ -113,6 +113,7 @@ def test_on_sqlite_a_lost_condition_at_commit_rolls_back_before_the_writer_lock_
     from decimal import Decimal
 
     from stockade.application.ports import ConditionFailed
+    from stockade.domain.model import Product
 
     now = datetime.now(timezone.utc)
     log: list[str] = []
@@ -127,7 +128,8 @@ def test_on_sqlite_a_lost_condition_at_commit_rolls_back_before_the_writer_lock_
     with pytest.raises(ConditionFailed):
         with uow:
             uow.events.record("before", {}, now)
-            uow.products.take(404, 1, Decimal("1.00"), None, now)  # no such product: the condition fails
+            missing = Product(404, "Missing", Decimal("1.00"), 1, 0, 1, now, now)
+            uow.products.take(missing, 1, now)  # no such product: the condition fails
             uow.commit()
     assert log == ["lock", "rollback", "unlock"]
     with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache(), read_only=True) as check:

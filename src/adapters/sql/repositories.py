@@ -15,7 +15,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection
 
 from stockade.adapters.sql.engine import is_duplicate_key
-from stockade.adapters.sql.session import Json, Session
+from stockade.adapters.sql.session import Json, Session, reported
 from stockade.adapters.sql.tables import (
     customer_claims,
     event_log,
@@ -38,7 +38,6 @@ from stockade.application.ports import (
     OutboxBacklog,
     Ref,
     RequestKey,
-    Sold,
     TaskMessage,
 )
 from stockade.application.tracing import traced
@@ -164,8 +163,8 @@ _SAME_LIMIT = products.c.max_per_customer.is_not_distinct_from(_P("b_limit", typ
 #: The price is part of the guard: the order was charged the price the buyer's read showed.
 _TAKE = (
     products.update()
-    .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT, products.c.price == _P("b_price"))
-    .values(stock=products.c.stock - _P("q"), **_BUMP)
+    .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT, products.c.price == _P("b_price"), products.c.name == _P("b_name"))
+    .values(stock=reported(products.c.stock - _P("q")), **_BUMP)
 )
 _RESERVE = (
     products.update()
@@ -186,7 +185,7 @@ _ADJUST = (
         products.c.stock + _P("b_delta") >= products.c.reserved,
         products.c.stock + _P("b_delta") <= MAX_STOCK,
     )
-    .values(stock=products.c.stock + _P("b_delta"), **_BUMP)
+    .values(stock=reported(products.c.stock + _P("b_delta")), **_BUMP)
 )
 _SETTLE = (
     products.update()
@@ -311,14 +310,17 @@ class SqlProductRepository(_Repository):
         stmt = products.update().where(_LIVE_PRODUCT, products.c.reserved == 0).values(deleted_at=_P("at"), **_BUMP)
         return self._changed(product_id, self.s.run(stmt, {"b_id": product_id, "at": to_db(now)}).rowcount == 1)
 
-    def take(self, product_id: int, quantity: int, price: Decimal, max_per_customer: int | None, now: datetime) -> Sold:
-        self._changed(product_id)
-        name, stock = self.s.must_change_one(
-            _TAKE,
-            {"b_id": product_id, "q": quantity, "at": to_db(now), "b_price": price, "b_limit": max_per_customer},
-            returning=(products.c.name, products.c.stock),
-        )
-        return Sold(name, stock)
+    def take(self, product: Product, quantity: int, now: datetime) -> Ref:
+        self._changed(product.id)
+        params = {
+            "b_id": product.id,
+            "q": quantity,
+            "at": to_db(now),
+            "b_price": product.price,
+            "b_name": product.name,
+            "b_limit": product.max_per_customer,
+        }
+        return self.s.must_change_one(_TAKE, params, reporting=products.c.stock)
 
     def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
         self._changed(product_id)
@@ -338,10 +340,9 @@ class SqlProductRepository(_Repository):
 
     def adjust(self, product_id: int, delta: int, now: datetime) -> Ref:
         self._changed(product_id)
-        (stock_after,) = self.s.must_change_one(
-            _ADJUST, {"b_id": product_id, "b_delta": delta, "at": to_db(now)}, returning=(products.c.stock,)
+        return self.s.must_change_one(
+            _ADJUST, {"b_id": product_id, "b_delta": delta, "at": to_db(now)}, reporting=products.c.stock
         )
-        return stock_after
 
     def settle(self, product_id: int, quantity: int, now: datetime) -> None:
         if self.s.run(_SETTLE, {"b_id": product_id, "q": quantity, "at": to_db(now)}).rowcount != 1:

@@ -15,12 +15,14 @@ issued them, so that a transaction holds its locks for as short a time as it can
   transaction that is nothing but held statements commits with the writers queued with it,
   one fsync for all (group_commit.py).
 
-What a held statement yields (a new row's id, the row after an UPDATE) is a Ref: the
-value is filled in when it has run. On MySQL it comes from the batch's one SELECT. When a
-committing batch ends with its conditional write, the server ends the transaction either
-way: a SET keeps the write's row count, `CALL stockade_commit_if_changed` commits or rolls
-back, and the SELECT after it tells the session, which raises ConditionFailed when no row
-changed. The row lock is held for the SET and the COMMIT only, and never waits for this
+What a held statement yields (a new row's id, a value a conditional write reports) is a
+Ref: the value is filled in when it has run. On MySQL it comes from that statement's OK
+packet, whose insert id is the new row's id, or the value the write passed through
+`reported()` (LAST_INSERT_ID(expr)); a variable keeps it only where a later statement of the
+batch uses it. A committing batch that ends with its conditional write is ended by the
+server either way: `CALL stockade_commit_if_changed(ROW_COUNT())` commits or rolls back,
+and the session, which sees the write's row count in its OK packet, raises ConditionFailed
+when no row changed. The row lock is held for the COMMIT only, and never waits for this
 client. A conditional write that more statements follow makes the statement after it fail
 (a guard that raises "subquery returns more than 1 row"), so the server stops before
 COMMIT; the session then rolls back and raises ConditionFailed. On SQLite the UPDATE's row
@@ -42,6 +44,8 @@ import attrs
 import pymysql
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from stockade.adapters.off_the_loop import off_the_loop
 from stockade.adapters.sql.engine import MYSQL_DUPLICATE, is_duplicate_key, is_transient
@@ -52,8 +56,9 @@ from stockade.application.ports import ConditionFailed, Ref, TransientStorageErr
 #: change one row: the server then stops the batch before its COMMIT.
 _GUARD = "SELECT 1 UNION ALL SELECT 1 FROM DUAL WHERE ROW_COUNT() <> 1"
 _GUARD_FAILED = 1242  # ER_SUBQUERY_NO_1_ROW
-#: The row count of a committing batch's last conditional write (see _send).
-_CHANGED = "@stockade_changed"
+#: Ends a committing batch whose last statement is a conditional write: commits when it
+#: changed one row, rolls back otherwise (migration 0007).
+_SETTLE = "CALL stockade_commit_if_changed(ROW_COUNT())"
 
 
 class Json:
@@ -80,14 +85,26 @@ def _returning(stmt: sa.Update, columns: tuple[sa.Column, ...]) -> sa.Update:
 _RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, list[str], list[str], dict[str, Any]]] = {}
 #: A bind in the pyformat text PyMySQL's dialect compiles to.
 _BIND = re.compile(r"%\((\w+)\)s")
-_ROW_VALUES: dict[sa.Column, sa.Select] = {}
 
 
-def _row_value(column: sa.Column) -> sa.Select:
-    """`SELECT column FROM its table WHERE id = :b_id`, built once per column."""
-    if column not in _ROW_VALUES:
-        _ROW_VALUES[column] = sa.select(column).where(column.table.c.id == sa.bindparam("b_id"))
-    return _ROW_VALUES[column]
+class reported(FunctionElement):  # noqa: N801 - an SQL function, named as SQLAlchemy's are
+    """An integer a conditional write stores, reported back to the client too: the column's
+    value after the write, without a read. On MySQL `LAST_INSERT_ID(value)`, which the
+    write's OK packet carries; elsewhere `value` (SQLite reads it with RETURNING)."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(reported)
+def _reported_plainly(element: reported, compiler: Any, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(reported, "mysql")
+@compiles(reported, "mariadb")
+def _reported_as_insert_id(element: reported, compiler: Any, **kw: Any) -> str:
+    return f"LAST_INSERT_ID({compiler.process(element.clauses, **kw)})"
 
 
 def _run_each(deferred: list[Statements], conn: Connection) -> None:
@@ -119,10 +136,19 @@ class _Held:
     sql: str
     #: raised instead of a duplicate-key error
     on_duplicate: type[Exception] | None = None
-    #: the guard after a conditional write, with the reads of the row that go with it; its
-    #: `sql` is written only once it is known whether it ends the batch (see _send)
+    #: a write that must change exactly one row
+    conditional: bool = False
+    #: filled with the insert id of the statement's OK packet (a new row's id, a reported value)
+    reports: Ref | None = None
+    #: the guard after a conditional write that more statements follow (see _seal_guard),
+    #: with the variables it sets to the write's reported value
     is_guard: bool = False
-    reads: list[tuple[Ref, str]] = attrs.Factory(list)
+    captures: list[str] = attrs.Factory(list)
+
+    def text(self) -> str:
+        if not self.is_guard:
+            return self.sql
+        return "SET " + ", ".join([*self.captures, f"@stockade_guard = ({_GUARD})"])
 
 
 class Session:
@@ -145,9 +171,8 @@ class Session:
         self._held: list[_Held] = []
         #: Refs of held statements, by the server variable that holds their value
         self._values: dict[str, Ref] = {}
-        #: The last held insert whose new id is wanted, while LAST_INSERT_ID() still gives it
-        #: (no insert held since) and no variable holds it yet: its Ref and place in _held
-        self._uncaptured: tuple[Ref, int] | None = None
+        #: The variables the batch's last SELECT reads back (reads for after commit)
+        self._selected: dict[str, Ref] = {}
         #: SQLite: the statements held, each run by calling it with the connection to run on
         self._deferred: list[Statements] = []
 
@@ -179,16 +204,10 @@ class Session:
     def _insert(
         self, stmt: sa.Insert, params: Mapping[str, Any], on_duplicate: type[Exception] | None, *, with_id: bool = False
     ) -> Ref | None:
-        if self.batching:
-            self._hold(stmt, params, on_duplicate=on_duplicate)
-            if self._uncaptured is not None:
-                self._capture()  # the insert just held moves LAST_INSERT_ID() on
-            if not with_id:
-                return None
-            new_id = Ref()
-            self._uncaptured = (new_id, len(self._held) - 1)
-            return new_id
         ref = Ref() if with_id else None
+        if self.batching:
+            self._hold(stmt, params, on_duplicate=on_duplicate, reports=ref)
+            return ref
 
         def execute(conn: Connection) -> None:
             try:
@@ -203,45 +222,41 @@ class Session:
         self._deferred.append(execute)
         return ref
 
-    def must_change_one(
-        self, stmt: sa.Update, params: Mapping[str, Any], *, returning: tuple[sa.Column, ...] = ()
-    ) -> tuple[Ref, ...]:
-        """A conditional write of the row `params["b_id"]` that must change it, else the
-        transaction is void (ConditionFailed when it runs, at commit or before a statement
-        run at once). Returns Refs to the `returning` columns' values after the write
-        (UPDATE ... RETURNING on SQLite; on MySQL reads of the row, which this transaction
-        has locked, in the same batch)."""
-        refs = tuple(Ref() for _ in returning)
+    def must_change_one(self, stmt: sa.Update, params: Mapping[str, Any], *, reporting: sa.Column | None = None) -> Ref:
+        """A conditional write of one row that must change it, else the transaction is void
+        (ConditionFailed when it runs, at commit or before a statement run at once). With
+        `reporting`, a column the statement sets to `reported(...)`: the returned Ref gets
+        its value after the write (RETURNING on SQLite, the OK packet on MySQL); without,
+        the Ref stays empty."""
+        ref = Ref()
         if not self.batching:
 
             def execute(conn: Connection) -> None:
-                if not returning:
+                if reporting is None:
                     if conn.execute(stmt, self._bind(params)).rowcount != 1:
                         raise ConditionFailed()
                     return
-                row = conn.execute(_returning(stmt, returning), self._bind(params)).first()
+                row = conn.execute(_returning(stmt, (reporting,)), self._bind(params)).first()
                 if row is None:
                     raise ConditionFailed()
-                for ref, value in zip(refs, row, strict=True):
-                    ref.value = value
+                ref.value = row[0]
 
             self._deferred.append(execute)
-            return refs
-        self._hold(stmt, params)
-        # One statement right after the write both reads the row back and fails unless the
-        # write changed exactly one row: the row lock is held for as few statements as can be.
-        reads = [
-            (ref, f"({self._render(_row_value(column), {'b_id': params['b_id']})})")
-            for ref, column in zip(refs, returning, strict=True)
-        ]
-        self._held.append(_Held("", is_guard=True, reads=reads))
-        return refs
+            return ref
+        self._hold(stmt, params, conditional=True, reports=None if reporting is None else ref)
+        if reporting is not None and f"{reporting.name}=LAST_INSERT_ID(" not in self._held[-1].sql:
+            raise ValueError(f"the statement must set {reporting.name} to reported(...) to report it")
+        return ref
 
     def read_later(self, stmt: sa.Select, params: Mapping[str, Any]) -> Ref:
         """A one-value read whose answer is needed only after commit: a Ref to it."""
-        if self.batching:
-            return self._held_value(f"({self._render(stmt, params)})")
         ref = Ref()
+        if self.batching:
+            self._seal_guard()
+            var = self._variable(ref)
+            self._selected[var] = ref
+            self._held.append(_Held(f"SET {var} = ({self._render(stmt, params)})"))
+            return ref
 
         def execute(conn: Connection) -> None:
             ref.value = conn.execute(stmt, self._bind(params)).scalar()
@@ -317,12 +332,10 @@ class Session:
         self._held.append(_Held(self._render(stmt, params), **held))
 
     def _seal_guard(self) -> None:
-        """A guard followed by more statements is a `SET` of its own: its reads go to server
-        variables (which later statements may use) and are read back with the batch."""
-        last = self._held[-1] if self._held else None
-        if last is not None and last.is_guard and not last.sql:
-            sets = [f"{self._variable(ref)} = {expression}" for ref, expression in last.reads]
-            last.sql = "SET " + ", ".join([*sets, f"@stockade_guard = ({_GUARD})"])
+        """A conditional write that more statements follow gets its guard, which stops the
+        batch unless the write changed one row (one that ends the batch needs none: see _send)."""
+        if self._held and self._held[-1].conditional:
+            self._held.append(_Held("", is_guard=True))
 
     def _render(self, stmt: sa.Executable, params: Mapping[str, Any]) -> str:
         """`stmt` for MySQL with its parameters inlined (escaped as the driver would), Refs as
@@ -359,32 +372,28 @@ class Session:
             found = _RENDERED[cache_key] = (stmt, texts, names, literals)
         return found[1], found[2], found[3]
 
-    def _held_value(self, expression: str) -> Ref:
-        """A server variable set to `expression` in the batch; its Ref is filled after it ran."""
-        self._seal_guard()
-        ref = Ref()
-        self._held.append(_Held(f"SET {self._variable(ref)} = {expression}"))
-        return ref
-
     def _variable(self, ref: Ref) -> str:
-        """A new server variable for `ref`, read back with the batch's last SELECT."""
+        """A new server variable for `ref`."""
         var = f"@stockade_{len(self._values) + 1}"
         self._values[var] = ref
         return var
 
-    def _capture(self) -> None:
-        """Keep the uncaptured insert's id in a variable, set right after that insert (where
-        LAST_INSERT_ID() is its id, whatever was held since: no other insert)."""
-        assert self._uncaptured is not None
-        ref, at = self._uncaptured
-        self._uncaptured = None
-        self._held.insert(at + 1, _Held(f"SET {self._variable(ref)} = LAST_INSERT_ID()"))
-
     def _var(self, ref: Ref) -> str:
-        if self._uncaptured is not None and self._uncaptured[0] is ref:
-            self._capture()  # a later statement uses it
+        """The server variable that holds `ref` for a later statement. A statement's reported
+        value gets one when first used, set right after that statement, where LAST_INSERT_ID()
+        is still its value (in the guard's SET after a conditional write, which must come
+        right after the write to see its row count)."""
         for var, known in self._values.items():
             if known is ref:
+                return var
+        for at, held in enumerate(self._held):
+            if held.reports is ref:
+                var = self._variable(ref)
+                capture = f"{var} = LAST_INSERT_ID()"
+                if held.conditional:
+                    self._held[at + 1].captures.append(capture)
+                else:
+                    self._held.insert(at + 1, _Held(f"SET {capture}"))
                 return var
         raise ValueError("a Ref in a held statement must come from a statement held before it")
 
@@ -405,39 +414,22 @@ class Session:
 
     def _send(self, *, commit: bool) -> None:
         self._starting()
-        last = self._held[-1] if self._held and self._held[-1].is_guard and not self._held[-1].sql else None
-        # A committing batch that ends with its guard is ended by the server whether the write
-        # matched or not: the row's reads and the write's row count go to variables, and
-        # stockade_commit_if_changed commits or rolls back. No ROLLBACK waits for this client
-        # while the row stays locked (an UPDATE that waited for the lock and then matched
-        # nothing keeps it until the transaction ends); the values are read back after it.
-        settles = commit and last is not None
-        if settles:
-            assert last is not None
-            reads = ", ".join(f"{self._variable(ref)} = {expression}" for ref, expression in last.reads)
-            last.sql = f"SET {_CHANGED} = ROW_COUNT()" + (f", {reads}" if reads else "")
         held, self._held = self._held, []
-        values, self._values = self._values, {}
-        uncaptured, self._uncaptured = self._uncaptured, None
-        # Otherwise a guard that ends the batch joins the SELECT that reads the values back:
-        # one statement fewer, and one fewer while the row lock is held.
-        statements = [h.sql for h in (held if settles or last is None else held[:-1])]
-        if settles:
-            statements.append(f"CALL stockade_commit_if_changed({_CHANGED})")
-        columns = list(values)
-        refs = list(values.values())
-        if uncaptured is not None:  # no insert came after it: the batch's SELECT reads it
-            columns.append("LAST_INSERT_ID()")
-            refs.append(uncaptured[0])
-        if last is not None and not settles:
-            columns += [expression for _, expression in last.reads] + [f"({_GUARD})"]
-            refs += [ref for ref, _ in last.reads]
-        if settles:
-            columns.append(_CHANGED)
-        select_at = len(statements) if columns else -1
-        if columns:
-            statements.append("SELECT " + ", ".join(columns))
-        if commit and not settles:
+        selected, self._selected = self._selected, {}
+        self._values = {}
+        ends_conditional = held[-1].conditional
+        statements = [h.text() for h in held]
+        # A committing batch that ends with its conditional write is ended by the server
+        # whether the write matched or not: no ROLLBACK waits for this client while the row
+        # stays locked (an UPDATE that waited for the lock and then matched nothing keeps it
+        # until the transaction ends).
+        if commit and ends_conditional:
+            statements.append(_SETTLE)
+        select_at = -1
+        if selected:
+            select_at = len(statements)
+            statements.append("SELECT " + ", ".join(selected))
+        if commit and not ends_conditional:
             statements.append("COMMIT")
         # A transaction SQLAlchemy does not know of: the batch opens it (and, with `commit`,
         # ends it), so on an error this session must end it itself.
@@ -449,12 +441,17 @@ class Session:
         try:
             cursor.execute(";\n".join(statements))
             while True:
-                if index == select_at:
+                if index < len(held):
+                    done = held[index]
+                    if done.reports is not None:
+                        done.reports.value = cursor.lastrowid
+                    if done.conditional:
+                        changed = cursor.rowcount
+                elif index == select_at:
                     row = cursor.fetchone()
                     assert row is not None, "a SELECT of server variables returns one row"
-                    for ref, value in zip(refs, row, strict=False):
+                    for ref, value in zip(selected.values(), row, strict=True):
                         ref.value = value
-                    changed = row[-1]
                 index += 1
                 if not cursor.nextset():
                     break
@@ -470,8 +467,10 @@ class Session:
             raise
         finally:
             cursor.close()
-        if settles and changed != 1:
-            raise ConditionFailed()  # rolled back by the server
+        if ends_conditional and changed != 1:
+            if unseen and not commit:  # a committing batch was rolled back by the server
+                self._rollback_unseen(dbapi)
+            raise ConditionFailed()
 
     def _rollback_unseen(self, dbapi) -> None:
         try:
