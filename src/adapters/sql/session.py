@@ -82,7 +82,9 @@ def _returning(stmt: sa.Update, columns: tuple[sa.Column, ...]) -> sa.Update:
     return found[1]
 
 
-_RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, list[str], list[str], dict[str, Any]]] = {}
+_RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, str, list[tuple[str, Any, str]]]] = {}
+#: Marks a bind whose value is a parameter, not a literal of the statement.
+_GIVEN = object()
 #: A bind in the pyformat text PyMySQL's dialect compiles to.
 _BIND = re.compile(r"%\((\w+)\)s")
 
@@ -173,6 +175,8 @@ class Session:
         self._values: dict[str, Ref] = {}
         #: The variables the batch's last SELECT reads back (reads for after commit)
         self._selected: dict[str, Ref] = {}
+        #: The driver's escaping of a value (MySQL), taken from the connection when first needed
+        self._escape: Callable[[Any], str] | None = None
         #: SQLite: the statements held, each run by calling it with the connection to run on
         self._deferred: list[Statements] = []
 
@@ -340,14 +344,17 @@ class Session:
     def _render(self, stmt: sa.Executable, params: Mapping[str, Any]) -> str:
         """`stmt` for MySQL with its parameters inlined (escaped as the driver would), Refs as
         the server variables that will hold them."""
-        texts, names, literals = self._rendered(stmt, tuple(sorted(params)))
-        escape = self.conn.connection.dbapi_connection.escape  # type: ignore[union-attr]  # checked out
-        parts = [texts[0]]
-        for name, text in zip(names, texts[1:], strict=True):
-            value = params[name] if name in params else literals[name]
-            if isinstance(value, Ref):
+        head, binds = self._rendered(stmt, tuple(params))
+        escape = self._escape
+        if escape is None:
+            escape = self._escape = self.conn.connection.dbapi_connection.escape  # type: ignore[union-attr]
+        parts = [head]
+        for name, literal, text in binds:
+            value = params[name] if literal is _GIVEN else literal
+            kind = type(value)
+            if kind is Ref:
                 parts.append(_literal(value.value, escape) if value.value is not None else self._var(value))
-            elif isinstance(value, Json):
+            elif kind is Json:
                 template, refs = self._json_template(value.data)
                 sets = "".join(f", '{path}', {self._var(ref)}" for path, ref in refs)
                 parts.append(f"JSON_SET({escape(template)}{sets})" if refs else escape(template))
@@ -356,21 +363,25 @@ class Session:
             parts.append(text)
         return "".join(parts)
 
-    def _rendered(self, stmt: sa.Executable, keys: tuple[str, ...]) -> tuple[list[str], list[str], dict[str, Any]]:
-        """The statement's MySQL text split around its binds (what goes between them, and the
-        bind names in order), and the values of its literal binds; compiled once per
-        statement and parameter names (held statements are the repositories' module-level
-        prebuilt ones)."""
+    def _rendered(self, stmt: sa.Executable, keys: tuple[str, ...]) -> tuple[str, list[tuple[str, Any, str]]]:
+        """The statement's MySQL text before its first bind, and for each bind in order: its
+        name, its literal value (_GIVEN: a parameter) and the text after it; compiled once
+        per statement and parameter names (held statements are the repositories'
+        module-level prebuilt ones)."""
         cache_key = (id(stmt), keys)
         found = _RENDERED.get(cache_key)
         if found is None or found[0] is not stmt:
             compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
-            pieces = _BIND.split(compiled.string)
-            texts = [text.replace("%%", "%") for text in pieces[0::2]]
+            pieces = [
+                text.replace("%%", "%") if i % 2 == 0 else text for i, text in enumerate(_BIND.split(compiled.string))
+            ]
             names = pieces[1::2]
-            literals = {name: value for name, value in compiled.params.items() if name not in keys}
-            found = _RENDERED[cache_key] = (stmt, texts, names, literals)
-        return found[1], found[2], found[3]
+            binds = [
+                (name, _GIVEN if name in keys else compiled.params[name], text)
+                for name, text in zip(names, pieces[2::2], strict=True)
+            ]
+            found = _RENDERED[cache_key] = (stmt, pieces[0], binds)
+        return found[1], found[2]
 
     def _variable(self, ref: Ref) -> str:
         """A new server variable for `ref`."""
