@@ -642,13 +642,14 @@ def test_a_purchase_names_the_product_as_its_sale_found_it(cached_shop, engine) 
     """The answer's name is the one the sale's own statement checked: a rename behind memory's
     back voids the attempt, and the retry sells under the new name."""
     shop = cached_shop
-    product = shop.create_product("Old name", "1.00", 5)
-    shop.get_product(product.id)  # memory has it as "Old name"
-    execute(engine, "UPDATE products SET name = 'New name' WHERE id = :id", id=product.id)
+    product = shop.create_product("Desk lamp", "1.00", 5)
+    shop.get_product(product.id)  # memory has it as "Desk lamp"
+    # A rename the column's case-insensitive collation would call equal: the guard must not.
+    execute(engine, "UPDATE products SET name = 'DESK LAMP' WHERE id = :id", id=product.id)
 
     sold = shop.purchase(product.id, 1)
 
-    assert (sold.product.name, sold.product.stock) == ("New name", 4)
+    assert (sold.product.name, sold.product.stock) == ("DESK LAMP", 4)
     assert product_row(engine, product.id).stock == 4
 
 
@@ -716,8 +717,8 @@ def _attempt(shop, product_id: int) -> object:
 
 
 def test_new_ids_come_back_right_whether_a_variable_keeps_them_or_the_batch_reads_them(shop, engine) -> None:
-    """Ids travel through variables (used by later statements) and LAST_INSERT_ID() (the last
-    insert's, read with the batch); every one must name its own row."""
+    """Ids travel through variables (used by later statements) and the statements' OK packets;
+    every one must name its own row."""
     product = shop.create_product("Ids", "1.00", 10)
     now = shop.deps.clock.now()
     with shop.deps.uow() as uow:

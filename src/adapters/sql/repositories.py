@@ -160,10 +160,13 @@ _GET_ANY_PRODUCT = products.select().where(products.c.id == _P("b_id"))
 #: The limit per customer the buyer's read showed is still the product's: the customer's claim
 #: was checked against it (and a buyer named no customer only where there is no limit).
 _SAME_LIMIT = products.c.max_per_customer.is_not_distinct_from(_P("b_limit", type_=sa.Integer))
-#: The price is part of the guard: the order was charged the price the buyer's read showed.
+#: The name byte for byte: MySQL's collations would take "Lamp" for "lamp " or "Cafe" for "CAFÉ".
+_SAME_NAME = sa.cast(products.c.name, sa.LargeBinary) == sa.cast(_P("b_name"), sa.LargeBinary)
+#: The price and name are part of the guard: the order was charged the price the buyer's read
+#: showed, and the answer names the product as that read did.
 _TAKE = (
     products.update()
-    .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT, products.c.price == _P("b_price"), products.c.name == _P("b_name"))
+    .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT, products.c.price == _P("b_price"), _SAME_NAME)
     .values(stock=reported(products.c.stock - _P("q")), **_BUMP)
 )
 _RESERVE = (
