@@ -70,15 +70,15 @@ class Json:
         self.data = data
 
 
-_RETURNING: dict[tuple[int, tuple[str, ...]], tuple[sa.Update, sa.Update]] = {}
+_RETURNING: dict[tuple[int, str], tuple[sa.Update, sa.Update]] = {}
 
 
-def _returning(stmt: sa.Update, columns: tuple[sa.Column, ...]) -> sa.Update:
-    """`stmt ... RETURNING columns`, built once (a prebuilt statement skips SQLAlchemy's compile)."""
-    key = (id(stmt), tuple(c.name for c in columns))
+def _returning(stmt: sa.Update, column: sa.Column) -> sa.Update:
+    """`stmt ... RETURNING column`, built once (a prebuilt statement skips SQLAlchemy's compile)."""
+    key = (id(stmt), column.name)
     found = _RETURNING.get(key)
     if found is None or found[0] is not stmt:
-        found = _RETURNING[key] = (stmt, stmt.returning(*columns))
+        found = _RETURNING[key] = (stmt, stmt.returning(column))
     return found[1]
 
 
@@ -240,7 +240,7 @@ class Session:
                     if conn.execute(stmt, self._bind(params)).rowcount != 1:
                         raise ConditionFailed()
                     return
-                row = conn.execute(_returning(stmt, (reporting,)), self._bind(params)).first()
+                row = conn.execute(_returning(stmt, reporting), self._bind(params)).first()
                 if row is None:
                     raise ConditionFailed()
                 ref.value = row[0]
