@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from stockade.entrypoints import logs
-from stockade.entrypoints.http.observability import ACCESS_MESSAGE, access_log, access_record
-from stockade.entrypoints.logs import BatchingStreamHandler, JsonFormatter, TextFormatter
+from stockade.entrypoints.logs import (
+    ACCESS_MESSAGE,
+    BatchingStreamHandler,
+    JsonFormatter,
+    RequestIdFilter,
+    TextFormatter,
+    access_log,
+    access_record,
+    log_access,
+)
 
 
 class _Stream(io.StringIO):
@@ -198,7 +208,7 @@ def test_an_access_record_is_the_record_logger_info_would_make():
     made = access_log.makeRecord(
         access_log.name, logging.INFO, "", 0, ACCESS_MESSAGE, ("POST", "/api/x", 409, 1.2345), None, extra=extra
     )
-    built = access_record("POST", "/api/x", 409, 1.2345, "r-1")
+    built = access_record(time.time(), ("POST", "/api/x", 409, 1.2345), "r-1")
     assert set(vars(built)) == set(vars(made))
     assert built.created >= made.created and abs(built.relativeCreated - made.relativeCreated) < 60_000
     for record in (made, built):
@@ -206,3 +216,51 @@ def test_an_access_record_is_the_record_logger_info_would_make():
         logs.RequestIdFilter().filter(record)
     for formatter in (TextFormatter(), JsonFormatter()):
         assert formatter.format(built) == formatter.format(made)
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
+def test_an_access_line_rendered_from_its_fields_is_the_formatted_access_record(formatter):
+    args = ("POST", "/api/orders/purchase", 201, 0.04999)
+    for created in (1_700_000_000.0, 1_700_000_000.9995, 1_700_000_123.0451):
+        record = access_record(created, args, "r-1")
+        RequestIdFilter().filter(record)
+        assert formatter.access_line(created, args, "r-1") == formatter.format(record)
+
+
+@contextlib.contextmanager
+def _root_handler_only() -> Iterator[tuple[BatchingStreamHandler, io.StringIO]]:
+    """The root logger's handlers as configure_logging leaves them (and nothing else, not even
+    pytest's capture, which it adds for the test's own run), on a stream the test reads."""
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(TextFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield handler, stream
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+
+
+def test_the_access_line_goes_straight_to_the_only_handler_without_a_record(monkeypatch):
+    monkeypatch.setattr(access_log, "handle", lambda record: pytest.fail("a record was made"))
+    with _root_handler_only() as (handler, stream):
+        log_access("GET", "/healthz", 200, 1.26, "r-9")
+        handler.flush()
+    assert stream.getvalue().endswith(" INFO [stockade.access] GET /healthz 200 1.3ms request_id=r-9\n")
+
+
+def test_with_another_handler_the_access_line_is_a_record_that_both_handlers_get():
+    seen: list[logging.LogRecord] = []
+    other = logging.Handler()
+    other.emit = seen.append  # type: ignore[method-assign]
+    with _root_handler_only() as (handler, stream):
+        logging.getLogger().addHandler(other)
+        log_access("GET", "/healthz", 200, 1.26, "r-9")
+        handler.flush()
+    assert [(r.route, r.status, r.request_id) for r in seen] == [("/healthz", 200, "r-9")]
+    assert stream.getvalue().endswith("GET /healthz 200 1.3ms request_id=r-9\n")
