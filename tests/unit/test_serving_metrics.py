@@ -88,13 +88,15 @@ def test_a_tallied_histogram_matches_one_observed_directly():
     direct = Histogram("direct_seconds", "d", buckets=(0.1, 1), registry=CollectorRegistry())
     tallied_registry = CollectorRegistry()
     tallied = Histogram("tallied_seconds", "t", buckets=(0.1, 1), registry=tallied_registry)
+    requests = Counter("tallied_requests", "r", registry=tallied_registry)
     tally = Tally(seconds=3600)
     for seconds in (0.05, 0.1, 0.5, 1, 2):
         direct.observe(seconds)
-        tally.observe(tallied, seconds)
+        tally.observe(tallied, seconds, requests.inc)
     assert tallied_registry.get_sample_value("tallied_seconds_count") == 0  # nothing written yet
 
     tally.write()
+    assert tallied_registry.get_sample_value("tallied_requests_total") == 5  # one per observation
 
     def samples(histogram: Histogram, name: str) -> dict:
         return {(s.name.removeprefix(name), tuple(s.labels.items())): s.value for s in histogram.collect()[0].samples}

@@ -73,16 +73,27 @@ class Tally:
         atexit.register(self.write)
 
     def count(self, inc: Callable[[float], None], amount: float = 1.0) -> None:
-        if not self._writer_started:
-            self._writer_started = True  # before the start, which may let another caller run
-            threading.Thread(target=self._write_every_interval, name="stockade-metrics-tally", daemon=True).start()
+        self._start_writer()
         with self._lock:
             self._sums[inc] = self._sums.get(inc, 0.0) + amount
 
-    def observe(self, histogram: Histogram, seconds: float) -> None:
-        """Histogram.observe, tallied: its sum, and the count of the first bucket that holds it."""
-        self.count(histogram._sum.inc, seconds)
-        self.count(histogram._buckets[bisect_left(histogram._upper_bounds, seconds)].inc)
+    def observe(self, histogram: Histogram, seconds: float, *counters: Callable[[float], None]) -> None:
+        """Histogram.observe, tallied: its sum, and the count of the first bucket that holds it;
+        and one more on each of `counters` (a request's own counter), under the same lock."""
+        total = histogram._sum.inc
+        bucket = histogram._buckets[bisect_left(histogram._upper_bounds, seconds)].inc
+        self._start_writer()
+        with self._lock:
+            sums = self._sums
+            sums[total] = sums.get(total, 0.0) + seconds
+            sums[bucket] = sums.get(bucket, 0.0) + 1.0
+            for inc in counters:
+                sums[inc] = sums.get(inc, 0.0) + 1.0
+
+    def _start_writer(self) -> None:
+        if not self._writer_started:
+            self._writer_started = True  # before the start, which may let another caller run
+            threading.Thread(target=self._write_every_interval, name="stockade-metrics-tally", daemon=True).start()
 
     def write(self) -> None:
         with self._lock:
@@ -213,9 +224,10 @@ class MetricsMiddleware:
             series = self._series[key] = self._labelled(*key)
         latency, count_request = series
         started = getattr(req.context, "started", None)
-        if started is not None:
-            TALLY.observe(latency, time.perf_counter() - started)
-        TALLY.count(count_request)
+        if started is None:  # refused before process_request ran
+            TALLY.count(count_request)
+        else:
+            TALLY.observe(latency, time.perf_counter() - started, count_request)
 
     def _labelled(self, method: str, route: str, status: int) -> tuple[Histogram, Callable[[float], None]]:
         method = method if method in COUNTED_METHODS else "other"
