@@ -61,8 +61,18 @@ class Ref:
 
 #: Types that never hold a Ref: resolved() hands them back as they are, at once.
 _PLAIN = frozenset({int, str, bool, float, Decimal, datetime, type(None)})
-#: The field names of each attrs class resolved() has met (None: not an attrs class).
+#: The field names of each class field_names() was asked about (None: not an attrs class).
 _FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of an attrs class, in order; None for any other class. Looked up once
+    per class: the hot path walks its results field by field."""
+    try:
+        return _FIELDS[kind]
+    except KeyError:
+        names = _FIELDS[kind] = tuple(f.name for f in attrs.fields(kind)) if attrs.has(kind) else None
+        return names
 
 
 def resolved(value: Any) -> Any:
@@ -76,14 +86,14 @@ def resolved(value: Any) -> Any:
         return {k: resolved(v) for k, v in value.items()}
     if kind is tuple:
         return tuple(resolved(v) for v in value)
-    if kind not in _FIELDS:
-        _FIELDS[kind] = tuple(f.name for f in attrs.fields(kind)) if attrs.has(kind) else None
-    names = _FIELDS[kind]
+    names = field_names(kind)
     if names is None:
         return value
     changes = {}
     for name in names:
         current = getattr(value, name)
+        if type(current) in _PLAIN:  # most fields: no call
+            continue
         new = resolved(current)
         if new is not current:
             changes[name] = new

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from stockade.application.commands import OrderView, PendingOrder
+from stockade.application.ports import Ref, field_names
 from stockade.domain import errors
 from stockade.domain.model import Hold, StockAdjustment
 
@@ -42,16 +43,24 @@ def decode(record: dict[str, Any]) -> Any:
     return _decode(RESULT_TYPES[record["result"]], record["value"])
 
 
+#: Types a record holds as they are.
+_AS_IS = frozenset({int, str, bool, type(None), Ref})
+
+
 def _encode(value: Any) -> Any:
-    if attrs.has(type(value)):
-        return {f.name: _encode(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    kind = type(value)
+    if kind in _AS_IS:
+        return value  # a Ref, the storage fills it in
+    names = field_names(kind)
+    if names is not None:
+        return {name: _encode(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
-    return value  # int, str, None, or a Ref the storage fills in
+    return value
 
 
 def _decode(kind: Any, raw: Any) -> Any:

@@ -133,6 +133,10 @@ def _json_text(data: Any) -> str:
     return json.dumps(resolved(data), default=str)
 
 
+#: What _json_template looks into: a Ref, or a dict that may hold one.
+_NESTED = frozenset({Ref, dict})
+
+
 @attrs.define
 class _Held:
     sql: str
@@ -412,13 +416,14 @@ class Session:
         refs: list[tuple[str, Ref]] = []
 
         def walk(value: Any, at: str) -> Any:
-            if isinstance(value, Ref):
+            if type(value) is Ref:
                 if value.value is not None:
                     return value.value
                 refs.append((at, value))
                 return 0
-            if isinstance(value, dict):
-                return {k: walk(v, f'{at}."{k}"') for k, v in value.items()}
+            if type(value) is dict:
+                # a leaf's path is built only when it is a Ref: most are plain values
+                return {k: walk(v, f'{at}."{k}"') if type(v) in _NESTED else v for k, v in value.items()}
             return value
 
         return json.dumps(walk(data, path), default=str), refs
