@@ -65,18 +65,16 @@ class TakeUnitsResource:
         except falcon.HTTPError as exc:
             self.outcomes.count(f"http_{exc.status_code}")
             raise
-        # Counted by outcome; a replay is the first answer again, not a second take.
-        replayed = answer.replayed
-        if answer.refusal is None:
-            self.outcomes.count("replayed" if replayed else "created")
+        refusal = answer.refusal
+        outcome = "created" if refusal is None else REFUSAL_OUTCOMES.get(type(refusal))
+        if outcome is not None:  # a replay is the first answer again, not a second take
+            self.outcomes.count("replayed" if answer.replayed else outcome)
+        if refusal is None:
             send(resp, 201, self.render(answer.result))
-            return
-        outcome = REFUSAL_OUTCOMES.get(type(answer.refusal))
-        if outcome is not None:
-            self.outcomes.count("replayed" if replayed else outcome)
-        # Rendered here rather than raised: a sold-out answer is this endpoint's most common
-        # one under a flash sale, and Falcon's error path would cost it 5% more (callgrind).
-        handle_domain_error(req, resp, answer.refusal, None)
+        else:
+            # Rendered here rather than raised: a sold-out answer is this endpoint's most common
+            # one under a flash sale, and Falcon's error path would cost it 5% more (callgrind).
+            handle_domain_error(req, resp, refusal, None)
 
 
 class OrdersResource:
