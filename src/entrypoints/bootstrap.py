@@ -206,10 +206,10 @@ def build_services(
         publisher = runner
 
     deps_kwargs = {} if sleep is None else {"sleep": sleep}
-    writer_lock = group = None
+    writer_lock = None
     if settings.is_sqlite:
         writer_lock = WriterLock(None if sqlite_path is None else f"{sqlite_path}-writers")
-        group = GroupCommit()
+    group: GroupCommit = GroupCommit()
     deps = Deps(
         uow=sql_uow_factory(engine, publisher, cache, writer_lock=writer_lock, group=group),
         read=sql_uow_factory(read_engine, publisher, cache, read_only=True),

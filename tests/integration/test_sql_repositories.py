@@ -75,7 +75,7 @@ def test_migrating_twice_changes_nothing_and_keeps_the_data(mysql_url: str) -> N
     engine = sa.create_engine(mysql_url)
     try:
         before = _schema(engine)
-        assert before["alembic_version"] == "0007"
+        assert before["alembic_version"] == "0008"
         execute(
             engine,
             "INSERT INTO products (name, price, stock, reserved, version, created_at, updated_at) "
@@ -865,3 +865,147 @@ def test_a_held_write_that_fails_when_sent_early_leaves_nothing_for_the_next_tra
     for _ in range(3):  # whichever pooled connection the next units of work get
         shop.create_product("Next", "1.00", 1)
     assert scalar(engine, "SELECT COUNT(*) FROM event_log WHERE event = 'stray_event'") == 0
+
+
+# ---------------------------------------------------------------- group commit
+
+
+def _queue_of(shop) -> list:
+    """The queue of the writers waiting to commit with the shop's next group."""
+    return shop.deps.uow()._group._queue
+
+
+@pytest.fixture
+def grouping(shop, monkeypatch: pytest.MonkeyPatch):
+    """`grouping(n)`: the next leader of a group waits until `n` writers are queued, so that
+    they commit as one group."""
+    from stockade.adapters.sql.session import Session
+
+    lead = Session._lead_batches
+    expected: list[int] = []
+
+    def gated(self, take_group):
+        if expected:
+            deadline = time.monotonic() + 10
+            while len(_queue_of(shop)) < expected[0]:
+                assert time.monotonic() < deadline, "the writers did not queue"
+                time.sleep(0.005)
+            expected.clear()
+        return lead(self, take_group)
+
+    monkeypatch.setattr(Session, "_lead_batches", gated)
+    return expected.append
+
+
+def _all_at_once(*calls) -> list[object]:
+    """Run each call in a thread of its own; each one's result or exception, in order."""
+    outcomes: list[object] = [None] * len(calls)
+
+    def run(at: int) -> None:
+        try:
+            outcomes[at] = calls[at]()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcomes[at] = exc
+
+    threads = [threading.Thread(target=run, args=(at,)) for at in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return outcomes
+
+
+def _multi_statements(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every command PyMySQL sends from now on, split into its statements."""
+    import pymysql.connections
+
+    sent: list[list[str]] = []
+    send = pymysql.connections.Connection._execute_command
+
+    def recording(self, command, sql):
+        text = sql.decode() if isinstance(sql, bytes) else str(sql)
+        sent.append([part.strip() for part in text.split(";\n")])
+        return send(self, command, sql)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "_execute_command", recording)
+    return sent
+
+
+def test_writers_that_commit_together_share_one_round_trip_each_with_its_own_outcome(
+    shop, engine, grouping, monkeypatch
+) -> None:
+    """Four purchases in one group: the two on a product with one unit left race (the loser's
+    UPDATE matches nothing and the server undoes it alone), and the two with one
+    Idempotency-Key collide (the second's claim fails; it is undone and the group goes on)."""
+    last = shop.create_product("Last one", "1.00", 1)
+    keyed = shop.create_product("Keyed", "2.00", 10)
+    command = Purchase(keyed.id, 1)
+    sent = _multi_statements(monkeypatch)
+    grouping(4)
+
+    outcomes = _all_at_once(  # the later product's first: the group sorts them
+        lambda: shop.purchase_once(command, "one-key"),
+        lambda: shop.purchase_once(command, "one-key"),
+        lambda: shop.purchase(last.id, 1),
+        lambda: shop.purchase(last.id, 1),
+    )
+
+    sold = [o for o in outcomes[2:] if not isinstance(o, Exception)]
+    assert len(sold) == 1 and any(isinstance(o, OutOfStock) for o in outcomes[2:]), outcomes
+    first, second = outcomes[:2]
+    assert not first.replayed or not second.replayed, "one of them is the first answer"
+    assert first.replayed != second.replayed and first.result == second.result, outcomes
+    groups = [s for s in sent if s.count("SAVEPOINT stockade_writer") == 4]
+    assert len(groups) == 1 and groups[0][-1] == "COMMIT", sent
+    updated = [int(m) for s in groups[0] for m in re.findall(r"^UPDATE products .* products\.id = (\d+)", s)]
+    assert updated == sorted(updated) == [last.id, last.id, keyed.id, keyed.id], "in the order of the product rows"
+    undone = [s for s in sent if s[0] == "ROLLBACK TO SAVEPOINT stockade_writer"]
+    assert len(undone) == 1 and undone[0][-1] == "COMMIT", "the duplicate claim is undone, the rest sent again"
+    assert (product_row(engine, last.id).stock, product_row(engine, keyed.id).stock) == (0, 9)
+    assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id IN (:a, :b)", a=last.id, b=keyed.id) == 2
+    assert scalar(engine, "SELECT COUNT(*) FROM outbox") == scalar(engine, "SELECT COUNT(*) FROM orders")
+    assert shop.check().drifts == ()
+
+
+def test_a_lock_wait_timeout_in_a_group_rolls_every_writer_back_and_each_retries_once(
+    shop, engine, services, grouping
+) -> None:
+    """A transient error may have rolled back the whole transaction: no writer of the group
+    may believe it committed. Each retries, and each purchase happens exactly once."""
+    free = shop.create_product("Free", "1.00", 10)
+    locked = shop.create_product("Locked", "1.00", 10)
+
+    @sa.event.listens_for(engine, "connect")
+    def impatient(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+
+    engine.dispose()  # the pool's connections are opened anew, impatient
+    holder = engine.raw_connection()
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT stock FROM products WHERE id = %s FOR UPDATE", (locked.id,))
+        timeouts: list[int] = []
+        from stockade.adapters.sql.session import Session
+
+        send_group = Session._send_group
+
+        def releasing(self, batches):
+            errors = send_group(self, batches)
+            timeouts.append(len(batches))
+            holder.rollback()  # the lock goes once the group has failed
+            return errors
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Session, "_send_group", releasing)
+            grouping(2)
+            outcomes = _all_at_once(lambda: shop.purchase(free.id, 1), lambda: shop.purchase(locked.id, 1))
+    finally:
+        holder.close()
+
+    assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+    assert timeouts[0] == 2, "both writers were in the group that timed out"
+    assert (product_row(engine, free.id).stock, product_row(engine, locked.id).stock) == (9, 9)
+    assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :p", p=free.id) == 1
+    assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :p", p=locked.id) == 1
+    assert shop.check().drifts == ()

@@ -1,10 +1,12 @@
-"""SQLite's group commit: the writers of a process that wait for the write lock commit together.
+"""Group commit: the writers of a process that commit at the same time commit together.
 
-SQLite has one writer at a time, and with `synchronous=FULL` every COMMIT waits for an fsync.
-Writers that queued while another held the lock would each pay for an fsync of their own,
-one after the other. Instead the first of them leads: it takes the write lock, then runs the
-statements of every writer queued by then, each inside a SAVEPOINT of its own, and makes them
-durable with one COMMIT. Each writer is told its own outcome only after that COMMIT:
+Each writer's COMMIT costs the database more than its statements do: on SQLite, with one
+writer at a time and `synchronous=FULL`, an fsync each, one after the other; on MySQL a
+round trip, a log write and a wake-up of the server thread each. Instead, the first writer
+that arrives leads: it takes the group of every writer queued by then (on SQLite after it
+holds the write lock), runs each writer's statements inside a SAVEPOINT of its own on its
+connection, and makes them all durable with one COMMIT (session.py: on MySQL the whole group
+goes in one round trip). Each writer is told its own outcome only after that COMMIT:
 
 - a writer whose statements failed (a lost condition, a duplicate key) is rolled back to its
   savepoint and gets its error, and the others are not affected;
@@ -19,22 +21,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-
-from sqlalchemy.engine import Connection
+from typing import Generic, TypeVar
 
 from stockade.adapters.forks import call_in_forked_children
 
-#: What a writer asks to commit; the leader runs it on the group's connection.
-Statements = Callable[[Connection], None]
-#: Takes the write lock, then the group (by calling its argument), runs the group's statements
-#: in one transaction and commits it: one error (or None) per writer of the group.
-Lead = Callable[[Callable[[], list[Statements]]], list[BaseException | None]]
+#: What a writer asks to commit (its statements); the leader runs it on the group's connection.
+W = TypeVar("W")
+#: Takes the group (by calling its argument; on SQLite after the write lock), runs the group's
+#: statements in one transaction and commits it: one error (or None) per writer of the group.
+Lead = Callable[[Callable[[], list[W]]], list[BaseException | None]]
 
 
-class _Writer:
+class _Writer(Generic[W]):
     __slots__ = ("statements", "lead", "leads", "turn", "error")
 
-    def __init__(self, statements: Statements, lead: Lead) -> None:
+    def __init__(self, statements: W, lead: Lead[W]) -> None:
         self.statements = statements
         self.lead = lead
         self.leads = False
@@ -42,8 +43,8 @@ class _Writer:
         self.error: BaseException | None = None
 
 
-class GroupCommit:
-    """The queue of one process's SQLite writers (see the module's docstring)."""
+class GroupCommit(Generic[W]):
+    """The queue of one process's writers (see the module's docstring)."""
 
     def __init__(self) -> None:
         self._start_over()
@@ -51,10 +52,10 @@ class GroupCommit:
 
     def _start_over(self) -> None:
         self._lock = threading.Lock()
-        self._queue: list[_Writer] = []
+        self._queue: list[_Writer[W]] = []
         self._leading = False
 
-    def commit(self, statements: Statements, lead: Lead) -> None:
+    def commit(self, statements: W, lead: Lead[W]) -> None:
         """Commit `statements` with the writers queued with them; raises their own error.
 
         `lead` is this writer's way to run a group (its connection): it is called when this
@@ -71,10 +72,10 @@ class GroupCommit:
         if writer.error is not None:
             raise writer.error
 
-    def _lead(self, leader: _Writer) -> None:
-        group: list[_Writer] = []
+    def _lead(self, leader: _Writer[W]) -> None:
+        group: list[_Writer[W]] = []
 
-        def take_group() -> list[Statements]:
+        def take_group() -> list[W]:
             # Called once the write lock is held, so whoever queued meanwhile joins.
             with self._lock:
                 group[:], self._queue = self._queue, []

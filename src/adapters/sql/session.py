@@ -29,6 +29,12 @@ COMMIT; the session then rolls back and raises ConditionFailed. On SQLite the UP
 count (or its RETURNING row) decides, and ConditionFailed is raised at once.
 Any statement run at once (a read whose answer is needed now) sends what is held first,
 so statements always reach the database in the order the repositories issued them.
+
+Units of work of one process that commit at the same time commit as a group
+(group_commit.py). On MySQL the leader sends every writer's batch in one multi-statement,
+each between a savepoint and its release, with one COMMIT; a conditional write that ends a
+writer's batch is followed by `CALL stockade_keep_if_changed(ROW_COUNT())`, which undoes
+that writer alone when no row changed (see _send_group).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from stockade.adapters.off_the_loop import off_the_loop
 from stockade.adapters.sql.engine import MYSQL_DUPLICATE, is_duplicate_key, is_transient
-from stockade.adapters.sql.group_commit import GroupCommit, Statements
+from stockade.adapters.sql.group_commit import GroupCommit
 from stockade.application.ports import ConditionFailed, Ref, TransientStorageError, resolved
 
 #: Fails ("subquery returns more than 1 row") exactly when the statement before it did not
@@ -59,6 +65,15 @@ _GUARD_FAILED = 1242  # ER_SUBQUERY_NO_1_ROW
 #: Ends a committing batch whose last statement is a conditional write: commits when it
 #: changed one row, rolls back otherwise (migration 0007).
 _SETTLE = "CALL stockade_commit_if_changed(ROW_COUNT())"
+#: A writer of a group commit sits between these two; its conditional write is followed by
+#: _KEEP, which rolls back to the savepoint when it changed no row (migration 0008), and a
+#: writer whose statement failed is undone by _UNDO before the group goes on.
+_SAVEPOINT = "SAVEPOINT stockade_writer"
+_RELEASE = "RELEASE SAVEPOINT stockade_writer"
+_KEEP = "CALL stockade_keep_if_changed(ROW_COUNT())"
+_UNDO = "ROLLBACK TO SAVEPOINT stockade_writer"
+#: Error codes from here on are the client's (a lost connection), not a statement's.
+_CLIENT_ERRORS = 2000
 
 
 class Json:
@@ -136,6 +151,9 @@ def _json_text(data: Any) -> str:
 #: What _json_template looks into: a Ref, or a dict that may hold one.
 _NESTED = frozenset({Ref, dict})
 
+#: A SQLite writer's statements: each run by calling it with the connection to run on.
+Statements = Callable[[Connection], None]
+
 
 @attrs.define
 class _Held:
@@ -157,6 +175,61 @@ class _Held:
         return "SET " + ", ".join([*self.captures, f"@stockade_guard = ({_GUARD})"])
 
 
+class _Batch:
+    """What a MySQL unit of work held, taken out of its session to be sent: by itself, or by
+    the leader of the group it commits with."""
+
+    __slots__ = ("held", "selected", "select_at", "changed", "products")
+
+    def __init__(self, held: list[_Held], selected: dict[str, Ref], products: set[int]) -> None:
+        self.held = held
+        #: the products it changes, in ascending order: the order of the rows it locks
+        self.products = sorted(products)
+        #: the server variables its last SELECT reads back, and their Refs
+        self.selected = selected
+        #: the index of that SELECT among its statements, once they are written out
+        self.select_at = -1
+        #: the row count of its conditional write that ends it, once that has run
+        self.changed: int | None = None
+
+    @property
+    def ends_conditional(self) -> bool:
+        return self.held[-1].conditional
+
+    def statements(self, ending: str | None) -> list[str]:
+        """Its statements: `ending` follows a conditional write that ends it, and the SELECT of
+        its reads for after commit comes last."""
+        texts = [h.text() for h in self.held]
+        if ending is not None and self.ends_conditional:
+            texts.append(ending)
+        if self.selected:
+            self.select_at = len(texts)
+            texts.append("SELECT " + ", ".join(self.selected))
+        return texts
+
+    def read(self, index: int, cursor: Any) -> None:
+        """Take what its statement `index` returned (the cursor's current result)."""
+        if index < len(self.held):
+            done = self.held[index]
+            if done.reports is not None:
+                done.reports.value = cursor.lastrowid
+            if done.conditional:
+                self.changed = cursor.rowcount
+        elif index == self.select_at:
+            row = cursor.fetchone()
+            assert row is not None, "a SELECT of server variables returns one row"
+            for ref, value in zip(self.selected.values(), row, strict=True):
+                ref.value = value
+
+    def failed(self, index: int) -> _Held | None:
+        """The held statement at `index`, None for one of the statements that end it."""
+        return self.held[index] if index < len(self.held) else None
+
+    def lost(self) -> bool:
+        """Its conditional write that ends it changed no row (run, and undone by the server)."""
+        return self.ends_conditional and self.changed != 1
+
+
 class Session:
     """The statements of one unit of work on one connection."""
 
@@ -169,8 +242,11 @@ class Session:
         group: GroupCommit | None = None,
     ) -> None:
         self.conn = conn
+        #: the writers this one commits with: on SQLite its Statements, on MySQL its _Batch
         self._group = group
-        self.product_changed = product_changed
+        self._report_product = product_changed
+        #: the products this unit of work changes
+        self._products: set[int] = set()
         self.batching = conn.dialect.name in ("mysql", "mariadb")
         self._before_first_statement = before_first_statement
         #: MySQL: the statements held, rendered
@@ -183,6 +259,11 @@ class Session:
         self._escape: Callable[[Any], str] | None = None
         #: SQLite: the statements held, each run by calling it with the connection to run on
         self._deferred: list[Statements] = []
+
+    def product_changed(self, product_id: int) -> None:
+        """A repository's statement changes this product (reported to the unit of work)."""
+        self._products.add(product_id)
+        self._report_product(product_id)
 
     # ---------------------------------------------------------------- at once
 
@@ -275,11 +356,15 @@ class Session:
     # ---------------------------------------------------------------- ending
 
     def commit(self) -> None:
-        """Make the transaction durable: on MySQL, what is held goes with the COMMIT in one
-        round trip when nothing was run at once before it; on SQLite, in the same case, it
-        commits with the group of writers it queues with."""
+        """Make the transaction durable. When nothing was run at once before it, it commits
+        with the group of writers it queues with (group_commit.py); on MySQL, what is held
+        goes with the COMMIT in one round trip, its group's with it."""
         if self._held and not self.conn.in_transaction():
-            self._send(commit=True)
+            batch = self._take_batch()
+            if self._group is None:
+                self._send(batch, commit=True)
+            else:
+                self._group.commit(batch, self._lead_batches)
             return
         if self._group is not None and self._deferred and not self.conn.in_transaction():
             deferred, self._deferred = self._deferred, []
@@ -294,7 +379,7 @@ class Session:
     def flush(self) -> None:
         """Send what is held (no commit)."""
         if self._held:
-            self._send(commit=False)
+            self._send(self._take_batch(), commit=False)
         if self._deferred:
             deferred, self._deferred = self._deferred, []
             self._starting()
@@ -323,6 +408,28 @@ class Session:
             conn.rollback()
             return [exc] * len(group)
         return errors
+
+    def _lead_batches(self, take_group: Callable[[], list[_Batch]]) -> list[BaseException | None]:
+        """MySQL: send a group of writers' batches on this connection, and commit them: each
+        writer's error, or None (group_commit.py). A writer alone commits as it would without
+        a group."""
+        self._starting()
+        group = take_group()
+        if len(group) > 1:
+            # Writers that commit together may go in any order (none has been told its
+            # outcome yet). In the order of the products they change, two groups of
+            # different processes take product rows in the same order, so neither waits
+            # for the other's rows in a cycle (a deadlock fails a whole group).
+            order = sorted(range(len(group)), key=lambda at: group[at].products)
+            errors: list[BaseException | None] = [None] * len(group)
+            for at, error in zip(order, self._send_group([group[at] for at in order]), strict=True):
+                errors[at] = error
+            return errors
+        try:
+            self._send(group[0], commit=True)
+        except Exception as exc:  # noqa: BLE001 - the writer's own outcome
+            return [exc]
+        return [None]
 
     def _starting(self) -> None:
         """Before the first statement that reaches the database."""
@@ -428,65 +535,110 @@ class Session:
 
         return json.dumps(walk(data, path), default=str), refs
 
-    def _send(self, *, commit: bool) -> None:
+    def _take_batch(self) -> _Batch:
+        batch = _Batch(self._held, self._selected, self._products)
+        self._held, self._selected, self._values = [], {}, {}
+        return batch
+
+    def _send(self, batch: _Batch, *, commit: bool) -> None:
+        """Send one unit of work's batch, with its COMMIT when `commit`."""
         self._starting()
-        held, self._held = self._held, []
-        selected, self._selected = self._selected, {}
-        self._values = {}
-        ends_conditional = held[-1].conditional
-        statements = [h.text() for h in held]
         # A committing batch that ends with its conditional write is ended by the server
         # whether the write matched or not: no ROLLBACK waits for this client while the row
         # stays locked (an UPDATE that waited for the lock and then matched nothing keeps it
         # until the transaction ends).
-        if commit and ends_conditional:
-            statements.append(_SETTLE)
-        select_at = -1
-        if selected:
-            select_at = len(statements)
-            statements.append("SELECT " + ", ".join(selected))
-        if commit and not ends_conditional:
+        statements = batch.statements(_SETTLE if commit else None)
+        if commit and not batch.ends_conditional:
             statements.append("COMMIT")
         # A transaction SQLAlchemy does not know of: the batch opens it (and, with `commit`,
         # ends it), so on an error this session must end it itself.
         unseen = commit or not self.conn.in_transaction()
         dbapi = self.conn.connection.dbapi_connection
-        cursor = dbapi.cursor()  # type: ignore[union-attr]  # checked out
+        failure = self._execute(dbapi, statements, batch.read)
+        if failure is not None:
+            index, exc = failure
+            if unseen:
+                self._rollback_unseen(dbapi)
+            raise self._failure(exc, batch.failed(index)) from exc
+        if batch.lost():
+            if unseen and not commit:  # a committing batch was rolled back by the server
+                self._rollback_unseen(dbapi)
+            raise ConditionFailed()
+
+    def _send_group(self, batches: list[_Batch]) -> list[BaseException | None]:
+        """Send the batches of a group of writers in one transaction, each between a
+        savepoint and its release, with one COMMIT: one round trip, and one more after each
+        writer whose statement failed (it is undone, and the writers after it are sent
+        again). A writer whose conditional write changed nothing is undone by the server
+        (_KEEP) without stopping the others. Each writer's error, or None."""
+        errors: list[BaseException | None] = [None] * len(batches)
+        dbapi = self.conn.connection.dbapi_connection
+        start, undo = 0, False
+        while True:
+            statements = [_UNDO] if undo else []
+            #: for each statement, the writer and its index among that writer's statements
+            owners: list[tuple[int, int] | None] = [None] * len(statements)
+            for at in range(start, len(batches)):
+                texts = batches[at].statements(_KEEP)
+                statements.append(_SAVEPOINT)
+                statements.extend(texts)
+                statements.append(_RELEASE)
+                owners += [None, *((at, i) for i in range(len(texts))), None]
+            statements.append("COMMIT")
+            owners.append(None)
+
+            def read(index: int, cursor: Any) -> None:
+                owner = owners[index]
+                if owner is not None:
+                    batches[owner[0]].read(owner[1], cursor)
+
+            failure = self._execute(dbapi, statements, read)
+            if failure is not None:
+                index, exc = failure
+                owner = owners[index]
+                error = self._failure(exc, None if owner is None else batches[owner[0]].failed(owner[1]))
+                error.__cause__ = exc
+                code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+                # A statement's error undoes that statement only: it is its writer's own, and
+                # the group goes on without that writer. A transient one (deadlock, lock
+                # wait timeout) may have rolled back the whole transaction, and a client's
+                # leaves the connection's state unknown: every writer fails with it.
+                statements_own = code is not None and code < _CLIENT_ERRORS
+                if owner is not None and statements_own and not isinstance(error, TransientStorageError):
+                    errors[owner[0]] = error
+                    start, undo = owner[0] + 1, True
+                    continue
+                self._rollback_unseen(dbapi)
+                return [error if mine is None else mine for mine in errors]
+            for at, batch in enumerate(batches):
+                if errors[at] is None and batch.lost():
+                    errors[at] = ConditionFailed()
+            return errors
+
+    def _execute(
+        self, dbapi: Any, statements: list[str], read: Callable[[int, Any], None]
+    ) -> tuple[int, pymysql.err.Error] | None:
+        """Send `statements` as one multi-statement and `read` each one's result (its index,
+        the cursor at it). None when all of them ran; else the index of the one that failed
+        and its error (the server stops there). Interrupted mid-protocol (a timeout, a
+        cancelled greenlet), the connection's state, and whether a COMMIT ran, are unknown:
+        it is never reused."""
+        cursor = dbapi.cursor()
         index = 0
-        changed = None
         try:
             cursor.execute(";\n".join(statements))
             while True:
-                if index < len(held):
-                    done = held[index]
-                    if done.reports is not None:
-                        done.reports.value = cursor.lastrowid
-                    if done.conditional:
-                        changed = cursor.rowcount
-                elif index == select_at:
-                    row = cursor.fetchone()
-                    assert row is not None, "a SELECT of server variables returns one row"
-                    for ref, value in zip(selected.values(), row, strict=True):
-                        ref.value = value
+                read(index, cursor)
                 index += 1
                 if not cursor.nextset():
-                    break
+                    return None
         except pymysql.err.Error as exc:
-            failed = held[index] if index < len(held) else None
-            if unseen:
-                self._rollback_unseen(dbapi)
-            self._raise(exc, failed)
+            return index, exc
         except BaseException:
-            # Interrupted mid-protocol (a timeout, a cancelled greenlet): its state, and
-            # whether the COMMIT ran, are unknown. The connection must not be reused.
             self.conn.invalidate()
             raise
         finally:
             cursor.close()
-        if ends_conditional and changed != 1:
-            if unseen and not commit:  # a committing batch was rolled back by the server
-                self._rollback_unseen(dbapi)
-            raise ConditionFailed()
 
     def _rollback_unseen(self, dbapi) -> None:
         try:
@@ -494,13 +646,14 @@ class Session:
         except pymysql.err.Error:
             self.conn.invalidate()  # broken: closing it makes the server roll back
 
-    def _raise(self, exc: pymysql.err.Error, failed: _Held | None) -> None:
+    def _failure(self, exc: pymysql.err.Error, failed: _Held | None) -> BaseException:
+        """What a unit of work raises for `exc`, the error of its statement `failed`."""
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         if code == _GUARD_FAILED and failed is not None and failed.is_guard:
-            raise ConditionFailed() from exc
+            return ConditionFailed()
         if code == MYSQL_DUPLICATE and failed is not None and failed.on_duplicate is not None:
-            raise failed.on_duplicate() from exc
+            return failed.on_duplicate()
         wrapped = sa.exc.DBAPIError.instance(failed.sql if failed else None, None, exc, pymysql.err.Error)
         if is_transient(wrapped):
-            raise TransientStorageError(str(exc)) from exc
-        raise wrapped from exc
+            return TransientStorageError(str(exc))
+        return wrapped
