@@ -1009,3 +1009,42 @@ def test_a_lock_wait_timeout_in_a_group_rolls_every_writer_back_and_each_retries
     assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :p", p=free.id) == 1
     assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :p", p=locked.id) == 1
     assert shop.check().drifts == ()
+
+
+def test_only_the_leader_of_a_group_takes_a_connection(shop, engine, grouping, monkeypatch) -> None:
+    """A writer takes a pooled connection only when a statement of its own is to be sent: the
+    followers of a group never do, so a group is not capped by the pool's size, and queued
+    writers keep no connection from anyone."""
+    product = shop.create_product("Pooled", "1.00", 10)
+    from stockade.adapters.sql.session import Session
+
+    send_group = Session._send_group
+    out: list[int] = []
+
+    def counting(self, batches):
+        out.append(engine.pool.checkedout())
+        return send_group(self, batches)
+
+    monkeypatch.setattr(Session, "_send_group", counting)
+    grouping(4)
+    outcomes = _all_at_once(*[lambda: shop.purchase(product.id, 1)] * 4)
+
+    assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+    assert out == [1], "one group, sent on the leader's connection, the only one out"
+    assert product_row(engine, product.id).stock == 6
+    assert engine.pool.checkedout() == 0
+
+
+def test_strings_are_stored_as_given_when_the_server_mode_has_no_backslash_escapes(mysql_url: str) -> None:
+    """Statements are rendered before a connection is taken, with backslash escapes: a server
+    whose sql_mode says NO_BACKSLASH_ESCAPES has it removed for our sessions, else a quote
+    after a backslash would end the string."""
+    tricky = "it's a \\' back\\slash \\\\ \"quote\""
+    mode = "init_command=SET+SESSION+sql_mode%3D%27NO_BACKSLASH_ESCAPES%27"
+    url = f"{mysql_url}{'&' if '?' in mysql_url else '?'}{mode}"
+    with open_services(url, migrate_schema=True, background=False) as services:
+        product = services.shop.create_product(tricky, "1.00", 5)
+        order = services.shop.purchase(product.id, 1)
+        assert services.shop.get_product(product.id).name == tricky
+        assert order.product.name == tricky
+        assert product_row(services.engine, product.id).stock == 4

@@ -1,4 +1,5 @@
-"""The MySQL batch inlines parameters itself: each literal is what the driver would have written."""
+"""The MySQL batch inlines parameters itself, before it holds a connection: each literal is
+what the driver would have written on a connection with backslash escapes (every one of ours)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ VALUES = st.one_of(
 
 @given(VALUES)
 def test_a_literal_is_what_the_driver_writes(driver, value):
-    assert _literal(value, driver.escape) == driver.escape(value)
+    assert _literal(value) == driver.escape(value)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_a_literal_is_what_the_driver_writes(driver, value):
     [Decimal("1E+2"), Decimal("-0.50"), datetime(2026, 1, 2, 3, 4, 5), datetime(2026, 1, 2, 3, 4, 5, 12), "o'k\\"],
 )
 def test_edge_literals_are_what_the_driver_writes(driver, value):
-    assert _literal(value, driver.escape) == driver.escape(value)
+    assert _literal(value) == driver.escape(value)
 
 
 def test_resolved_fills_refs_in_nested_values_and_keeps_what_has_none():

@@ -34,7 +34,7 @@ def invalidated(engine) -> list[object]:
 def test_a_unit_of_work_ending_on_a_driver_error_discards_its_connection(engine, invalidated):
     with pytest.raises(sa.exc.DBAPIError):
         with SqlUnitOfWork(engine, _NoPublisher(), NullProductCache()) as uow:
-            uow.products.s.conn.exec_driver_sql("SELECT * FROM no_such_table")
+            uow.products.s.connection().exec_driver_sql("SELECT * FROM no_such_table")
     assert len(invalidated) == 1
 
 
@@ -42,6 +42,7 @@ def test_a_failed_commit_discards_its_connection(engine, invalidated, monkeypatc
     uow = SqlUnitOfWork(engine, _NoPublisher(), NullProductCache())
     with pytest.raises(sa.exc.DBAPIError):
         with uow:
+            uow.products.get(1)  # a statement reached the database: the connection is out
 
             def broken_commit():
                 raise sa.exc.OperationalError("COMMIT", {}, Exception("server went away mid-commit"))
@@ -85,7 +86,7 @@ def statements(engine) -> list[str]:
     return seen
 
 
-def test_on_sqlite_writes_wait_for_commit_and_the_writer_lock_is_taken_only_then(engine, statements):
+def test_on_sqlite_writes_wait_for_commit_and_the_connection_and_writer_lock_are_taken_only_then(engine, statements):
     """The use case builds its statements outside the write lock: the lock, BEGIN IMMEDIATE,
     the statements and the COMMIT come together, at commit."""
     from datetime import datetime, timezone
@@ -101,6 +102,7 @@ def test_on_sqlite_writes_wait_for_commit_and_the_writer_lock_is_taken_only_then
         stock_after = uow.products.take(product, 3, now)
         uow.events.record("purchase_created", {"product_id": product.id}, now)
         assert (log, statements) == ([], []), "nothing reaches SQLite before commit"
+        assert engine.pool.checkedout() == 0, "nor is a connection taken from the pool"
         uow.commit()
         log.append("committed")
     assert log == ["lock", "unlock", "committed"]

@@ -12,7 +12,6 @@ from typing import Any, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Connection
 
 from stockade.adapters.sql.engine import is_duplicate_key
 from stockade.adapters.sql.session import Json, Session, reported
@@ -233,10 +232,10 @@ def _snapshot(row) -> ProductSnapshot:
     return ProductSnapshot(_product(row), min(lapses) if lapses else None)
 
 
-def _locked(stmt: sa.Select, conn: Connection, *, wait: bool = False) -> sa.Select:
+def _locked(stmt: sa.Select, dialect: sa.Dialect, *, wait: bool = False) -> sa.Select:
     """FOR UPDATE SKIP LOCKED where the engine has it (MySQL 8, MariaDB 10.6), or a plain
     FOR UPDATE with `wait`; SQLite serialises writers with BEGIN IMMEDIATE instead."""
-    if conn.dialect.name == "sqlite":
+    if dialect.name == "sqlite":
         return stmt
     return stmt.with_for_update(skip_locked=not wait)
 
@@ -276,7 +275,7 @@ class SqlProductRepository(_Repository):
         return _product(row) if row else None
 
     def lock(self, product_id: int) -> Product | None:
-        row = self.s.run(_locked(_GET_LIVE_PRODUCT, self.s.conn, wait=True), {"b_id": product_id}).first()
+        row = self.s.run(_locked(_GET_LIVE_PRODUCT, self.s.dialect, wait=True), {"b_id": product_id}).first()
         return _product(row) if row else None
 
     def get_many(self, product_ids: Sequence[int]) -> dict[int, Product]:
@@ -443,7 +442,7 @@ class SqlHoldRepository(_Repository):
             stmt = stmt.where(holds.c.product_id == product_id)
         # A sweep skips rows another sweeper holds; a buyer's reclaim (one product) waits for
         # them instead: skipping would refuse a sale only unswept claims stood in the way of.
-        stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.s.conn, wait=product_id is not None)
+        stmt = _locked(stmt.order_by(holds.c.id).limit(limit), self.s.dialect, wait=product_id is not None)
         return [_hold(r) for r in self.s.run(stmt)]
 
     def count_active(self) -> int:
@@ -544,7 +543,7 @@ class SqlOrderRepository(_Repository):
             stmt = stmt.where(orders.c.product_id == product_id)
         # A sweep skips rows another sweeper holds; a buyer's reclaim (one product) waits for
         # them instead: skipping would refuse a sale only unswept claims stood in the way of.
-        stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.s.conn, wait=product_id is not None)
+        stmt = _locked(stmt.order_by(orders.c.id).limit(limit), self.s.dialect, wait=product_id is not None)
         return [_order(r) for r in self.s.run(stmt)]
 
     def count_pending(self) -> int:
@@ -833,7 +832,7 @@ class SqlOutbox(_Repository):
             .order_by(outbox.c.id)
             .limit(limit)
         )
-        rows = self.s.run(_locked(stmt, self.s.conn))
+        rows = self.s.run(_locked(stmt, self.s.dialect))
         return [
             DueMessage(
                 TaskMessage(r.id, r.task, json.loads(r.payload)),

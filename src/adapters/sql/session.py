@@ -129,9 +129,18 @@ def _run_each(deferred: list[Statements], conn: Connection) -> None:
         execute(conn)
 
 
-def _literal(value: Any, escape: Callable[[Any], str]) -> str:
-    """`value` as an SQL literal, as the driver's `escape` writes it; the types of every hot-path
-    statement without the driver's general dispatch (strings keep the connection's escaping)."""
+def _escape(value: Any) -> str:
+    """`value` as an SQL literal, as the driver writes it on a connection with backslash
+    escapes, which every connection of ours has (engine.py); no connection needed, so a
+    statement is rendered before its unit of work holds one."""
+    if type(value) is str:
+        return f"'{pymysql.converters.escape_string(value)}'"
+    return pymysql.converters.escape_item(value, "utf8mb4")
+
+
+def _literal(value: Any) -> str:
+    """`value` as an SQL literal (_escape); the types of every hot-path statement without the
+    driver's general dispatch."""
     kind = type(value)
     if kind is int:
         return str(value)
@@ -141,7 +150,7 @@ def _literal(value: Any, escape: Callable[[Any], str]) -> str:
         return f"'{value.isoformat(' ')}'"
     if value is None:
         return "NULL"
-    return escape(value)
+    return _escape(value)
 
 
 def _json_text(data: Any) -> str:
@@ -231,23 +240,29 @@ class _Batch:
 
 
 class Session:
-    """The statements of one unit of work on one connection."""
+    """The statements of one unit of work on one connection, taken from the pool only when a
+    statement is to reach the database: a writer that commits in a group led by another never
+    takes one (the leader sends its statements), so however many writers queue, a process's
+    group commits hold one connection, not one each."""
 
     def __init__(
         self,
-        conn: Connection,
+        connect: Callable[[], Connection],
+        dialect: sa.Dialect,
         product_changed: Callable[[int], None],
         *,
         before_first_statement: Callable[[], None] | None = None,
         group: GroupCommit | None = None,
     ) -> None:
-        self.conn = conn
+        self._connect = connect
+        self._conn: Connection | None = None
+        self.dialect = dialect
         #: the writers this one commits with: on SQLite its Statements, on MySQL its _Batch
         self._group = group
         self._report_product = product_changed
         #: the products this unit of work changes
         self._products: set[int] = set()
-        self.batching = conn.dialect.name in ("mysql", "mariadb")
+        self.batching = dialect.name in ("mysql", "mariadb")
         self._before_first_statement = before_first_statement
         #: MySQL: the statements held, rendered
         self._held: list[_Held] = []
@@ -255,10 +270,18 @@ class Session:
         self._values: dict[str, Ref] = {}
         #: The variables the batch's last SELECT reads back (reads for after commit)
         self._selected: dict[str, Ref] = {}
-        #: The driver's escaping of a value (MySQL), taken from the connection when first needed
-        self._escape: Callable[[Any], str] | None = None
         #: SQLite: the statements held, each run by calling it with the connection to run on
         self._deferred: list[Statements] = []
+
+    def connection(self) -> Connection:
+        """The unit of work's connection, taken from the pool on first use."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _in_transaction(self) -> bool:
+        """Whether a statement was run at once (SQLAlchemy began the transaction)."""
+        return self._conn is not None and self._conn.in_transaction()
 
     def product_changed(self, product_id: int) -> None:
         """A repository's statement changes this product (reported to the unit of work)."""
@@ -271,7 +294,7 @@ class Session:
         """Run a statement now (after what is held) and return its result."""
         self.flush()
         self._starting()
-        return self.conn.execute(stmt, resolved(dict(params or {})))
+        return self.connection().execute(stmt, resolved(dict(params or {})))
 
     # ---------------------------------------------------------------- held where it pays
 
@@ -359,22 +382,24 @@ class Session:
         """Make the transaction durable. When nothing was run at once before it, it commits
         with the group of writers it queues with (group_commit.py); on MySQL, what is held
         goes with the COMMIT in one round trip, its group's with it."""
-        if self._held and not self.conn.in_transaction():
+        if self._held and not self._in_transaction():
             batch = self._take_batch()
             if self._group is None:
                 self._send(batch, commit=True)
             else:
                 self._group.commit(batch, self._lead_batches)
             return
-        if self._group is not None and self._deferred and not self.conn.in_transaction():
+        if self._group is not None and self._deferred and not self._in_transaction():
             deferred, self._deferred = self._deferred, []
             self._group.commit(lambda conn: _run_each(deferred, conn), self._lead)
             return
         self.flush()
+        if self._conn is None:  # nothing reached the database: nothing to commit
+            return
         if self.batching:
-            self.conn.commit()
+            self.connection().commit()
         else:  # SQLite: the COMMIT's fsync blocks in C
-            off_the_loop(self.conn.commit)
+            off_the_loop(self.connection().commit)
 
     def flush(self) -> None:
         """Send what is held (no commit)."""
@@ -383,13 +408,13 @@ class Session:
         if self._deferred:
             deferred, self._deferred = self._deferred, []
             self._starting()
-            _run_each(deferred, self.conn)
+            _run_each(deferred, self.connection())
 
     def _lead(self, take_group: Callable[[], list[Statements]]) -> list[BaseException | None]:
         """Run a group of writers on this connection, each within a savepoint, in one
         transaction, and commit it: each writer's error, or None (group_commit.py)."""
         self._starting()  # the writer lock, before the group is taken: who waits joins
-        conn = self.conn
+        conn = self.connection()
         group = take_group()
         errors: list[BaseException | None] = []
         try:
@@ -414,6 +439,7 @@ class Session:
         writer's error, or None (group_commit.py). A writer alone commits as it would without
         a group."""
         self._starting()
+        self.connection()  # taken before the group: who queues while it comes joins
         group = take_group()
         if len(group) > 1:
             # Writers that commit together may go in any order (none has been told its
@@ -456,21 +482,18 @@ class Session:
         """`stmt` for MySQL with its parameters inlined (escaped as the driver would), Refs as
         the server variables that will hold them."""
         head, binds = self._rendered(stmt, tuple(params))
-        escape = self._escape
-        if escape is None:
-            escape = self._escape = self.conn.connection.dbapi_connection.escape  # type: ignore[union-attr]
         parts = [head]
         for name, literal, text in binds:
             value = params[name] if literal is _GIVEN else literal
             kind = type(value)
             if kind is Ref:
-                parts.append(_literal(value.value, escape) if value.value is not None else self._var(value))
+                parts.append(_literal(value.value) if value.value is not None else self._var(value))
             elif kind is Json:
                 template, refs = self._json_template(value.data)
                 sets = "".join(f", '{path}', {self._var(ref)}" for path, ref in refs)
-                parts.append(f"JSON_SET({escape(template)}{sets})" if refs else escape(template))
+                parts.append(f"JSON_SET({_escape(template)}{sets})" if refs else _escape(template))
             else:
-                parts.append(_literal(value, escape))
+                parts.append(_literal(value))
             parts.append(text)
         return "".join(parts)
 
@@ -482,7 +505,7 @@ class Session:
         cache_key = (id(stmt), keys)
         found = _RENDERED.get(cache_key)
         if found is None or found[0] is not stmt:
-            compiled = stmt.compile(dialect=self.conn.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+            compiled = stmt.compile(dialect=self.dialect, column_keys=list(keys))  # type: ignore[attr-defined]
             pieces = [
                 text.replace("%%", "%") if i % 2 == 0 else text for i, text in enumerate(_BIND.split(compiled.string))
             ]
@@ -552,8 +575,8 @@ class Session:
             statements.append("COMMIT")
         # A transaction SQLAlchemy does not know of: the batch opens it (and, with `commit`,
         # ends it), so on an error this session must end it itself.
-        unseen = commit or not self.conn.in_transaction()
-        dbapi = self.conn.connection.dbapi_connection
+        unseen = commit or not self._in_transaction()
+        dbapi = self.connection().connection.dbapi_connection
         failure = self._execute(dbapi, statements, batch.read)
         if failure is not None:
             index, exc = failure
@@ -572,7 +595,7 @@ class Session:
         again). A writer whose conditional write changed nothing is undone by the server
         (_KEEP) without stopping the others. Each writer's error, or None."""
         errors: list[BaseException | None] = [None] * len(batches)
-        dbapi = self.conn.connection.dbapi_connection
+        dbapi = self.connection().connection.dbapi_connection
         start, undo = 0, False
         while True:
             statements = [_UNDO] if undo else []
@@ -635,7 +658,7 @@ class Session:
         except pymysql.err.Error as exc:
             return index, exc
         except BaseException:
-            self.conn.invalidate()
+            self.connection().invalidate()
             raise
         finally:
             cursor.close()
@@ -644,7 +667,7 @@ class Session:
         try:
             dbapi.rollback()
         except pymysql.err.Error:
-            self.conn.invalidate()  # broken: closing it makes the server roll back
+            self.connection().invalidate()  # broken: closing it makes the server roll back
 
     def _failure(self, exc: pymysql.err.Error, failed: _Held | None) -> BaseException:
         """What a unit of work raises for `exc`, the error of its statement `failed`."""

@@ -49,14 +49,12 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self._conn: sa.Connection | None = None
 
     def _begin(self) -> None:
-        conn = self.engine.connect()
-        if self._sqlite:
-            conn.info["stockade_begin"] = "BEGIN" if self.read_only else "BEGIN IMMEDIATE"
-        self._conn = conn
-        # The writer lock is taken only when the first statement goes to the database (the
-        # session holds writes back until commit), and released when the transaction ends.
+        # The connection is taken from the pool, and the writer lock taken, only when the first
+        # statement goes to the database (the session holds writes back until commit, and a
+        # writer whose group is led by another sends none); both go back when the transaction ends.
         self._session = session = Session(
-            conn,
+            self._connect,
+            self.engine.dialect,
             self.product_changed,
             before_first_statement=self._take_writer_lock if self._writer_lock is not None else None,
             group=self._group,
@@ -71,6 +69,13 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self.events = SqlEventLog(session)
         self.outbox = SqlOutbox(session, self.message_added)
 
+    def _connect(self) -> sa.Connection:
+        assert self._conn is None, "one connection per unit of work"
+        conn = self._conn = self.engine.connect()
+        if self._sqlite:
+            conn.info["stockade_begin"] = "BEGIN" if self.read_only else "BEGIN IMMEDIATE"
+        return conn
+
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             super().__exit__(exc_type, exc, tb)
@@ -82,8 +87,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
                     # inside a transaction; the pool does not reset connections on return
                     # (engine.py), so this one must not go back to it.
                     self._discard()
-                self._conn.close()
-                self._conn = None
+                self._release()
         if isinstance(exc, sa.exc.DBAPIError) and is_transient(exc):
             raise TransientStorageError(str(exc.orig)) from exc
 
@@ -103,12 +107,12 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         # requests waiting for the pool). A failed commit keeps both until the rollback
         # (__exit__) ends it.
         self._done_writing()
-        assert self._conn is not None, "committed outside the unit of work"
-        self._conn.close()
-        self._conn = None
+        self._release()
 
     def _rollback(self) -> None:
-        assert self._conn is not None, "rolled back outside the unit of work"
+        if self._conn is None:  # nothing reached the database
+            self._done_writing()
+            return
         try:
             self._conn.rollback()
         except sa.exc.DBAPIError:
@@ -126,9 +130,17 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             lock, self._locked = self._locked, None
             lock.release()
 
+    def _release(self) -> None:
+        """Give the connection back to the pool (none was taken: nothing to give)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()
+
     def _discard(self) -> None:
-        """Drop the DBAPI connection instead of returning it to the pool."""
-        assert self._conn is not None, "discarded outside the unit of work"
+        """Drop the DBAPI connection instead of returning it to the pool (a writer whose group
+        another led took none)."""
+        if self._conn is None:
+            return
         try:
             self._conn.invalidate()
         except sa.exc.SQLAlchemyError:
