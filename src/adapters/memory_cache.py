@@ -156,7 +156,7 @@ class SharedFileVersions:
         self.path = os.fspath(path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
+            _lock_file(fd)
             try:
                 size = os.fstat(fd).st_size
                 if size == 0:
@@ -185,7 +185,7 @@ class SharedFileVersions:
         if not slots:
             return
         with self._lock:
-            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            _lock_file(self._fd)
             try:
                 for slot in slots:
                     self._counters[slot] += 1
@@ -200,6 +200,23 @@ class SharedFileVersions:
             self._mmap.close()
             os.close(self._fd)
             self._fd = -1
+
+
+def _lock_file(fd: int) -> None:
+    """An exclusive `lockf` of the version file, asked for without blocking until it is given.
+
+    A blocking request would let the kernel fail it with EDEADLK: record locks belong to a
+    process, so a process that holds this lock for a bump while another of its threads waits
+    for the SQLite writer lock (writer_lock.py) looks, to the kernel, like a cycle with a
+    process that holds the writer lock and asks for this one. A bump holds the lock for a
+    few increments, so the retries are short; under a gevent worker they yield to the loop
+    instead of stopping it."""
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except (BlockingIOError, PermissionError):  # held by another process's bump
+            time.sleep(0.0001)
 
 
 class NullProductCache:

@@ -143,3 +143,45 @@ def test_off_the_loop_runs_a_blocking_call_in_a_native_thread_only_under_gevent(
         print(before, after)
     """
     assert run_children([code]) == ["True False\n"]
+
+
+def test_a_bump_never_fails_while_another_process_waits_for_the_writer_lock(tmp_path):
+    """Record locks belong to a process. Here this process holds the writer lock and bumps a
+    product's version while another process holds the version file's lock for a bump of its
+    own, and one of its threads waits for the writer lock. A blocking request for the version
+    lock would look like a deadlock to the kernel and fail with EDEADLK (a 500 for a write
+    that had committed); the bump waits its turn instead."""
+    from stockade.adapters.memory_cache import SharedFileVersions
+
+    writers, version_file = tmp_path / "db-writers", tmp_path / "versions"
+    lock = WriterLock(writers)
+    versions = SharedFileVersions(version_file)
+    lock.acquire()
+    code = f"""
+        import fcntl, os, threading, time
+        from stockade.adapters.sql.writer_lock import WriterLock
+        lock = WriterLock({str(writers)!r})
+        fd = os.open({str(version_file)!r}, os.O_RDWR)
+        fcntl.lockf(fd, fcntl.LOCK_EX)  # a bump under way
+        waiting = threading.Thread(target=lock.acquire)
+        waiting.start()
+        time.sleep(0.3)  # the thread now waits for the writer lock
+        print("ready", flush=True)
+        time.sleep(0.7)
+        fcntl.lockf(fd, fcntl.LOCK_UN)  # the bump is done
+        waiting.join()
+        lock.release()
+        print("done", flush=True)
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=SRC_ROOT, text=True, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        versions.bump([1])  # waits for the other process's bump
+        assert versions.current(1) == 1
+    finally:
+        lock.release()
+        out, _ = child.communicate(timeout=30)
+        versions.close()
+    assert child.returncode == 0 and out.strip() == "done"

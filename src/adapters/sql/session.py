@@ -438,8 +438,7 @@ class Session:
         """MySQL: send a group of writers' batches on this connection, and commit them: each
         writer's error, or None (group_commit.py). A writer alone commits as it would without
         a group."""
-        self._starting()
-        self.connection()  # taken before the group: who queues while it comes joins
+        self._starting()  # the connection, before the group is taken: who queues meanwhile joins
         group = take_group()
         if len(group) > 1:
             # Writers that commit together may go in any order (none has been told its
@@ -458,7 +457,10 @@ class Session:
         return [None]
 
     def _starting(self) -> None:
-        """Before the first statement that reaches the database."""
+        """Before the first statement that reaches the database: the connection first, so that
+        no writer waits for the pool while it holds the writer lock (every writer of the host
+        would wait with it), then the writer lock."""
+        self.connection()
         if self._before_first_statement is not None:
             before, self._before_first_statement = self._before_first_statement, None
             before()
