@@ -37,16 +37,23 @@ def _in_thread(call) -> tuple[threading.Thread, list[object]]:
     return thread, outcome
 
 
-def _two_writers(group: GroupCommit, first_lead: Lead, second_lead: Lead = _lead) -> tuple[object, object]:
-    """Writer "a" leads with `first_lead`, which starts only once writer "b" has queued behind
-    it; each one's outcome: "committed" or what it raised."""
+def _held(lead: Lead) -> tuple[Lead, threading.Event, threading.Event]:
+    """`lead` held back: the first event is set when it is called, and it goes on once the
+    second is set."""
     leading, go_on = threading.Event(), threading.Event()
 
     def gated(take):
         leading.set()
         go_on.wait(10)
-        return first_lead(take)
+        return lead(take)
 
+    return gated, leading, go_on
+
+
+def _two_writers(group: GroupCommit, first_lead: Lead, second_lead: Lead = _lead) -> tuple[object, object]:
+    """Writer "a" leads with `first_lead`, which starts only once writer "b" has queued behind
+    it; each one's outcome: "committed" or what it raised."""
+    gated, leading, go_on = _held(first_lead)
     first, first_outcome = _in_thread(lambda: group.commit(_statements("a"), gated))
     assert leading.wait(10)
     second, second_outcome = _in_thread(lambda: group.commit(_statements("b"), second_lead))
@@ -101,3 +108,32 @@ def test_each_writer_of_a_group_gets_its_own_error():
     assert first == "committed"
     with pytest.raises(ValueError, match="b"):
         raise second  # type: ignore[misc]
+
+
+def test_a_group_takes_at_most_max_group_writers_and_the_rest_form_the_next():
+    """Queued writers hold no connection, so many may queue: one group takes `max_group` of
+    them, in the order they came, and the first of the rest leads the next group."""
+    group = GroupCommit(max_group=2)
+    led: list[list[str]] = []
+
+    def lead(take):
+        statements = take()
+        led.append([s.__name__ for s in statements])
+        return [None] * len(statements)
+
+    gated, leading, go_on = _held(lead)
+    first, first_outcome = _in_thread(lambda: group.commit(_statements("a"), gated))
+    assert leading.wait(10)
+    others = []
+    for name in "bcd":
+        others.append(_in_thread(lambda name=name: group.commit(_statements(name), lead)))
+        deadline = time.monotonic() + 10
+        while len(group._queue) < "abcd".index(name) + 1:  # queued in this order
+            assert time.monotonic() < deadline, "the writer did not queue"
+            time.sleep(0.005)
+    go_on.set()
+    for thread, _ in [(first, first_outcome), *others]:
+        thread.join(10)
+    assert led == [["a", "b"], ["c", "d"]]
+    assert first_outcome == ["committed"] and all(outcome == ["committed"] for _, outcome in others)
+    assert group._queue == [] and not group._leading

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from stockade.adapters.sql.session import _literal
 from stockade.application.ports import Ref, resolved
+from stockade.domain.model import HoldStatus, OrderStatus
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,10 @@ VALUES = st.one_of(
     st.booleans(),
     st.text(),
     st.floats(allow_nan=False, allow_infinity=False),
+    st.binary(),
+    st.binary().map(bytearray),
+    st.sampled_from(list(OrderStatus) + list(HoldStatus)),  # str enums: written as their value
+    st.tuples(st.integers(), st.text()),
 )
 
 

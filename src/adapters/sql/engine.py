@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from pymysql.constants import CLIENT, SERVER_STATUS
+from pymysql.constants import CLIENT
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
@@ -56,18 +56,7 @@ def make_engine(url: str, *, pool_size: int = POOL_SIZE) -> Engine:
     # round trip (session.py). Every statement we send is rendered with the driver's own
     # escaping, so it widens nothing for values; FOUND_ROWS is SQLAlchemy's default flag.
     pool["connect_args"]["client_flag"] = CLIENT.MULTI_STATEMENTS | CLIENT.FOUND_ROWS
-    engine = sa.create_engine(url, isolation_level="READ COMMITTED", **pool)
-    event.listen(engine, "connect", _backslash_escapes)
-    return engine
-
-
-def _backslash_escapes(dbapi_connection, _record) -> None:
-    """Strings are escaped with backslashes (session.py renders statements before a unit of
-    work holds a connection, so without asking one how): a server whose sql_mode has
-    NO_BACKSLASH_ESCAPES gets it removed for our sessions."""
-    if dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+    return sa.create_engine(url, isolation_level="READ COMMITTED", **pool)
 
 
 def make_read_engine(url: str, write_engine: Engine, *, pool_size: int = POOL_SIZE) -> Engine:

@@ -14,7 +14,10 @@ goes in one round trip). Each writer is told its own outcome only after that COM
 
 A writer's statements run as they would alone, in one transaction, after every writer before
 it in the group: the group is the same history as those writers one after the other. The
-writer after the group leads the next one, so no request waits behind more than one group.
+writer after the group leads the next one. A group takes at most MAX_GROUP writers: queued
+writers hold no connection (session.py), so under a gevent worker hundreds may queue, and one
+transaction of them all would fail all of them on one deadlock or lost connection, and could
+outgrow the server's largest packet.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from stockade.adapters.forks import call_in_forked_children
+
+#: The most writers one group takes; the rest wait for the next group (led by the first of them).
+MAX_GROUP = 64
 
 #: What a writer asks to commit (its statements); the leader runs it on the group's connection.
 W = TypeVar("W")
@@ -46,7 +52,8 @@ class _Writer(Generic[W]):
 class GroupCommit(Generic[W]):
     """The queue of one process's writers (see the module's docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_group: int = MAX_GROUP) -> None:
+        self._max_group = max_group
         self._start_over()
         call_in_forked_children(self._start_over)  # a child has no writers of its parent
 
@@ -78,7 +85,7 @@ class GroupCommit(Generic[W]):
         def take_group() -> list[W]:
             # Called once the write lock is held, so whoever queued meanwhile joins.
             with self._lock:
-                group[:], self._queue = self._queue, []
+                group[:], self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
             # The leader is first in the queue it leads: it queued before anyone it finds there.
             assert group[0] is leader
             return [writer.statements for writer in group]

@@ -49,6 +49,7 @@ from typing import Any
 import attrs
 import pymysql
 import sqlalchemy as sa
+from pymysql.constants import SERVER_STATUS
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -130,11 +131,15 @@ def _run_each(deferred: list[Statements], conn: Connection) -> None:
 
 
 def _escape(value: Any) -> str:
-    """`value` as an SQL literal, as the driver writes it on a connection with backslash
-    escapes, which every connection of ours has (engine.py); no connection needed, so a
-    statement is rendered before its unit of work holds one."""
-    if type(value) is str:
+    """`value` as an SQL literal, as PyMySQL's `Connection.escape` writes it on a connection
+    with backslash escapes (the batch makes sure its connection has them: _send); no
+    connection needed, so a statement is rendered before its unit of work holds one."""
+    if isinstance(value, str):  # str enums too: their value, as the driver writes them
         return f"'{pymysql.converters.escape_string(value)}'"
+    if isinstance(value, bytes | bytearray):
+        return f"X'{value.hex()}'"
+    if type(value) in (tuple, list, set, frozenset):
+        return "(" + ",".join(_escape(item) for item in value) + ")"
     return pymysql.converters.escape_item(value, "utf8mb4")
 
 
@@ -578,7 +583,7 @@ class Session:
         # A transaction SQLAlchemy does not know of: the batch opens it (and, with `commit`,
         # ends it), so on an error this session must end it itself.
         unseen = commit or not self._in_transaction()
-        dbapi = self.connection().connection.dbapi_connection
+        dbapi = self._batch_connection()
         failure = self._execute(dbapi, statements, batch.read)
         if failure is not None:
             index, exc = failure
@@ -597,7 +602,7 @@ class Session:
         again). A writer whose conditional write changed nothing is undone by the server
         (_KEEP) without stopping the others. Each writer's error, or None."""
         errors: list[BaseException | None] = [None] * len(batches)
-        dbapi = self.connection().connection.dbapi_connection
+        dbapi = self._batch_connection()
         start, undo = 0, False
         while True:
             statements = [_UNDO] if undo else []
@@ -639,6 +644,17 @@ class Session:
                 if errors[at] is None and batch.lost():
                     errors[at] = ConditionFailed()
             return errors
+
+    def _batch_connection(self) -> Any:
+        """The DBAPI connection to send a batch on, in backslash-escapes mode: the batch's
+        literals were escaped for it (_escape). A session whose sql_mode has
+        NO_BACKSLASH_ESCAPES (the server's default, or a SET since; PyMySQL tracks it from
+        every reply) leaves that mode first."""
+        dbapi: Any = self.connection().connection.dbapi_connection  # PyMySQL's, on MySQL
+        if dbapi.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+            with dbapi.cursor() as cursor:
+                cursor.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+        return dbapi
 
     def _execute(
         self, dbapi: Any, statements: list[str], read: Callable[[int, Any], None]
