@@ -132,7 +132,7 @@ def _run_each(deferred: list[Statements], conn: Connection) -> None:
 
 def _escape(value: Any) -> str:
     """`value` as an SQL literal, as PyMySQL's `Connection.escape` writes it on a connection
-    with backslash escapes (the batch makes sure its connection has them: _send); no
+    with backslash escapes (a batch's connection is put in that mode: _batch_connection); no
     connection needed, so a statement is rendered before its unit of work holds one."""
     if isinstance(value, str):  # str enums too: their value, as the driver writes them
         return f"'{pymysql.converters.escape_string(value)}'"

@@ -81,13 +81,12 @@ class SqlUnitOfWork(AbstractUnitOfWork):
             super().__exit__(exc_type, exc, tb)
         finally:
             self._done_writing()
-            if self._conn is not None:
-                if isinstance(exc, sa.exc.DBAPIError) and not is_transient(exc):
-                    # A driver error of unknown kind can leave the connection mid-protocol or
-                    # inside a transaction; the pool does not reset connections on return
-                    # (engine.py), so this one must not go back to it.
-                    self._discard()
-                self._release()
+            if isinstance(exc, sa.exc.DBAPIError) and not is_transient(exc):
+                # A driver error of unknown kind can leave the connection mid-protocol or
+                # inside a transaction; the pool does not reset connections on return
+                # (engine.py), so this one must not go back to it.
+                self._discard()
+            self._release()
         if isinstance(exc, sa.exc.DBAPIError) and is_transient(exc):
             raise TransientStorageError(str(exc.orig)) from exc
 
@@ -110,11 +109,9 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self._release()
 
     def _rollback(self) -> None:
-        if self._conn is None:  # nothing reached the database
-            self._done_writing()
-            return
         try:
-            self._conn.rollback()
+            if self._conn is not None:  # else nothing reached the database
+                self._conn.rollback()
         except sa.exc.DBAPIError:
             self._discard()  # closing the socket makes the server roll the transaction back
         finally:
