@@ -57,7 +57,7 @@ class RoundTripFailed(Exception):
 class _Trip:
     """What one round trip carries and what it brought back."""
 
-    __slots__ = ("bumps", "reads", "done", "answers", "error")
+    __slots__ = ("bumps", "reads", "done", "answers", "error", "deadline")
 
     def __init__(self) -> None:
         self.bumps: set[str] = set()
@@ -65,6 +65,7 @@ class _Trip:
         self.done = threading.Event()
         self.answers: dict[str, bytes | None] = {}
         self.error: BaseException | None = None
+        self.deadline: float | None = None  # set by the trip's first caller
 
 
 class RoundTrips:
@@ -75,6 +76,11 @@ class RoundTrips:
     started after the call did. The sender is a daemon thread (a greenlet under a gevent
     worker), started on first use, and again in a forked child (a prefork worker), which
     inherits neither the thread nor a trip it had out.
+
+    A caller waits without a timer of its own: arming and cancelling one per call cost a
+    request as much as the rest of the call. The sender's socket timeouts bound a trip, and
+    a watchdog (a second daemon thread) fails any trip still unanswered `wait_seconds` after
+    its first caller joined it, whatever the sender is stuck in (a slow name lookup, say).
     """
 
     def __init__(self, client: redis.Redis, *, wait_seconds: float) -> None:
@@ -91,6 +97,7 @@ class RoundTrips:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._open = _Trip()
+        self._out: _Trip | None = None
         self._sending = False
 
     def call(self, *, bumps: Sequence[str] = (), reads: Sequence[str] = ()) -> dict[str, bytes | None]:
@@ -100,12 +107,16 @@ class RoundTrips:
             if not self._sending:
                 self._sending = True
                 threading.Thread(target=self._send_forever, name="stockade-redis-round-trips", daemon=True).start()
+                threading.Thread(target=self._watch, name="stockade-redis-watchdog", daemon=True).start()
             trip = self._open
             trip.bumps.update(bumps)
             trip.reads.update(reads)
-        self._wake.set()
-        if not trip.done.wait(self._wait_seconds):
-            raise RoundTripFailed(f"no answer from Redis within {self._wait_seconds}s")
+            first = trip.deadline is None
+            if first:
+                trip.deadline = time.monotonic() + self._wait_seconds
+        if first:  # the sender clears `_wake` only as it takes the open trip: one wake-up each
+            self._wake.set()
+        trip.done.wait()
         if trip.error is not None:
             raise RoundTripFailed(str(trip.error)) from trip.error
         return trip.answers
@@ -126,26 +137,49 @@ class RoundTrips:
                 if self._closed:
                     return
                 trip, self._open = self._open, _Trip()
+                self._out = trip
             if trip.bumps or trip.reads:
                 self._send(trip)
 
     def _send(self, trip: _Trip) -> None:
         bumps, reads = sorted(trip.bumps), sorted(trip.reads)
         try:
-            values = self._run_script([*bumps, *reads], [len(bumps), GENERATION_EXPIRY_MS])
+            values = self._run(bumps, reads)
             trip.answers = dict(zip(reads, values, strict=True))
         except BaseException as exc:  # handed to every caller of this trip
             trip.error = exc
         finally:
             trip.done.set()
 
-    def _run_script(self, keys: list[str], args: list[int]) -> list[bytes | None]:
-        """The script, on the sender's own connection: the client's command layer (a pool
-        checkout with its readiness poll, retries, hooks) cost as much CPU as the round trip.
-        A failed or timed-out call drops the connection (redis-py does); the next reconnects."""
+    def _watch(self) -> None:
+        """Fails the trip out and the open one once their callers have waited `wait_seconds`."""
+        lock = self._lock  # a fork replaces it; this thread ends with its process
+        while not self._closed:
+            time.sleep(self._wait_seconds / 4)
+            now = time.monotonic()
+            with lock:
+                late = [
+                    trip
+                    for trip in (self._out, self._open)
+                    if trip is not None and trip.deadline is not None and trip.deadline < now and not trip.done.is_set()
+                ]
+            for trip in late:
+                trip.error = RoundTripFailed(f"no answer from Redis within {self._wait_seconds}s")
+                trip.done.set()
+
+    def _run(self, bumps: list[str], reads: list[str]) -> list[bytes | None]:
+        """One command on the sender's own connection: MGET when the trip only reads (Redis
+        runs it in a twentieth of the script's time), else the script. The client's command
+        layer (a pool checkout with its readiness poll, retries, hooks) cost as much CPU as
+        the round trip. A failed or timed-out call drops the connection (redis-py does); the
+        next reconnects."""
         if self._connection is None:
             self._connection = self._pool.connection_class(**self._pool.connection_kwargs)
         connection = self._connection
+        if not bumps:
+            connection.send_command("MGET", *reads)
+            return connection.read_response()
+        keys, args = [*bumps, *reads], [len(bumps), GENERATION_EXPIRY_MS]
         try:
             connection.send_command("EVALSHA", self._sha, len(keys), *keys, *args)
             return connection.read_response()

@@ -389,15 +389,56 @@ def test_a_forked_process_gets_its_own_sender(redis_url):
 
 def test_a_flushed_script_cache_costs_no_answer(redis_url):
     """The sender calls its script by hash; after Redis forgets it (a restart, SCRIPT FLUSH)
-    the next check still answers, and the script is cached again for the ones after."""
+    the next bump still lands, and the script is cached again for the ones after."""
     versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
     versions.bump([11])
     token = versions.current(11)
     raw = redis.Redis.from_url(redis_url)
     try:
         raw.script_flush()
-        assert versions.current(11) == token
+        versions.bump([11])
+        assert versions.current(11) == generation(redis_url, 11) != token
         assert raw.script_exists(versions._trips._sha) == [True]
     finally:
         raw.close()
         versions.close()
+
+
+def test_a_trip_that_only_reads_is_one_mget_and_one_that_bumps_is_the_script(redis_url):
+    """Redis runs MGET in a twentieth of the script's time: a trip with no bump sends it."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    versions.current(12)  # the sender's connection now exists
+    sent: list[str] = []
+    connection = versions._trips._connection
+    send_command = connection.send_command
+
+    def recording(*args, **kwargs):
+        sent.append(args[0])
+        return send_command(*args, **kwargs)
+
+    connection.send_command = recording  # type: ignore[method-assign]
+    try:
+        before = versions.current(12)
+        versions.bump([12])
+        after = versions.current(12)
+    finally:
+        versions.close()
+    assert sent == ["MGET", "EVALSHA", "MGET"]
+    assert after == generation(redis_url, 12) != before
+
+
+def test_a_trip_stuck_outside_its_socket_is_failed_by_the_watchdog(redis_url, monkeypatch):
+    """Callers wait with no timer of their own. When the sender is stuck where no socket
+    timeout reaches (a name lookup that hangs), the watchdog fails the trip after
+    `wait_seconds`: the check answers None (memory bypassed) instead of hanging."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=0.1)  # wait_seconds 0.7
+    stuck = threading.Event()
+    monkeypatch.setattr(RoundTrips, "_run", lambda self, bumps, reads: stuck.wait(30) and [])
+    answers: list[object] = []
+    checker = threading.Thread(target=lambda: answers.append(versions.current(13)))
+    checker.start()
+    checker.join(10)
+    stuck.set()
+    versions.close()
+    assert not checker.is_alive()
+    assert answers == [None]
