@@ -161,7 +161,7 @@ def path_id(raw: str) -> int:
 
 def idempotency_key(req: falcon.Request) -> str | None:
     """The Idempotency-Key header: 1..255 visible ASCII characters, or 422."""
-    key = req.get_header("Idempotency-Key")
+    key = req.env.get("HTTP_IDEMPOTENCY_KEY")  # not get_header: see RequestIdMiddleware
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):
