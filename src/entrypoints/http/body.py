@@ -68,7 +68,9 @@ def read_body(req: falcon.Request) -> bytes:
         raise falcon.HTTPContentTooLarge(description=f"Request body is larger than {MAX_BODY_BYTES} bytes")
     chunked = length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
     try:
-        raw = (req.stream if chunked else req.bounded_stream).read(MAX_BODY_BYTES + 1)
+        # With a length, exactly that many bytes, as req.bounded_stream would read them (and
+        # without the wrapper it builds); with neither a length nor chunks, no body.
+        raw = req.stream.read(MAX_BODY_BYTES + 1 if chunked else length or 0)
     except Exception:  # the server's own refusal of a broken chunked encoding, or the client left
         raise falcon.HTTPBadRequest(
             description="The request body could not be read: check its chunked encoding or Content-Length"
