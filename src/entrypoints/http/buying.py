@@ -63,12 +63,12 @@ class TakeUnitsResource:
         try:
             answer = answered(req, resp, lambda key: self.take_once(body, key))
         except falcon.HTTPError as exc:
-            self.outcomes.count(f"http_{exc.status_code}")
+            self.outcomes.count(req, f"http_{exc.status_code}")
             raise
         refusal = answer.refusal
         outcome = "created" if refusal is None else REFUSAL_OUTCOMES.get(type(refusal))
         if outcome is not None:  # a replay is the first answer again, not a second take
-            self.outcomes.count("replayed" if answer.replayed else outcome)
+            self.outcomes.count(req, "replayed" if answer.replayed else outcome)
         if refusal is None:
             send(resp, 201, self.render(answer.result))
         else:

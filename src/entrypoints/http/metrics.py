@@ -148,11 +148,13 @@ class Outcomes:
         self.counter = counter
         self._series: dict[str, Callable[[float], None]] = {}
 
-    def count(self, outcome: str) -> None:
+    def count(self, req: falcon.Request, outcome: str) -> None:
+        """Counts `outcome` as this request's: MetricsMiddleware tallies it with the request's
+        own count and latency, in one go."""
         inc = self._series.get(outcome)
         if inc is None:
             inc = self._series[outcome] = self.counter.labels(outcome).inc
-        TALLY.count(inc)
+        req.context.outcome = inc
 
 
 class Metrics:
@@ -223,11 +225,16 @@ class MetricsMiddleware:
         if series is None:
             series = self._series[key] = self._labelled(*key)
         latency, count_request = series
-        started = getattr(req.context, "started", None)
+        context = req.context
+        started = getattr(context, "started", None)
         if started is None:  # refused before process_request ran
             TALLY.count(count_request)
-        else:
+            return
+        outcome = getattr(context, "outcome", None)  # see Outcomes.count
+        if outcome is None:
             TALLY.observe(latency, time.perf_counter() - started, count_request)
+        else:
+            TALLY.observe(latency, time.perf_counter() - started, count_request, outcome)
 
     def _labelled(self, method: str, route: str, status: int) -> tuple[Histogram, Callable[[float], None]]:
         method = method if method in COUNTED_METHODS else "other"

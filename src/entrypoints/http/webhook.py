@@ -31,5 +31,5 @@ class WebhookResource:
         result = self.payment(note.idempotency_key, note.order_id, note.result)
         if result.replayed:
             resp.set_header("Idempotent-Replayed", "true")
-        self.outcomes.count("replayed" if result.replayed else result.outcome.value)
+        self.outcomes.count(req, "replayed" if result.replayed else result.outcome.value)
         send(resp, 202 if result.outcome is WebhookOutcome.DEFERRED else 200, PaymentResultBody.of(result))
