@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import redis
 
 from stockade.adapters.forks import call_in_forked_children
+from stockade.adapters.off_the_loop import brief_lock
 
 log = logging.getLogger("stockade.cache")
 
@@ -94,7 +95,8 @@ class RoundTrips:
 
     def _start_over(self) -> None:
         self._connection = None  # a forked child must not talk on its parent's socket
-        self._lock = threading.Lock()
+        self._lock = brief_lock()  # every call takes it: held for a few set operations only
+        self._starting = threading.Lock()  # starting a thread may switch greenlets
         self._wake = threading.Event()
         self._open = _Trip()
         self._out: _Trip | None = None
@@ -103,11 +105,9 @@ class RoundTrips:
     def call(self, *, bumps: Sequence[str] = (), reads: Sequence[str] = ()) -> dict[str, bytes | None]:
         """Send these bumps and reads in the next round trip; the values read, by key.
         Raises RoundTripFailed when that trip fails or takes longer than allowed."""
+        if not self._sending:
+            self._start_threads()
         with self._lock:
-            if not self._sending:
-                self._sending = True
-                threading.Thread(target=self._send_forever, name="stockade-redis-round-trips", daemon=True).start()
-                threading.Thread(target=self._watch, name="stockade-redis-watchdog", daemon=True).start()
             trip = self._open
             trip.bumps.update(bumps)
             trip.reads.update(reads)
@@ -120,6 +120,13 @@ class RoundTrips:
         if trip.error is not None:
             raise RoundTripFailed(str(trip.error)) from trip.error
         return trip.answers
+
+    def _start_threads(self) -> None:
+        with self._starting:
+            if not self._sending:
+                threading.Thread(target=self._send_forever, name="stockade-redis-round-trips", daemon=True).start()
+                threading.Thread(target=self._watch, name="stockade-redis-watchdog", daemon=True).start()
+                self._sending = True
 
     def close(self) -> None:
         self._closed = True

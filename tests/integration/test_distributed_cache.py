@@ -7,6 +7,9 @@ import functools
 import logging
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -442,3 +445,22 @@ def test_a_trip_stuck_outside_its_socket_is_failed_by_the_watchdog(redis_url, mo
     versions.close()
     assert not checker.is_alive()
     assert answers == [None]
+
+
+def test_under_gevent_many_first_checks_at_once_all_answer(redis_url):
+    """64 greenlets ask for a version at once, before the sender exists. Every call takes the
+    round trips' lock, which is the native one under gevent; the sender and watchdog are
+    started outside it, since starting a thread switches greenlets and a greenlet asking for
+    a native lock held across that switch would block the loop for good."""
+    code = f"""
+        from gevent import monkey; monkey.patch_all()
+        import gevent
+        from stockade.adapters.redis_cache import RedisVersions
+        versions = RedisVersions.from_url({redis_url!r}, socket_timeout_seconds=5)
+        checks = [gevent.spawn(versions.current, 21) for _ in range(64)]
+        gevent.joinall(checks, timeout=20)
+        print(sum(c.successful() for c in checks), len({{c.value for c in checks}}))
+    """
+    child = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["64", "1"]

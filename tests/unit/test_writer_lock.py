@@ -145,6 +145,23 @@ def test_off_the_loop_runs_a_blocking_call_in_a_native_thread_only_under_gevent(
     assert run_children([code]) == ["True False\n"]
 
 
+def test_a_brief_lock_is_the_native_lock_even_under_gevent():
+    """gevent's patched lock costs a request thousands of instructions an acquire; a lock
+    that is never held across a switch can be the native one."""
+    code = """
+        import _thread
+        from stockade.adapters.off_the_loop import brief_lock
+        native = type(_thread.allocate_lock())
+        before = type(brief_lock()) is native
+        from gevent import monkey; monkey.patch_all()
+        import threading
+        patched = type(threading.Lock()) is not native
+        after = type(brief_lock()) is native
+        print(before, patched, after)
+    """
+    assert run_children([code]) == ["True True True\n"]
+
+
 def test_a_bump_never_fails_while_another_process_waits_for_the_writer_lock(tmp_path):
     """Record locks belong to a process. Here this process holds the writer lock and bumps a
     product's version while another process holds the version file's lock for a bump of its

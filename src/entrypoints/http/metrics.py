@@ -25,6 +25,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from stockade.adapters.forks import call_in_forked_children
+from stockade.adapters.off_the_loop import brief_lock
 from stockade.application.commands import Backlog
 
 # A `_created` series per counter and histogram doubles what is scraped and says only when the
@@ -67,7 +68,7 @@ class Tally:
     def __init__(self, seconds: float = TALLY_SECONDS) -> None:
         self._seconds = seconds
         self._sums: dict[Callable[[float], None], float] = {}
-        self._lock = threading.Lock()
+        self._lock = brief_lock()
         self._writer_started = False
         call_in_forked_children(self._forked)
         atexit.register(self.write)
@@ -109,7 +110,7 @@ class Tally:
     def _forked(self) -> None:
         """A forked child has no writer thread, and the sums it was born with are its parent's."""
         self._sums = {}
-        self._lock = threading.Lock()
+        self._lock = brief_lock()
         self._writer_started = False
 
 
