@@ -5,10 +5,14 @@ serve` uses) with --workers 2: `stockade serve` on MariaDB + Redis, `stockade se
 embedded SQLite default, and benchmarks/baselines.py (hello-world, a one-round-trip raw
 purchase, a naive FOR UPDATE purchase, a raw SQLite purchase). wrk drives each endpoint with
 64 connections; endpoints take turns (A B C ... A B C ...) over the rounds and the table shows
-the median of the rounds. Then a flash sale: 200 connections on one product with a stock of
+the median of the rounds. Each target ratio is the median over the rounds of the two
+endpoints' ratio within a round, and each endpoint runs right after the one it is compared
+with (hello, then sold-out and read; the raw purchase, then Stockade's purchases): the VM's
+speed drifts by tens of percent over minutes, and ratios of runs taken minutes apart swung
+by as much (sold-out against hello: 0.50 and 0.63 in two runs of the same commit). Then a flash sale: 200 connections on one product with a stock of
 1000, against Stockade and against the raw one-round-trip purchase, with the books checked.
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--seconds 10] [--rounds 2] [--plot PATH]
+    .venv/bin/python benchmarks/bench.py [--quick] [--seconds 5] [--rounds 4] [--plot PATH]
         [--mysql-url URL] [--redis-url URL]
 
 Figures go to stdout, progress to stderr, a bar plot of req/s to benchmarks/results.png.
@@ -224,12 +228,13 @@ class Run:
     db_cpu: float  # the local MariaDB and Redis servers,
     other_cpu: float  # everything else on the machine (idle servers, other people's tests...)
     idle: float  # and the machine's idle time, in percent of one core too
+    round_no: int = 0  # which round of the benchmark it was measured in
 
 
 @dataclass
 class Endpoint:
     key: str
-    config: str  # MARIADB, SQLITE, or "" for the baseline hello both tables show
+    config: str  # MARIADB or SQLITE: the table it is shown in
     label: str
     server: Server
     path: str
@@ -446,7 +451,7 @@ def create_product(server: Server, name: str, stock: int, max_per_customer: int 
     return body["data"]["id"]
 
 
-def stockade_endpoints(config: str, server: Server) -> list[Endpoint]:
+def stockade_endpoints(config: str, server: Server) -> dict[str, Endpoint]:
     healthz = Endpoint("healthz", config, "stockade GET /healthz", server, "/healthz")
     try:
         plenty = create_product(server, "bench plenty", PLENTY)
@@ -497,11 +502,10 @@ def stockade_endpoints(config: str, server: Server) -> list[Endpoint]:
     ]
     for ep in rest:
         ep.skipped = skipped
-    return [healthz, *rest]
+    return {ep.key: ep for ep in [healthz, *rest]}
 
 
-#: (config, what, numerator, denominator, ">=" or "<=", target); keys of endpoints in `config`
-#: (the baseline hello is in both).
+#: (config, what, numerator, denominator, ">=" or "<=", target); keys of endpoints in `config`.
 TARGETS = [
     (MARIADB, "purchase 201 / raw one-round-trip", "purchase", "raw", ">=", 0.7),
     (MARIADB, "purchase 201 / naive FOR UPDATE", "purchase", "naive", ">=", 2),
@@ -517,6 +521,13 @@ TARGETS = [
     (SQLITE, "product read / stockade /healthz", "read", "healthz", ">=", 0.7),
     (SQLITE, "product read / baseline /hello", "read", "hello", ">=", 0.7),
 ]
+
+
+def ratio(num: Endpoint, den: Endpoint) -> float | None:
+    """The median over the rounds of num's req/s over den's in the same round."""
+    den_rps = {r.round_no: r.rps for r in den.runs}
+    ratios = [r.rps / den_rps[r.round_no] for r in num.runs if den_rps.get(r.round_no)]
+    return statistics.median(ratios) if ratios else None
 
 
 def _target(what: str, value: float | None, op: str, target: float) -> None:
@@ -548,7 +559,7 @@ def report(header: list[str], endpoints: list[Endpoint], sales: list[dict]) -> l
         )
     plotted = []
     for config in (MARIADB, SQLITE):
-        rows = [ep for ep in endpoints if ep.config in (config, "")]
+        rows = [ep for ep in endpoints if ep.config == config]
         by_key = {ep.key: ep for ep in rows}
         print(f"\n{config}")
         print(f"  {'endpoint':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}  {CPU_HEADER} statuses")
@@ -562,10 +573,9 @@ def report(header: list[str], endpoints: list[Endpoint], sales: list[dict]) -> l
                 f"  {ep.label:44} {ep.median('rps'):8.0f} {ep.median('p50'):8.2f} {ep.median('p99'):8.2f}  "
                 f"{cpu} {_statuses(ep.statuses(), sum(r.socket_errors for r in ep.runs))}"
             )
-        print("  targets (ratios of req/s)")
+        print("  targets (ratios of req/s, each the median over the rounds of the ratio within a round)")
         for _, what, num, den, op, target in (t for t in TARGETS if t[0] == config):
-            a, b = by_key[num].median("rps"), by_key[den].median("rps")
-            _target(what, a / b if a is not None and b else None, op, target)
+            _target(what, ratio(by_key[num], by_key[den]), op, target)
 
     print(f"\n{FLASH}")
     print(
@@ -680,8 +690,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, redis_help: str) -> No
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s per endpoint")
-    parser.add_argument("--seconds", type=float, default=10, help="wrk duration per endpoint and round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5, help="wrk duration per endpoint and round")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--flash-seconds", type=float, default=10, help="length of each flash sale")
     parser.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "results.png")
     add_server_arguments(parser, "a Redis server (a free db is leased and flushed) or redis://HOST:PORT/N")
@@ -750,34 +760,36 @@ def main() -> int:
             for server in servers:
                 server.wait()
             buy_raw = {"product_id": raw_ids["mysql"]["plenty"], "quantity": 1}
-            endpoints = [
-                Endpoint("hello", "", "baseline GET /hello", base, "/hello"),
-                Endpoint(
-                    "raw", MARIADB, "baseline raw purchase (1 round trip)", base, "/raw/purchase", "POST", buy_raw, 201
-                ),
-                Endpoint(
-                    "naive",
-                    MARIADB,
-                    "baseline naive purchase (FOR UPDATE)",
-                    base,
-                    "/naive/purchase",
-                    "POST",
-                    buy_raw,
-                    201,
-                ),
-                *stockade_endpoints(MARIADB, on_mysql),
-                Endpoint(
-                    "raw_sqlite",
-                    SQLITE,
-                    "baseline raw-sqlite purchase",
-                    base,
-                    "/raw-sqlite/purchase",
-                    "POST",
-                    {"product_id": raw_ids["sqlite"]["plenty"], "quantity": 1},
-                    201,
-                ),
-                *stockade_endpoints(SQLITE, on_sqlite),
-            ]
+            raw = Endpoint(
+                "raw", MARIADB, "baseline raw purchase (1 round trip)", base, "/raw/purchase", "POST", buy_raw, 201
+            )
+            naive = Endpoint(
+                "naive", MARIADB, "baseline naive purchase (FOR UPDATE)", base, "/naive/purchase", "POST", buy_raw, 201
+            )
+            raw_sqlite = Endpoint(
+                "raw_sqlite",
+                SQLITE,
+                "baseline raw-sqlite purchase",
+                base,
+                "/raw-sqlite/purchase",
+                "POST",
+                {"product_id": raw_ids["sqlite"]["plenty"], "quantity": 1},
+                201,
+            )
+            # Each endpoint right after the one it is compared with (see the docstring).
+            endpoints = []
+            for config, raw_purchase, stockade in (
+                (MARIADB, raw, stockade_endpoints(MARIADB, on_mysql)),
+                (SQLITE, raw_sqlite, stockade_endpoints(SQLITE, on_sqlite)),
+            ):
+                endpoints += [
+                    Endpoint("hello", config, "baseline GET /hello", base, "/hello"),
+                    *(stockade[key] for key in ("sold_out", "read", "healthz")),
+                    raw_purchase,
+                    *(stockade[key] for key in ("purchase", "purchase_key", "purchase_limited")),
+                    *([naive] if config == MARIADB else []),
+                    stockade["hold"],
+                ]
         except ServerFailed as exc:
             raise SystemExit(
                 f"bench: cannot run: {exc}\nFix the server (its log is above), then rerun "
@@ -802,6 +814,7 @@ def main() -> int:
                     ep.skipped = f"wrk failed: {exc}"
                     log(f"  {ep.label}: {ep.skipped}")
                     continue
+                run.round_no = round_no
                 ep.runs.append(run)
                 log(
                     f"[round {round_no}/{args.rounds}] {ep.config or 'baseline'}: {ep.label}: {run.rps:.0f} req/s, "
