@@ -129,7 +129,13 @@ class RoundTrips:
                 self._sending = True
 
     def close(self) -> None:
-        self._closed = True
+        """Stop the threads. The open trip is failed now and stays open, so its callers and
+        any later ones get RoundTripFailed at once instead of waiting for a sender."""
+        with self._lock:
+            self._closed = True
+            closing = self._open
+        closing.error = RoundTripFailed("closed")
+        closing.done.set()
         self._wake.set()
         if self._connection is not None:
             self._connection.disconnect()

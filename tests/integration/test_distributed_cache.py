@@ -447,6 +447,20 @@ def test_a_trip_stuck_outside_its_socket_is_failed_by_the_watchdog(redis_url, mo
     assert answers == [None]
 
 
+def test_a_check_after_close_is_refused_at_once(redis_url):
+    """Callers wait with no timer of their own: after close, with no sender left, a check
+    must still answer (None: memory bypassed) rather than wait for good."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    versions.current(22)
+    versions.close()
+    answers: list[object] = []
+    checker = threading.Thread(target=lambda: answers.append(versions.current(22)))
+    checker.start()
+    checker.join(10)
+    assert not checker.is_alive()
+    assert answers == [None]
+
+
 def test_under_gevent_many_first_checks_at_once_all_answer(redis_url):
     """64 greenlets ask for a version at once, before the sender exists. Every call takes the
     round trips' lock, which is the native one under gevent; the sender and watchdog are
