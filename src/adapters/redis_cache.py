@@ -100,11 +100,16 @@ class RoundTrips:
         self._wake = threading.Event()
         self._open = _Trip()
         self._out: _Trip | None = None
-        self._sending = False
+        self._sending = False  # both threads run
+        self._sender_started = self._watchdog_started = False
 
     def call(self, *, bumps: Sequence[str] = (), reads: Sequence[str] = ()) -> dict[str, bytes | None]:
         """Send these bumps and reads in the next round trip; the values read, by key.
         Raises RoundTripFailed when that trip fails or takes longer than allowed."""
+        if self._closed:  # also in a child forked after close: no thread would answer
+            raise RoundTripFailed("closed")
+        if not (bumps or reads):
+            return {}
         if not self._sending:
             self._start_threads()
         with self._lock:
@@ -122,20 +127,29 @@ class RoundTrips:
         return trip.answers
 
     def _start_threads(self) -> None:
+        """Each thread once, whatever failed before: two senders would share one connection."""
         with self._starting:
-            if not self._sending:
-                threading.Thread(target=self._send_forever, name="stockade-redis-round-trips", daemon=True).start()
-                threading.Thread(target=self._watch, name="stockade-redis-watchdog", daemon=True).start()
-                self._sending = True
+            try:
+                if not self._sender_started:
+                    threading.Thread(target=self._send_forever, name="stockade-redis-round-trips", daemon=True).start()
+                    self._sender_started = True
+                if not self._watchdog_started:
+                    threading.Thread(target=self._watch, name="stockade-redis-watchdog", daemon=True).start()
+                    self._watchdog_started = True
+            except RuntimeError as exc:  # "can't start new thread"
+                raise RoundTripFailed(f"cannot start the Redis sender: {exc}") from exc
+            self._sending = True
 
     def close(self) -> None:
-        """Stop the threads. The open trip is failed now and stays open, so its callers and
-        any later ones get RoundTripFailed at once instead of waiting for a sender."""
+        """Stop the threads. The open trip and the one out (whose sender may never return) are
+        failed now, so their callers get RoundTripFailed at once; later calls are refused."""
         with self._lock:
             self._closed = True
-            closing = self._open
-        closing.error = RoundTripFailed("closed")
-        closing.done.set()
+            open_trip, out_trip = self._open, self._out
+        for trip in (open_trip, out_trip):
+            if trip is not None and not trip.done.is_set():
+                trip.error = RoundTripFailed("closed")
+                trip.done.set()
         self._wake.set()
         if self._connection is not None:
             self._connection.disconnect()
@@ -144,15 +158,18 @@ class RoundTrips:
         wake, lock = self._wake, self._lock  # a fork replaces them; this thread ends with its process
         while True:
             wake.wait()
+            fresh = _Trip()  # made before the lock: nothing that may collect garbage under it
             with lock:
                 # Cleared before the swap: a caller that adds to the new open trip sets it again.
                 wake.clear()
                 if self._closed:
                     return
-                trip, self._open = self._open, _Trip()
+                trip, self._open = self._open, fresh
                 self._out = trip
             if trip.bumps or trip.reads:
                 self._send(trip)
+            else:  # only a trip whose callers all came with nothing; none does (see call)
+                trip.done.set()
 
     def _send(self, trip: _Trip) -> None:
         bumps, reads = sorted(trip.bumps), sorted(trip.reads)
@@ -165,20 +182,15 @@ class RoundTrips:
             trip.done.set()
 
     def _watch(self) -> None:
-        """Fails the trip out and the open one once their callers have waited `wait_seconds`."""
-        lock = self._lock  # a fork replaces it; this thread ends with its process
+        """Fails the trip out and the open one once their callers have waited `wait_seconds`.
+        No lock: a trip swapped meanwhile is past its deadline all the same."""
         while not self._closed:
             time.sleep(self._wait_seconds / 4)
             now = time.monotonic()
-            with lock:
-                late = [
-                    trip
-                    for trip in (self._out, self._open)
-                    if trip is not None and trip.deadline is not None and trip.deadline < now and not trip.done.is_set()
-                ]
-            for trip in late:
-                trip.error = RoundTripFailed(f"no answer from Redis within {self._wait_seconds}s")
-                trip.done.set()
+            for trip in (self._out, self._open):
+                if trip is not None and trip.deadline is not None and trip.deadline < now and not trip.done.is_set():
+                    trip.error = RoundTripFailed(f"no answer from Redis within {self._wait_seconds}s")
+                    trip.done.set()
 
     def _run(self, bumps: list[str], reads: list[str]) -> list[bytes | None]:
         """One command on the sender's own connection: MGET when the trip only reads (Redis

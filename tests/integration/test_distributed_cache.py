@@ -461,6 +461,70 @@ def test_a_check_after_close_is_refused_at_once(redis_url):
     assert answers == [None]
 
 
+def test_close_frees_the_callers_of_a_trip_whose_sender_is_stuck(redis_url, monkeypatch):
+    """The sender is stuck where no socket timeout reaches, and the watchdog's 10.5 s are far
+    off: close() itself fails the trip out, and a child forked afterwards is refused too."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    stuck = threading.Event()
+    monkeypatch.setattr(RoundTrips, "_run", lambda self, bumps, reads: stuck.wait(30) and [])
+    answers: list[object] = []
+    checker = threading.Thread(target=lambda: answers.append(versions.current(23)))
+    checker.start()
+    deadline = time.monotonic() + 5
+    while versions._trips._out is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    versions.close()
+    checker.join(3)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if versions.current(23) is None else 1)
+    _, status = os.waitpid(pid, 0)
+    stuck.set()
+    assert not checker.is_alive()
+    assert answers == [None]
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_call_with_nothing_to_send_answers_at_once(redis_url):
+    """No trip is made for it, so nothing is left waiting for a trip that is never sent."""
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5)
+    answers: list[object] = []
+    caller = threading.Thread(target=lambda: answers.append(versions._trips.call()))
+    caller.start()
+    caller.join(5)
+    versions.close()
+    assert not caller.is_alive()
+    assert answers == [{}]
+
+
+def test_a_thread_that_failed_to_start_is_started_later_and_the_sender_only_once(redis_url, monkeypatch):
+    """Two senders would share one connection and could read each other's replies."""
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def start_unless_first_watchdog(thread: threading.Thread) -> None:
+        if thread.name == "stockade-redis-watchdog" and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    def senders() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "stockade-redis-round-trips"}
+
+    before = senders()
+    monkeypatch.setattr(threading.Thread, "start", start_unless_first_watchdog)
+    versions = RedisVersions.from_url(redis_url, socket_timeout_seconds=5, breaker_seconds=0)
+    try:
+        assert versions.current(24) is None  # refused: the watchdog did not start
+        versions.bump([24])
+        assert versions.current(24) == generation(redis_url, 24)
+        started = senders() - before
+    finally:
+        versions.close()
+    assert refused == ["stockade-redis-watchdog"]
+    assert len(started) == 1
+
+
 def test_under_gevent_many_first_checks_at_once_all_answer(redis_url):
     """64 greenlets ask for a version at once, before the sender exists. Every call takes the
     round trips' lock, which is the native one under gevent; the sender and watchdog are

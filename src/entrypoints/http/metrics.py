@@ -97,8 +97,9 @@ class Tally:
             threading.Thread(target=self._write_every_interval, name="stockade-metrics-tally", daemon=True).start()
 
     def write(self) -> None:
+        fresh: dict[Callable[[float], None], float] = {}  # made before the brief lock: no collection under it
         with self._lock:
-            sums, self._sums = self._sums, {}
+            sums, self._sums = self._sums, fresh
         for inc, amount in sums.items():
             inc(amount)
 
