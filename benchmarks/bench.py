@@ -9,8 +9,9 @@ the median of the rounds. Each target ratio is the median over the rounds of the
 endpoints' ratio within a round, and each endpoint runs right after the one it is compared
 with (hello, then sold-out and read; the raw purchase, then Stockade's purchases): the VM's
 speed drifts by tens of percent over minutes, and ratios of runs taken minutes apart swung
-by as much (sold-out against hello: 0.50 and 0.63 in two runs of the same commit). Then a flash sale: 200 connections on one product with a stock of
-1000, against Stockade and against the raw one-round-trip purchase, with the books checked.
+by as much (sold-out against hello: 0.50 and 0.63 in two runs of the same commit). Then a
+flash sale: 200 connections on one product with a stock of 1000, against Stockade and
+against the raw one-round-trip purchase, with the books checked.
 
     .venv/bin/python benchmarks/bench.py [--quick] [--seconds 5] [--rounds 4] [--plot PATH]
         [--mysql-url URL] [--redis-url URL]
@@ -800,7 +801,7 @@ def main() -> int:
             if not ep.skipped:
                 ep.probe()
             if ep.skipped:
-                log(f"  skipping {ep.config or 'baseline'}: {ep.label}: {ep.skipped}")
+                log(f"  skipping {ep.config}: {ep.label}: {ep.skipped}")
         started = time.monotonic()
         for round_no in range(1, args.rounds + 1):
             for ep in endpoints:
@@ -817,7 +818,7 @@ def main() -> int:
                 run.round_no = round_no
                 ep.runs.append(run)
                 log(
-                    f"[round {round_no}/{args.rounds}] {ep.config or 'baseline'}: {ep.label}: {run.rps:.0f} req/s, "
+                    f"[round {round_no}/{args.rounds}] {ep.config}: {ep.label}: {run.rps:.0f} req/s, "
                     f"p99 {run.p99:.1f} ms, {_statuses(run.statuses, run.socket_errors)}"
                 )
 

@@ -100,8 +100,7 @@ class RoundTrips:
         self._wake = threading.Event()
         self._open = _Trip()
         self._out: _Trip | None = None
-        self._sending = False  # both threads run
-        self._sender_started = self._watchdog_started = False
+        self._sender_started = self._watchdog_started = False  # the watchdog starts second
 
     def call(self, *, bumps: Sequence[str] = (), reads: Sequence[str] = ()) -> dict[str, bytes | None]:
         """Send these bumps and reads in the next round trip; the values read, by key.
@@ -110,7 +109,7 @@ class RoundTrips:
             raise RoundTripFailed("closed")
         if not (bumps or reads):
             return {}
-        if not self._sending:
+        if not self._watchdog_started:
             self._start_threads()
         with self._lock:
             trip = self._open
@@ -138,7 +137,6 @@ class RoundTrips:
                     self._watchdog_started = True
             except RuntimeError as exc:  # "can't start new thread"
                 raise RoundTripFailed(f"cannot start the Redis sender: {exc}") from exc
-            self._sending = True
 
     def close(self) -> None:
         """Stop the threads. The open trip and the one out (whose sender may never return) are
@@ -166,10 +164,7 @@ class RoundTrips:
                     return
                 trip, self._open = self._open, fresh
                 self._out = trip
-            if trip.bumps or trip.reads:
-                self._send(trip)
-            else:  # only a trip whose callers all came with nothing; none does (see call)
-                trip.done.set()
+            self._send(trip)  # never empty: a call with nothing to send makes no trip
 
     def _send(self, trip: _Trip) -> None:
         bumps, reads = sorted(trip.bumps), sorted(trip.reads)
