@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stockade.adapters.sql.session import _literal
+from stockade.adapters.sql.session import _json_encode, _json_literal, _literal
 from stockade.application.ports import Ref, resolved
 from stockade.domain.model import HoldStatus, OrderStatus
 
@@ -52,6 +52,19 @@ def test_a_literal_is_what_the_driver_writes(driver, value):
 )
 def test_edge_literals_are_what_the_driver_writes(driver, value):
     assert _literal(value) == driver.escape(value)
+
+
+JSON_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.decimals(allow_nan=False, places=2),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(JSON_DATA)
+def test_a_json_parameter_is_written_as_the_driver_escapes_its_text(driver, data):
+    text = _json_encode(data)
+    assert _json_literal(text) == driver.escape(text)
 
 
 def test_resolved_fills_refs_in_nested_values_and_keeps_what_has_none():

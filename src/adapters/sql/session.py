@@ -32,7 +32,7 @@ so statements always reach the database in the order the repositories issued the
 
 Units of work of one process that commit at the same time commit as a group
 (group_commit.py). On MySQL the leader sends every writer's batch in one multi-statement,
-each between a savepoint and its release, with one COMMIT; a conditional write that ends a
+each after a savepoint of its own, with one COMMIT; a conditional write that ends a
 writer's batch is followed by `CALL stockade_keep_if_changed(ROW_COUNT())`, which undoes
 that writer alone when no row changed (see _send_group).
 """
@@ -66,11 +66,12 @@ _GUARD_FAILED = 1242  # ER_SUBQUERY_NO_1_ROW
 #: Ends a committing batch whose last statement is a conditional write: commits when it
 #: changed one row, rolls back otherwise (migration 0007).
 _SETTLE = "CALL stockade_commit_if_changed(ROW_COUNT())"
-#: A writer of a group commit sits between these two; its conditional write is followed by
+#: A writer of a group commit follows this savepoint; its conditional write is followed by
 #: _KEEP, which rolls back to the savepoint when it changed no row (migration 0008), and a
-#: writer whose statement failed is undone by _UNDO before the group goes on.
+#: writer whose statement failed is undone by _UNDO before the group goes on. The next
+#: writer's SAVEPOINT, of the same name, replaces it (MySQL and MariaDB both do so), and the
+#: COMMIT ends the last: no RELEASE, one statement fewer per writer.
 _SAVEPOINT = "SAVEPOINT stockade_writer"
-_RELEASE = "RELEASE SAVEPOINT stockade_writer"
 _KEEP = "CALL stockade_keep_if_changed(ROW_COUNT())"
 _UNDO = "ROLLBACK TO SAVEPOINT stockade_writer"
 #: Error codes from here on are the client's (a lost connection), not a statement's.
@@ -98,9 +99,7 @@ def _returning(stmt: sa.Update, column: sa.Column) -> sa.Update:
     return found[1]
 
 
-_RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, str, list[tuple[str, Any, str]]]] = {}
-#: Marks a bind whose value is a parameter, not a literal of the statement.
-_GIVEN = object()
+_RENDERED: dict[tuple[int, tuple[str, ...]], tuple[sa.Executable, str, list[tuple[str, str]]]] = {}
 #: A bind in the pyformat text PyMySQL's dialect compiles to.
 _BIND = re.compile(r"%\((\w+)\)s")
 
@@ -143,23 +142,41 @@ def _escape(value: Any) -> str:
     return pymysql.converters.escape_item(value, "utf8mb4")
 
 
+def _naive_datetime(value: datetime) -> str:
+    return f"'{value.isoformat(' ')}'" if value.tzinfo is None else _escape(value)
+
+
+#: How each type of a hot-path statement's values is written as an SQL literal, without the
+#: driver's general dispatch; any other type goes through _escape.
+_LITERALS: dict[type, Callable[[Any], str]] = {
+    int: int.__repr__,
+    Decimal: lambda value: format(value, "f"),
+    str: lambda value: f"'{pymysql.converters.escape_string(value)}'",
+    datetime: _naive_datetime,
+    type(None): lambda value: "NULL",
+}
+
+
 def _literal(value: Any) -> str:
-    """`value` as an SQL literal (_escape); the types of every hot-path statement without the
-    driver's general dispatch."""
-    kind = type(value)
-    if kind is int:
-        return str(value)
-    if kind is Decimal:
-        return format(value, "f")
-    if kind is datetime and value.tzinfo is None:
-        return f"'{value.isoformat(' ')}'"
-    if value is None:
-        return "NULL"
-    return _escape(value)
+    """`value` as an SQL literal (_escape)."""
+    write = _LITERALS.get(type(value))
+    return write(value) if write is not None else _escape(value)
+
+
+#: JSON text as a Json parameter is stored: json.dumps(data, default=str), with one encoder
+#: for all (json.dumps builds a new one for every call that passes `default`).
+_json_encode = json.JSONEncoder(default=str).encode
 
 
 def _json_text(data: Any) -> str:
-    return json.dumps(resolved(data), default=str)
+    return _json_encode(resolved(data))
+
+
+def _json_literal(text: str) -> str:
+    """JSON text from _json_encode as an SQL literal, as _escape writes it. That text is
+    printable ASCII (non-ASCII and control characters are escaped as JSON), so of what
+    escape_string escapes only a backslash and both quotes can occur in it."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"') + "'"
 
 
 #: What _json_template looks into: a Ref, or a dict that may hold one.
@@ -490,25 +507,30 @@ class Session:
         the server variables that will hold them."""
         head, binds = self._rendered(stmt, tuple(params))
         parts = [head]
-        for name, literal, text in binds:
-            value = params[name] if literal is _GIVEN else literal
-            kind = type(value)
-            if kind is Ref:
-                parts.append(_literal(value.value) if value.value is not None else self._var(value))
-            elif kind is Json:
-                template, refs = self._json_template(value.data)
-                sets = "".join(f", '{path}', {self._var(ref)}" for path, ref in refs)
-                parts.append(f"JSON_SET({_escape(template)}{sets})" if refs else _escape(template))
-            else:
-                parts.append(_literal(value))
+        for name, text in binds:
+            value = params[name]
+            write = _LITERALS.get(type(value))
+            parts.append(write(value) if write is not None else self._placeholder(value))
             parts.append(text)
         return "".join(parts)
 
-    def _rendered(self, stmt: sa.Executable, keys: tuple[str, ...]) -> tuple[str, list[tuple[str, Any, str]]]:
-        """The statement's MySQL text before its first bind, and for each bind in order: its
-        name, its literal value (_GIVEN: a parameter) and the text after it; compiled once
-        per statement and parameter names (held statements are the repositories'
-        module-level prebuilt ones)."""
+    def _placeholder(self, value: Any) -> str:
+        """A value of a held statement that is not a plain literal: a Ref (its value, or the
+        server variable that will hold it), a Json (its text, Refs set in by JSON_SET)."""
+        kind = type(value)
+        if kind is Ref:
+            return _literal(value.value) if value.value is not None else self._var(value)
+        if kind is Json:
+            template, refs = self._json_template(value.data)
+            sets = "".join(f", '{path}', {self._var(ref)}" for path, ref in refs)
+            return f"JSON_SET({_json_literal(template)}{sets})" if refs else _json_literal(template)
+        return _escape(value)
+
+    def _rendered(self, stmt: sa.Executable, keys: tuple[str, ...]) -> tuple[str, list[tuple[str, str]]]:
+        """The statement's MySQL text before its first parameter, and for each parameter in
+        order: its name and the text after it. The statement's own literals are written into
+        that text. Compiled once per statement and parameter names (held statements are the
+        repositories' module-level prebuilt ones)."""
         cache_key = (id(stmt), keys)
         found = _RENDERED.get(cache_key)
         if found is None or found[0] is not stmt:
@@ -516,12 +538,15 @@ class Session:
             pieces = [
                 text.replace("%%", "%") if i % 2 == 0 else text for i, text in enumerate(_BIND.split(compiled.string))
             ]
-            names = pieces[1::2]
-            binds = [
-                (name, _GIVEN if name in keys else compiled.params[name], text)
-                for name, text in zip(names, pieces[2::2], strict=True)
-            ]
-            found = _RENDERED[cache_key] = (stmt, pieces[0], binds)
+            head, binds = pieces[0], []
+            for name, text in zip(pieces[1::2], pieces[2::2], strict=True):
+                if name in keys:
+                    binds.append((name, text))
+                elif binds:  # a literal of the statement: part of the text around it
+                    binds[-1] = (binds[-1][0], binds[-1][1] + _literal(compiled.params[name]) + text)
+                else:
+                    head += _literal(compiled.params[name]) + text
+            found = _RENDERED[cache_key] = (stmt, head, binds)
         return found[1], found[2]
 
     def _variable(self, ref: Ref) -> str:
@@ -563,7 +588,7 @@ class Session:
                 return {k: walk(v, f'{at}."{k}"') if type(v) in _NESTED else v for k, v in value.items()}
             return value
 
-        return json.dumps(walk(data, path), default=str), refs
+        return _json_encode(walk(data, path)), refs
 
     def _take_batch(self) -> _Batch:
         batch = _Batch(self._held, self._selected, self._products)
@@ -596,8 +621,8 @@ class Session:
             raise ConditionFailed()
 
     def _send_group(self, batches: list[_Batch]) -> list[BaseException | None]:
-        """Send the batches of a group of writers in one transaction, each between a
-        savepoint and its release, with one COMMIT: one round trip, and one more after each
+        """Send the batches of a group of writers in one transaction, each after a savepoint
+        of its own (_SAVEPOINT), with one COMMIT: one round trip, and one more after each
         writer whose statement failed (it is undone, and the writers after it are sent
         again). A writer whose conditional write changed nothing is undone by the server
         (_KEEP) without stopping the others. Each writer's error, or None."""
@@ -612,8 +637,7 @@ class Session:
                 texts = batches[at].statements(_KEEP)
                 statements.append(_SAVEPOINT)
                 statements.extend(texts)
-                statements.append(_RELEASE)
-                owners += [None, *((at, i) for i in range(len(texts))), None]
+                owners += [None, *((at, i) for i in range(len(texts)))]
             statements.append("COMMIT")
             owners.append(None)
 
