@@ -57,6 +57,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from stockade.adapters.off_the_loop import off_the_loop
 from stockade.adapters.sql.engine import MYSQL_DUPLICATE, is_duplicate_key, is_transient
 from stockade.adapters.sql.group_commit import GroupCommit
+from stockade.adapters.sql.mysql_results import results
 from stockade.application.ports import ConditionFailed, Ref, TransientStorageError, resolved
 
 #: Fails ("subquery returns more than 1 row") exactly when the statement before it did not
@@ -238,16 +239,15 @@ class _Batch:
             texts.append("SELECT " + ", ".join(self.selected))
         return texts
 
-    def read(self, index: int, cursor: Any) -> None:
-        """Take what its statement `index` returned (the cursor's current result)."""
+    def read(self, index: int, affected: int, insert_id: int, row: tuple | None) -> None:
+        """Take what its statement `index` returned (mysql_results.results)."""
         if index < len(self.held):
             done = self.held[index]
             if done.reports is not None:
-                done.reports.value = cursor.lastrowid
+                done.reports.value = insert_id
             if done.conditional:
-                self.changed = cursor.rowcount
+                self.changed = affected
         elif index == self.select_at:
-            row = cursor.fetchone()
             assert row is not None, "a SELECT of server variables returns one row"
             for ref, value in zip(self.selected.values(), row, strict=True):
                 ref.value = value
@@ -641,10 +641,10 @@ class Session:
             statements.append("COMMIT")
             owners.append(None)
 
-            def read(index: int, cursor: Any) -> None:
+            def read(index: int, affected: int, insert_id: int, row: tuple | None) -> None:
                 owner = owners[index]
                 if owner is not None:
-                    batches[owner[0]].read(owner[1], cursor)
+                    batches[owner[0]].read(owner[1], affected, insert_id, row)
 
             failure = self._execute(dbapi, statements, read)
             if failure is not None:
@@ -681,29 +681,24 @@ class Session:
         return dbapi
 
     def _execute(
-        self, dbapi: Any, statements: list[str], read: Callable[[int, Any], None]
+        self, dbapi: Any, statements: list[str], read: Callable[[int, int, int, tuple | None], None]
     ) -> tuple[int, pymysql.err.Error] | None:
         """Send `statements` as one multi-statement and `read` each one's result (its index,
-        the cursor at it). None when all of them ran; else the index of the one that failed
-        and its error (the server stops there). Interrupted mid-protocol (a timeout, a
-        cancelled greenlet), the connection's state, and whether a COMMIT ran, are unknown:
-        it is never reused."""
-        cursor = dbapi.cursor()
+        affected rows, insert id and first row). None when all of them ran; else the index
+        of the one that failed and its error (the server stops there). Interrupted
+        mid-protocol (a timeout, a cancelled greenlet), the connection's state, and whether
+        a COMMIT ran, are unknown: it is never reused."""
         index = 0
         try:
-            cursor.execute(";\n".join(statements))
-            while True:
-                read(index, cursor)
+            for affected, insert_id, row in results(dbapi, ";\n".join(statements)):
+                read(index, affected, insert_id, row)
                 index += 1
-                if not cursor.nextset():
-                    return None
         except pymysql.err.Error as exc:
             return index, exc
         except BaseException:
             self.connection().invalidate()
             raise
-        finally:
-            cursor.close()
+        return None
 
     def _rollback_unseen(self, dbapi) -> None:
         try:
