@@ -801,7 +801,7 @@ def main() -> int:
             if not ep.skipped:
                 ep.probe()
             if ep.skipped:
-                log(f"  skipping {ep.config}: {ep.label}: {ep.skipped}")
+                log(f"  skipping {ep.config}: {ep.label}: {ep.skipped}\n  {ep.server.log_tail(10)}")
         started = time.monotonic()
         for round_no in range(1, args.rounds + 1):
             for ep in endpoints:
