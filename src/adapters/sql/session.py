@@ -135,12 +135,16 @@ def _escape(value: Any) -> str:
     with backslash escapes (a batch's connection is put in that mode: _batch_connection); no
     connection needed, so a statement is rendered before its unit of work holds one."""
     if isinstance(value, str):  # str enums too: their value, as the driver writes them
-        return f"'{pymysql.converters.escape_string(value)}'"
+        return _text(value)
     if isinstance(value, bytes | bytearray):
         return f"X'{value.hex()}'"
     if type(value) in (tuple, list, set, frozenset):
         return "(" + ",".join(_escape(item) for item in value) + ")"
     return pymysql.converters.escape_item(value, "utf8mb4")
+
+
+def _text(value: str) -> str:
+    return f"'{pymysql.converters.escape_string(value)}'"
 
 
 def _naive_datetime(value: datetime) -> str:
@@ -152,7 +156,7 @@ def _naive_datetime(value: datetime) -> str:
 _LITERALS: dict[type, Callable[[Any], str]] = {
     int: int.__repr__,
     Decimal: lambda value: format(value, "f"),
-    str: lambda value: f"'{pymysql.converters.escape_string(value)}'",
+    str: _text,
     datetime: _naive_datetime,
     type(None): lambda value: "NULL",
 }
