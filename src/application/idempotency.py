@@ -51,6 +51,9 @@ def answer_once(deps: Deps, key: RequestKey | None, action: Callable[[RequestKey
     except (IdempotencyKeyReused, IdempotencyKeyInFlight):
         raise
     except DomainError as refusal:
+        # An answer now, not an error in flight: without its traceback, whose frames reach
+        # the caller that keeps the answer (a reference cycle for the garbage collector).
+        refusal.__traceback__ = None
         if key is None:
             return Answer(refusal=refusal)
         record = encode_refusal(refusal)

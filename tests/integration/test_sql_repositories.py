@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import threading
@@ -18,7 +19,7 @@ from falcon import testing
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
 from stockade.adapters.sql.migrate import alembic_config
-from stockade.application.commands import PaymentNotification, Purchase
+from stockade.application.commands import PaymentNotification, PlaceHold, Purchase
 from stockade.application.idempotency import request_key
 from stockade.application.payments import handle_payment
 from stockade.application.ports import ConditionFailed, IdempotencyKeyTaken, KeyRecord, resolved
@@ -592,6 +593,34 @@ def test_the_hot_paths_cost_the_fewest_round_trips(cached_shop, wire) -> None:
     wire.clear()
     shop.get_product(gone.id)
     assert wire == [], "a read the memory has costs no round trip"
+
+
+def test_the_hot_paths_leave_nothing_for_the_garbage_collector(cached_shop) -> None:
+    """A request's objects are freed by reference counting as it ends: none is left in a
+    reference cycle (a unit of work and its session, a refusal and its traceback), which only
+    the garbage collector frees, in collections that a purchase would otherwise trigger
+    several times over."""
+    shop = cached_shop
+    plenty = shop.create_product("Plenty", "2.50", 100)
+    gone = shop.create_product("Gone", "2.50", 0)
+
+    def requests(n: int) -> None:
+        assert shop.purchase_once(Purchase(plenty.id, 1), None).result is not None
+        assert shop.purchase_once(Purchase(plenty.id, 1), f"no-garbage-{n}").result is not None
+        assert shop.purchase_once(Purchase(plenty.id, 1, "ann"), None).result is not None
+        assert isinstance(shop.purchase_once(Purchase(gone.id, 1), None).refusal, OutOfStock)
+        assert shop.hold_once(PlaceHold(plenty.id, 1), None).result is not None
+
+    requests(0)  # warm the pools and the statement caches
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(1, 6):
+            requests(n)
+        left = gc.collect()
+    finally:
+        gc.enable()
+    assert left == 0, f"{left} objects of these requests were left for the garbage collector"
 
 
 def test_a_purchase_sends_its_rows_first_and_the_stock_update_last_before_commit(cached_shop, wire) -> None:

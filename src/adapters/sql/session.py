@@ -187,6 +187,21 @@ def _json_literal(text: str) -> str:
 #: What _json_template looks into: a Ref, or a dict that may hold one.
 _NESTED = frozenset({Ref, dict})
 
+
+def _json_template(value: Any, at: str, refs: list[tuple[str, Ref]]) -> Any:
+    """`value` (a Json parameter's data) with each Ref that is still empty replaced by 0, and
+    appended to `refs` with its JSON path (from `at`), for the server to fill in."""
+    if type(value) is Ref:
+        if value.value is not None:
+            return value.value
+        refs.append((at, value))
+        return 0
+    if type(value) is dict:
+        # a leaf's path is built only when it is a Ref: most are plain values
+        return {k: _json_template(v, f'{at}."{k}"', refs) if type(v) in _NESTED else v for k, v in value.items()}
+    return value
+
+
 #: A SQLite writer's statements: each run by calling it with the connection to run on.
 Statements = Callable[[Connection], None]
 
@@ -525,7 +540,8 @@ class Session:
         if kind is Ref:
             return _literal(value.value) if value.value is not None else self._var(value)
         if kind is Json:
-            template, refs = self._json_template(value.data)
+            refs: list[tuple[str, Ref]] = []
+            template = _json_encode(_json_template(value.data, "$", refs))
             sets = "".join(f", '{path}', {self._var(ref)}" for path, ref in refs)
             return f"JSON_SET({_json_literal(template)}{sets})" if refs else _json_literal(template)
         return _escape(value)
@@ -577,22 +593,6 @@ class Session:
                     self._held.insert(at + 1, _Held(f"SET {capture}"))
                 return var
         raise ValueError("a Ref in a held statement must come from a statement held before it")
-
-    def _json_template(self, data: Any, path: str = "$") -> tuple[str, list[tuple[str, Ref]]]:
-        refs: list[tuple[str, Ref]] = []
-
-        def walk(value: Any, at: str) -> Any:
-            if type(value) is Ref:
-                if value.value is not None:
-                    return value.value
-                refs.append((at, value))
-                return 0
-            if type(value) is dict:
-                # a leaf's path is built only when it is a Ref: most are plain values
-                return {k: walk(v, f'{at}."{k}"') if type(v) in _NESTED else v for k, v in value.items()}
-            return value
-
-        return _json_encode(walk(data, path)), refs
 
     def _take_batch(self) -> _Batch:
         batch = _Batch(self._held, self._selected, self._products)
