@@ -47,6 +47,12 @@ WORKER_CONNECTIONS = 1000
 SPARE_FILES = 256
 #: Longest refusal message echoed back (a refused request line can be 8 KiB of anything).
 MAX_MESSAGE = 200
+#: gunicorn settings under which no peer sets the URL scheme (X-Forwarded-Proto and the like)
+#: or SCRIPT_NAME/PATH_INFO by a header: the API builds no URL from them. gunicorn checks
+#: the peer against its trusted proxies (127.0.0.1 by default) on every request, parsing its
+#: address; trusting every peer with an empty set of headers skips that check and trusts
+#: no header (hello-world 5% faster, side by side).
+NO_FORWARDING_HEADERS = {"forwarded_allow_ips": "*", "secure_scheme_headers": {}, "forwarder_headers": ""}
 #: What a client refused by the server layer can do about it, by status.
 REFUSAL_ADVICE = {
     414: "shorten the request line (the path and query string)",
@@ -278,6 +284,7 @@ def serve(
             # gevent worker: the longest wait for a request's line and headers (also between
             # keep-alive requests); a client that dribbles its headers is cut off after it.
             "keepalive": 5,
+            **NO_FORWARDING_HEADERS,
             "graceful_timeout": 20,
             "timeout": 60,
             "accesslog": None,

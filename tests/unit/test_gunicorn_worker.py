@@ -10,7 +10,7 @@ from gunicorn.config import Config
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventWorker
 
-from stockade.entrypoints.gunicorn_app import StockadeWorker
+from stockade.entrypoints.gunicorn_app import NO_FORWARDING_HEADERS, StockadeWorker
 
 
 def test_a_worker_freezes_what_it_built_out_of_garbage_collection(monkeypatch) -> None:
@@ -43,7 +43,7 @@ class _Recording:
         return getattr(self.sock, name)
 
 
-def _serve_one(app, request: bytes) -> tuple[list[bytes], bytes, bool]:
+def _serve_one(app, request: bytes, settings: dict | None = None) -> tuple[list[bytes], bytes, bool]:
     """One request through StockadeWorker.handle_request and gunicorn's own parser and
     response: what each send carried, what the client read, and whether gunicorn ends the
     connection after it (StopIteration)."""
@@ -52,6 +52,8 @@ def _serve_one(app, request: bytes) -> tuple[list[bytes], bytes, bool]:
         client.sendall(request)
         worker = object.__new__(StockadeWorker)
         worker.cfg = Config()
+        for name, value in (settings or {}).items():
+            worker.cfg.set(name, value)
         worker.wsgi = app
         worker.nr, worker.max_requests, worker.alive = 0, 1000, True
         worker.log = Logger(worker.cfg)
@@ -107,3 +109,21 @@ def test_the_last_response_of_a_closing_connection_leaves_too() -> None:
         sent, received, closed = _serve_one(app, closing)
         assert len(sent) == 1 and received == sent[0], sent
         assert closed
+
+
+def test_no_peer_sets_the_scheme_or_the_path_by_a_header() -> None:
+    """Not even a local one, which gunicorn trusts by default: the API builds no URL from
+    them, and gunicorn's check of every peer against its trusted proxies is skipped."""
+    seen: list[tuple[str, str, str]] = []
+
+    def app(environ, start_response):
+        seen.append((environ["wsgi.url_scheme"], environ["SCRIPT_NAME"], environ["PATH_INFO"]))
+        return _app("200 OK", [b"{}"])(environ, start_response)
+
+    forwarded = (
+        b"GET /x HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n"
+        b"SCRIPT-NAME: /elsewhere\r\n\r\n"
+    )
+    _, received, _ = _serve_one(app, forwarded, NO_FORWARDING_HEADERS)
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n"), received  # conflicting scheme headers: no 400
+    assert seen == [("http", "", "/x")]
