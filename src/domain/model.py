@@ -27,8 +27,9 @@ MAX_STOCK = 2**31 - 1
 
 
 def utc_timestamp(moment: datetime) -> str:
-    """A UTC moment as every body shows it: ISO 8601 with microseconds and `Z`."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A UTC moment as every body shows it: ISO 8601 with microseconds and `Z`. (isoformat
+    takes half strftime's time, and writes a year before 1000 with four digits too.)"""
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def money(value: Decimal | int | str) -> Decimal:

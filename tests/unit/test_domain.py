@@ -21,9 +21,17 @@ from stockade.domain.model import (
     decide_payment,
     ensure_hold_usable,
     money,
+    utc_timestamp,
 )
 
 NOW = datetime(2026, 1, 7, 8, 0, tzinfo=timezone.utc)
+
+
+@given(st.datetimes(timezones=st.just(timezone.utc)))
+def test_a_moment_is_shown_as_iso_8601_with_microseconds_and_z(moment: datetime) -> None:
+    shown = utc_timestamp(moment)
+    assert len(shown) == 27 and shown.endswith("Z"), shown  # four-digit year, whatever the year
+    assert datetime.fromisoformat(shown[:-1] + "+00:00") == moment
 
 
 # StockLevels
