@@ -1181,7 +1181,7 @@ def test_a_request_whose_key_is_in_flight_waits_for_the_first_and_then_replays_o
         key = request_key("orders.purchase", headers["Idempotency-Key"], Purchase(pid, 1))
         first = api.shop.deps.uow()
         first.__enter__()
-        first.idempotency.claim(key, api.clock.now())
+        first.idempotency.claim(key, api.clock.now(), encode_refusal(OutOfStock()))
         first.products.get(pid)  # a statement run at once sends what was held: the key is claimed
         responses: list = []
         second = threading.Thread(
@@ -1193,8 +1193,6 @@ def test_a_request_whose_key_is_in_flight_waits_for_the_first_and_then_replays_o
         second.join(0.5)
         assert second.is_alive(), "the second request must wait for the first one's transaction"
         if first_commits:
-            refusal = encode_refusal(OutOfStock())
-            first.idempotency.answer(key, refusal)
             first.commit()
         first.__exit__(None, None, None)
         second.join(30)

@@ -381,13 +381,11 @@ class IdempotencyRepository(Protocol):
     """Idempotency-Key records, kept at least 24 hours; (scope, key) is unique."""
 
     def claim(self, key: RequestKey, now: datetime, answer: dict[str, Any] | None = None) -> None:
-        """Insert the key, in the transaction of the effect it guards (with its answer
-        when it is already known). Raises IdempotencyKeyTaken, now or at commit, when the
-        key is recorded; a concurrent claim of the same key waits for the other
-        transaction to end first."""
-
-    def answer(self, key: RequestKey, answer: dict[str, Any]) -> None:
-        """Store the answer of a key claimed in this transaction."""
+        """Insert the key with its answer, last in the transaction of the effect it guards
+        (the answer may hold Refs to that effect's new rows and reported values). Raises
+        IdempotencyKeyTaken, now or at commit, when the key is recorded: the transaction,
+        effect included, then rolls back. A concurrent claim of the same key waits for the
+        other transaction to end first."""
 
     def find(self, key: RequestKey) -> KeyRecord | None: ...
 

@@ -63,20 +63,21 @@ def transaction(
     """Run `work(uow, now)` in one transaction and commit; again when the storage asks for a
     retry (deadlock, lock wait timeout), which is safe: the whole transaction rolled back.
 
-    With `key`, the Idempotency-Key is claimed first and its answer (`encode(result)`) is
-    stored last, in the same transaction as the effect: both commit or neither does.
+    With `key`, the Idempotency-Key is claimed last, with its answer (`encode(result)`), in
+    the same transaction as the effect: both commit or neither does. A key already recorded
+    rolls the effect back (IdempotencyKeyTaken); one claimed by a transaction still open
+    waits for it. Claimed last, the record needs no second statement to store the answer
+    once the effect is known.
     Returns the result with every Ref replaced by its value.
     """
     for attempt in range(1, attempts + 1):
         now = deps.clock.now()
         try:
             with deps.uow() as uow:
-                if key is not None:
-                    uow.idempotency.claim(key, now)
                 result = work(uow, now)
                 if key is not None:
                     assert encode is not None, "a keyed transaction stores its encoded answer"
-                    uow.idempotency.answer(key, encode(result))
+                    uow.idempotency.claim(key, now, encode(result))
                 uow.commit()
             return resolved(result)
         except TransientStorageError:

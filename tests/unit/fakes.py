@@ -518,9 +518,6 @@ class InMemoryIdempotencyRepository(_Repository):
             raise IdempotencyKeyTaken()
         self.t.idempotency[(key.scope, key.key)] = IdempotencyRow(key.fingerprint, now, _as_stored_json(answer))
 
-    def answer(self, key: RequestKey, answer: dict[str, Any]) -> None:
-        self.t.idempotency[(key.scope, key.key)].answer = _as_stored_json(answer)
-
     def find(self, key: RequestKey) -> KeyRecord | None:
         row = self.t.idempotency.get((key.scope, key.key))
         return None if row is None or row.answer is None else KeyRecord(row.fingerprint, row.answer)

@@ -702,11 +702,6 @@ class SqlPaymentEventRepository(_Repository):
 
 
 _INSERT_KEY = idempotency_keys.insert()
-_ANSWER_KEY = (
-    idempotency_keys.update()
-    .where(idempotency_keys.c.scope == _P("b_scope"), idempotency_keys.c.key_hash == _P("b_key_hash"))
-    .values(answer=_P("b_answer"))
-)
 
 
 class SqlIdempotencyRepository(_Repository):
@@ -725,12 +720,6 @@ class SqlIdempotencyRepository(_Repository):
                 "claimed_at": to_db(now),
             },
             on_duplicate=IdempotencyKeyTaken,
-        )
-
-    def answer(self, key: RequestKey, answer: dict[str, Any]) -> None:
-        # Its own row, inserted by this transaction: nothing else can hold its lock.
-        self.s.must_change_one(
-            _ANSWER_KEY, {"b_scope": key.scope, "b_key_hash": key_hash(key.key), "b_answer": Json(answer)}
         )
 
     def find(self, key: RequestKey) -> KeyRecord | None:
