@@ -649,26 +649,18 @@ def test_a_purchase_sends_its_rows_first_and_the_stock_update_last_before_commit
     assert statements == ["INSERT", "SET", "INSERT", "INSERT", "UPDATE", "CALL"]
 
 
-def test_a_keyed_purchase_stores_its_key_and_answer_with_one_insert_after_the_stock_update(cached_shop) -> None:
+def test_a_keyed_purchase_stores_its_key_and_answer_with_one_insert_after_the_stock_update(
+    cached_shop, monkeypatch
+) -> None:
     """The key's row goes in last, with the answer in it (the order's id and the stock the
     UPDATE reported set in by the server): no claim before the effect, no UPDATE of the
     key's row after it."""
     shop = cached_shop
     plenty = shop.create_product("Plenty", "2.50", 100)
     shop.get_product(plenty.id)
-    statements: list[str] = []
-    import pymysql.connections
-
-    send = pymysql.connections.Connection._execute_command
-
-    def recording(self, command, sql):
-        text = sql.decode() if isinstance(sql, bytes) else str(sql)
-        statements.extend(" ".join(part.split()[:3]).upper() for part in text.split(";\n"))
-        return send(self, command, sql)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pymysql.connections.Connection, "_execute_command", recording)
-        view = shop.purchase_once(Purchase(plenty.id, 1), "one-insert").result
+    sent = _multi_statements(monkeypatch)
+    view = shop.purchase_once(Purchase(plenty.id, 1), "one-insert").result
+    statements = [" ".join(statement.split()[:3]).upper() for command in sent for statement in command]
     keyed = [s for s in statements if "IDEMPOTENCY_KEYS" in s]
     assert keyed == ["INSERT INTO IDEMPOTENCY_KEYS"], statements
     assert statements.index(keyed[0]) > statements.index("UPDATE PRODUCTS SET"), statements
