@@ -19,12 +19,12 @@ from falcon import testing
 from stockade.adapters.clock import FixedClock
 from stockade.adapters.sql import migrate
 from stockade.adapters.sql.migrate import alembic_config
-from stockade.application.commands import PaymentNotification, PlaceHold, Purchase
+from stockade.application.commands import OrderView, PaymentNotification, PlaceHold, Purchase
 from stockade.application.idempotency import request_key
 from stockade.application.payments import handle_payment
 from stockade.application.ports import ConditionFailed, IdempotencyKeyTaken, KeyRecord, resolved
 from stockade.application.records import decode, encode_refusal
-from stockade.domain.errors import HoldExpired, OutOfStock, ProductNotFound
+from stockade.domain.errors import HoldExpired, LimitPerCustomerReached, OutOfStock, ProductNotFound
 from stockade.domain.model import HoldStatus, OrderStatus, PaymentResult, WebhookOutcome
 from stockade.entrypoints.http.app import create_app
 from tests.integration.helpers import count_events, execute, open_services, product_row, rows, scalar
@@ -1057,6 +1057,110 @@ def test_a_lock_wait_timeout_in_a_group_rolls_every_writer_back_and_each_retries
     assert (product_row(engine, free.id).stock, product_row(engine, locked.id).stock) == (9, 9)
     assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :p", p=free.id) == 1
     assert scalar(engine, "SELECT COUNT(*) FROM orders WHERE product_id = :p", p=locked.id) == 1
+    assert shop.check().drifts == ()
+
+
+def _round_trips_of_writers(sent: list[list[str]], writers: int) -> list[list[str]]:
+    """The recorded round trips that carry `writers` writers of a group."""
+    return [s for s in sent if s.count("SAVEPOINT stockade_writer") == writers]
+
+
+@pytest.mark.parametrize("take", ["purchase", "hold"])
+def test_writers_of_a_group_that_take_units_of_one_product_decide_with_one_statement(
+    shop, engine, grouping, monkeypatch, take
+) -> None:
+    """Four takes of one product that commit together: their rows first, then ONE conditional
+    UPDATE for their total quantity, which the server commits only if it changed the row. The
+    row is locked for that statement and the COMMIT only, and the server runs one UPDATE where
+    it ran four. Each purchase is told the stock as the writers before it left it."""
+    product = shop.create_product("Shared", "1.00", 20)
+    sent = _multi_statements(monkeypatch)
+    grouping(4)
+    act = shop.purchase if take == "purchase" else shop.hold
+
+    outcomes = _all_at_once(*[lambda q=q: act(product.id, q) for q in (1, 2, 3, 4)])
+
+    assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+    groups = _round_trips_of_writers(sent, 4)
+    assert len(groups) == 1, sent
+    group = groups[0]
+    updates = [s for s in group if s.startswith("UPDATE products")]
+    assert len(updates) == 1 and group[-2:] == [updates[0], "CALL stockade_commit_if_changed(ROW_COUNT())"], group
+    assert not any("stockade_keep_if_changed" in s for s in group), group
+    row = product_row(engine, product.id)
+    if take == "purchase":
+        assert "LAST_INSERT_ID(products.stock - 10)" in updates[0], updates[0]
+        assert row.stock == 10
+        left = 20
+        for told, quantity in sorted(((o.product.stock, o.order.quantity) for o in outcomes), reverse=True):
+            left -= quantity
+            assert told == left, outcomes
+    else:
+        assert (row.stock, row.reserved) == (20, 10)
+        assert sorted(o.quantity for o in outcomes) == [1, 2, 3, 4]
+    assert shop.check().drifts == ()
+
+
+def test_customers_of_a_limited_product_share_one_take_and_the_one_over_its_limit_is_undone_alone(
+    shop, engine, grouping, monkeypatch
+) -> None:
+    """Purchases with a customer_id grow their customer's claim first, each by a conditional
+    UPDATE whose guard stops the batch when it fails: that writer alone is undone, and the
+    others' units are still taken by one combined UPDATE."""
+    product = shop.create_product("Limited", "1.00", 20, max_per_customer=2)
+    sent = _multi_statements(monkeypatch)
+    grouping(4)
+
+    outcomes = _all_at_once(
+        lambda: shop.purchase(product.id, 2, "ann"),
+        lambda: shop.purchase(product.id, 2, "ann"),
+        lambda: shop.purchase(product.id, 1, "bob"),
+        lambda: shop.purchase(product.id, 1, "cy"),
+    )
+
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], LimitPerCustomerReached), outcomes
+    assert isinstance(outcomes[2], OrderView) and isinstance(outcomes[3], OrderView), outcomes
+    takes = [updates for trip in sent if (updates := [s for s in trip if s.startswith("UPDATE products")])]
+    assert all(len(updates) == 1 for updates in takes), takes
+    assert "LAST_INSERT_ID(products.stock - 4)" in takes[-1][0], takes
+    assert product_row(engine, product.id).stock == 16
+    assert scalar(engine, "SELECT COUNT(*) FROM orders") == 3
+    assert shop.check().drifts == ()
+
+
+@pytest.mark.parametrize("plain_writers_after", [0, 2], ids=["the last combined write", "one before another"])
+def test_a_combined_write_that_asks_for_more_than_is_left_lets_each_writer_decide_alone(
+    shop, engine, grouping, monkeypatch, plain_writers_after
+) -> None:
+    """Four writers ask for 2 units each of a product with 5 left: their combined UPDATE changes
+    nothing, so the group is rolled back, none of its rows stays, and it is sent again with a
+    conditional UPDATE per writer: two are served and two refused. Whether the combined write
+    that lost was the group's last (the server rolls back) or had another after it (its guard
+    stops the batch), the outcome is the same."""
+    scarce = shop.create_product("Scarce", "1.00", 5)
+    plenty = shop.create_product("Plenty", "1.00", 100)  # after the scarce one in the group
+    sent = _multi_statements(monkeypatch)
+    calls = [lambda: shop.purchase(scarce.id, 2)] * 4 + [lambda: shop.purchase(plenty.id, 1)] * plain_writers_after
+    grouping(len(calls))
+
+    outcomes = _all_at_once(*calls)
+
+    served = [o for o in outcomes[:4] if not isinstance(o, Exception)]
+    assert len(served) == 2 and all(isinstance(o, OutOfStock) for o in outcomes[:4] if o not in served), outcomes
+    assert sorted(o.product.stock for o in served) == [1, 3]
+    assert all(not isinstance(o, Exception) for o in outcomes[4:]), outcomes
+    combined, one_by_one = _round_trips_of_writers(sent, len(calls))
+    assert "LAST_INSERT_ID(products.stock - 8)" in combined[-4 if plain_writers_after else -2], combined
+    assert sum(s.startswith("UPDATE products") for s in one_by_one) == len(calls), one_by_one
+    assert (product_row(engine, scarce.id).stock, product_row(engine, plenty.id).stock) == (
+        1,
+        100 - plain_writers_after,
+    )
+    orders = scalar(engine, "SELECT COUNT(*) FROM orders")
+    assert orders == 2 + plain_writers_after
+    assert scalar(engine, "SELECT COUNT(*) FROM outbox") == orders
+    assert count_events(engine, "purchase_created") == orders
     assert shop.check().drifts == ()
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 
 from stockade.adapters.sql.engine import is_duplicate_key
-from stockade.adapters.sql.session import Json, Session, reported
+from stockade.adapters.sql.session import Combine, Json, Session, reported
 from stockade.adapters.sql.tables import (
     customer_claims,
     event_log,
@@ -168,6 +168,9 @@ _TAKE = (
     .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT, products.c.price == _P("b_price"), _SAME_NAME)
     .values(stock=reported(products.c.stock - _P("q")), **_BUMP)
 )
+#: Writers of one group commit that take or reserve units of one product, as the same read of
+#: it showed it, may do so with one statement for their total quantity (session.Combine).
+_SUMMED_QUANTITY = Combine(summed="q", latest="at")
 _RESERVE = (
     products.update()
     .where(_LIVE_PRODUCT, _AVAILABLE, _SAME_LIMIT)
@@ -322,12 +325,14 @@ class SqlProductRepository(_Repository):
             "b_name": product.name,
             "b_limit": product.max_per_customer,
         }
-        return self.s.must_change_one(_TAKE, params, reporting=products.c.stock)
+        return self.s.must_change_one(_TAKE, params, reporting=products.c.stock, combine=_SUMMED_QUANTITY)
 
     def reserve(self, product_id: int, quantity: int, max_per_customer: int | None, now: datetime) -> None:
         self._changed(product_id)
         self.s.must_change_one(
-            _RESERVE, {"b_id": product_id, "q": quantity, "at": to_db(now), "b_limit": max_per_customer}
+            _RESERVE,
+            {"b_id": product_id, "q": quantity, "at": to_db(now), "b_limit": max_per_customer},
+            combine=_SUMMED_QUANTITY,
         )
 
     def unreserve(self, product_id: int, quantity: int, now: datetime) -> None:

@@ -34,7 +34,11 @@ Units of work of one process that commit at the same time commit as a group
 (group_commit.py). On MySQL the leader sends every writer's batch in one multi-statement,
 each after a savepoint of its own, with one COMMIT; a conditional write that ends a
 writer's batch is followed by `CALL stockade_keep_if_changed(ROW_COUNT())`, which undoes
-that writer alone when no row changed (see _send_group).
+that writer alone when no row changed. When every writer of the group ends with a write
+its repository marked combinable (Combine: taking or reserving units of a product), the
+writers that share such a write commit it as one statement for their total, after all of
+their rows; if it changes nothing, the group is rolled back and sent again the first way
+(see _send_group).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ _SETTLE = "CALL stockade_commit_if_changed(ROW_COUNT())"
 #: COMMIT ends the last: no RELEASE, one statement fewer per writer.
 _SAVEPOINT = "SAVEPOINT stockade_writer"
 _KEEP = "CALL stockade_keep_if_changed(ROW_COUNT())"
+#: After a conditional write: stops the batch (an error) unless it changed one row.
+_STOP_UNLESS_CHANGED = f"SET @stockade_guard = ({_GUARD})"
 _UNDO = "ROLLBACK TO SAVEPOINT stockade_writer"
 #: Error codes from here on are the client's (a lost connection), not a statement's.
 _CLIENT_ERRORS = 2000
@@ -206,6 +212,19 @@ def _json_template(value: Any, at: str, refs: list[tuple[str, Ref]]) -> Any:
 Statements = Callable[[Connection], None]
 
 
+@attrs.frozen
+class Combine:
+    """How the writers of one group commit that end with the same conditional write of one
+    row (the same statement, every parameter equal but two) may commit it as ONE statement:
+    `summed` is their parameters added up (the write must then change the row for all of
+    them together, e.g. a stock that covers their total), and `latest` the last writer's
+    value (a timestamp). The value the write reports is taken to fall by each writer's
+    `summed`: each writer is told the value as the writers before it in the group left it."""
+
+    summed: str
+    latest: str
+
+
 @attrs.define
 class _Held:
     sql: str
@@ -219,6 +238,11 @@ class _Held:
     #: with the variables it sets to the write's reported value
     is_guard: bool = False
     captures: list[str] = attrs.Factory(list)
+    #: a conditional write that writers of a group may commit as one (see Combine), with the
+    #: statement and parameters to render that one from
+    combine: Combine | None = None
+    stmt: sa.Executable | None = None
+    params: Mapping[str, Any] | None = None
 
     def text(self) -> str:
         if not self.is_guard:
@@ -278,6 +302,30 @@ class _Batch:
     def lost(self) -> bool:
         """Its conditional write that ends it changed no row (run, and undone by the server)."""
         return self.ends_conditional and self.changed != 1
+
+    @property
+    def combinable(self) -> bool:
+        """It ends with a write that may be combined with other writers' (Combine), and reads
+        nothing back. A conditional write before that one is followed by its guard, which
+        stops the batch at once when it changes nothing: that writer alone is undone."""
+        return self.held[-1].combine is not None and not self.selected
+
+    def combine_key(self) -> tuple:
+        """Writers whose ending writes have equal keys may commit them as one statement."""
+        last = self.held[-1]
+        assert last.combine is not None and last.params is not None
+        fixed = (last.combine.summed, last.combine.latest)
+        return (id(last.stmt), *sorted((k, v) for k, v in last.params.items() if k not in fixed))
+
+    def took(self, reported: int) -> int:
+        """Its ending write was combined and committed, leaving `reported` after this writer:
+        the value as the writers before it left it, which this returns."""
+        last = self.held[-1]
+        assert last.combine is not None and last.params is not None
+        self.changed = 1
+        if last.reports is not None:
+            last.reports.value = reported
+        return reported + last.params[last.combine.summed]
 
 
 class Session:
@@ -375,12 +423,20 @@ class Session:
         self._deferred.append(execute)
         return ref
 
-    def must_change_one(self, stmt: sa.Update, params: Mapping[str, Any], *, reporting: sa.Column | None = None) -> Ref:
+    def must_change_one(
+        self,
+        stmt: sa.Update,
+        params: Mapping[str, Any],
+        *,
+        reporting: sa.Column | None = None,
+        combine: Combine | None = None,
+    ) -> Ref:
         """A conditional write of one row that must change it, else the transaction is void
         (ConditionFailed when it runs, at commit or before a statement run at once). With
         `reporting`, a column the statement sets to `reported(...)`: the returned Ref gets
         its value after the write (RETURNING on SQLite, the OK packet on MySQL); without,
-        the Ref stays empty."""
+        the Ref stays empty. With `combine`, MySQL writers of one group commit that end
+        with it may commit it as one statement (Combine, _send_group)."""
         ref = Ref()
         if not self.batching:
 
@@ -397,6 +453,8 @@ class Session:
             self._deferred.append(execute)
             return ref
         self._hold(stmt, params, conditional=True, reports=None if reporting is None else ref)
+        if combine is not None:
+            self._held[-1].combine, self._held[-1].stmt, self._held[-1].params = combine, stmt, dict(params)
         if reporting is not None and f"{reporting.name}=LAST_INSERT_ID(" not in self._held[-1].sql:
             raise ValueError(f"the statement must set {reporting.name} to reported(...) to report it")
         return ref
@@ -628,8 +686,27 @@ class Session:
         """Send the batches of a group of writers in one transaction, each after a savepoint
         of its own (_SAVEPOINT), with one COMMIT: one round trip, and one more after each
         writer whose statement failed (it is undone, and the writers after it are sent
-        again). A writer whose conditional write changed nothing is undone by the server
-        (_KEEP) without stopping the others. Each writer's error, or None."""
+        again). Each writer's error, or None.
+
+        When every writer ends with a write that may be combined (Combine), those writes go
+        last, one statement for the writers that share it, so that the group locks each row
+        it changes for its last statements only, and the server runs one write where it ran
+        one per writer. When a combined write changes nothing (together they ask for more
+        than is there, or one of them read a price that changed), the group is rolled back
+        and sent again in the layout below, where each writer's write decides for it alone.
+        Otherwise a writer's conditional write that changed nothing is undone by the server
+        (_KEEP) without stopping the others."""
+        if len(batches) > 1 and all(batch.combinable for batch in batches):
+            errors = self._send_writers(batches, combined=True)
+            if errors is not None:
+                return errors
+        errors = self._send_writers(batches, combined=False)
+        assert errors is not None, "only a combined write can lose"
+        return errors
+
+    def _send_writers(self, batches: list[_Batch], *, combined: bool) -> list[BaseException | None] | None:
+        """_send_group in one of its layouts: each writer's error, or None when a combined
+        write changed nothing (the group was rolled back)."""
         errors: list[BaseException | None] = [None] * len(batches)
         dbapi = self._batch_connection()
         start, undo = 0, False
@@ -638,17 +715,31 @@ class Session:
             #: for each statement, the writer and its index among that writer's statements
             owners: list[tuple[int, int] | None] = [None] * len(statements)
             for at in range(start, len(batches)):
-                texts = batches[at].statements(_KEEP)
+                texts = batches[at].statements(None)[:-1] if combined else batches[at].statements(_KEEP)
                 statements.append(_SAVEPOINT)
                 statements.extend(texts)
                 owners += [None, *((at, i) for i in range(len(texts)))]
-            statements.append("COMMIT")
-            owners.append(None)
+            #: each combined write, its writers, and what it reported (row count, reported value)
+            takes: list[tuple[str, list[_Batch], list[int]]] = (
+                [(sql, members, []) for sql, members in self._combined(batches, errors)] if combined else []
+            )
+            #: what each combined write reported, by the index of its statement
+            taken_at: dict[int, list[int]] = {}
+            for number, (sql, _, reported) in enumerate(takes):
+                taken_at[len(statements)] = reported
+                # The last one commits or rolls back; one before it stops the batch unless it changed its row.
+                statements += [sql, _SETTLE if number == len(takes) - 1 else _STOP_UNLESS_CHANGED]
+                owners += [None, None]
+            if not takes:
+                statements.append("COMMIT")
+                owners.append(None)
 
             def read(index: int, affected: int, insert_id: int, row: tuple | None) -> None:
                 owner = owners[index]
                 if owner is not None:
                     batches[owner[0]].read(owner[1], affected, insert_id, row)
+                elif index in taken_at:
+                    taken_at[index].extend((affected, insert_id))
 
             failure = self._execute(dbapi, statements, read)
             if failure is not None:
@@ -657,6 +748,9 @@ class Session:
                 error = self._failure(exc, None if owner is None else batches[owner[0]].failed(owner[1]))
                 error.__cause__ = exc
                 code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+                if index - 1 in taken_at and code == _GUARD_FAILED:  # a combined write changed nothing
+                    self._rollback_unseen(dbapi)
+                    return None
                 # A statement's error undoes that statement only: it is its writer's own, and
                 # the group goes on without that writer. A transient one (deadlock, lock
                 # wait timeout) may have rolled back the whole transaction, and a client's
@@ -668,10 +762,31 @@ class Session:
                     continue
                 self._rollback_unseen(dbapi)
                 return [error if mine is None else mine for mine in errors]
+            for _, members, (changed, left) in takes:
+                if changed != 1:  # the last one, which rolled the group back (_SETTLE)
+                    return None
+                for batch in reversed(members):
+                    left = batch.took(left)
             for at, batch in enumerate(batches):
                 if errors[at] is None and batch.lost():
                     errors[at] = ConditionFailed()
             return errors
+
+    def _combined(self, batches: list[_Batch], errors: list[BaseException | None]) -> list[tuple[str, list[_Batch]]]:
+        """The combined writes of the writers that have not failed, in the order of their
+        first writer (the group's order: by product), each with its writers in group order."""
+        shared: dict[tuple, list[_Batch]] = {}
+        for batch, error in zip(batches, errors, strict=True):
+            if error is None:
+                shared.setdefault(batch.combine_key(), []).append(batch)
+        combined = []
+        for members in shared.values():
+            last = members[-1].held[-1]
+            assert last.combine is not None and last.stmt is not None and last.params is not None
+            summed = last.combine.summed
+            total = sum(member.held[-1].params[summed] for member in members)  # type: ignore[index]
+            combined.append((self._render(last.stmt, {**last.params, summed: total}), members))
+        return combined
 
     def _batch_connection(self) -> Any:
         """The DBAPI connection to send a batch on, in backslash-escapes mode: the batch's
