@@ -1101,6 +1101,37 @@ def test_writers_of_a_group_that_take_units_of_one_product_decide_with_one_state
     assert shop.check().drifts == ()
 
 
+def test_purchases_and_holds_of_one_product_in_one_group_each_share_their_own_statement(
+    shop, engine, grouping, monkeypatch
+) -> None:
+    """Taking and reserving are different writes: a group of both on one product runs one of
+    each, the first followed by its guard, the last by the statement that commits. Together
+    they must fit: each checks what the other left."""
+    product = shop.create_product("Both ways", "1.00", 10)
+    sent = _multi_statements(monkeypatch)
+    grouping(4)
+
+    outcomes = _all_at_once(
+        lambda: shop.purchase(product.id, 1),
+        lambda: shop.hold(product.id, 3),
+        lambda: shop.purchase(product.id, 2),
+        lambda: shop.hold(product.id, 1),
+    )
+
+    assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+    (group,) = _round_trips_of_writers(sent, 4)
+    updates = [at for at, s in enumerate(group) if s.startswith("UPDATE products")]
+    assert len(updates) == 2 and updates[1] == len(group) - 2, group
+    assert group[updates[0] + 1].startswith("SET @stockade_guard"), group
+    row = product_row(engine, product.id)
+    assert (row.stock, row.reserved) == (7, 4)
+    (first, first_quantity), (second, _) = sorted(
+        ((o.product.stock, o.order.quantity) for o in (outcomes[0], outcomes[2])), reverse=True
+    )
+    assert (first, second) == (10 - first_quantity, 7), outcomes  # the holds reserve; they take no stock
+    assert shop.check().drifts == ()
+
+
 def test_customers_of_a_limited_product_share_one_take_and_the_one_over_its_limit_is_undone_alone(
     shop, engine, grouping, monkeypatch
 ) -> None:

@@ -762,9 +762,9 @@ class Session:
                     continue
                 self._rollback_unseen(dbapi)
                 return [error if mine is None else mine for mine in errors]
-            for _, members, (changed, left) in takes:
-                if changed != 1:  # the last one, which rolled the group back (_SETTLE)
-                    return None
+            if any(changed != 1 for _, _, (changed, _) in takes):  # the last one: it rolled the group back
+                return None
+            for _, members, (_, left) in takes:
                 for batch in reversed(members):
                     left = batch.took(left)
             for at, batch in enumerate(batches):
