@@ -13,7 +13,11 @@ goes in one round trip). Each writer is told its own outcome only after that COM
 - a COMMIT that fails fails every writer of the group that had not failed already.
 
 A writer's statements run as they would alone, in one transaction, after every writer before
-it in the group: the group is the same history as those writers one after the other. The
+it in the group: the group is the same history as those writers one after the other. (On
+MySQL the takes of units that end every writer of a group may instead run last, one
+statement per product for all of them: no other statement of those writers touches a product
+row, so the history is still the same, and if the total does not fit, the group is sent
+again the plain way; see session.py.) The
 writer after the group leads the next one. A group takes at most MAX_GROUP writers: queued
 writers hold no connection (session.py), so under a gevent worker hundreds may queue, and one
 transaction of them all would fail all of them on one deadlock or lost connection, and could
