@@ -219,7 +219,13 @@ class Combine:
     `summed` is their parameters added up (the write must then change the row for all of
     them together, e.g. a stock that covers their total), and `latest` the last writer's
     value (a timestamp). The value the write reports is taken to fall by each writer's
-    `summed`: each writer is told the value as the writers before it in the group left it."""
+    `summed`: each writer is told the value as the writers before it in the group left it.
+
+    The combined writes run after every other statement of the group, so a write may be
+    combined only if the writers that end with it change nothing else in its table before
+    it (a purchase and a hold insert rows elsewhere, and grow a customer's claim): moved to
+    the end, it then sees the rows as it would have, and the writes that share one commute
+    whenever their total fits."""
 
     summed: str
     latest: str
