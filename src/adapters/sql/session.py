@@ -79,7 +79,8 @@ _SETTLE = "CALL stockade_commit_if_changed(ROW_COUNT())"
 _SAVEPOINT = "SAVEPOINT stockade_writer"
 _KEEP = "CALL stockade_keep_if_changed(ROW_COUNT())"
 #: After a conditional write: stops the batch (an error) unless it changed one row.
-_STOP_UNLESS_CHANGED = f"SET @stockade_guard = ({_GUARD})"
+_GUARD_ASSIGNMENT = f"@stockade_guard = ({_GUARD})"
+_STOP_UNLESS_CHANGED = f"SET {_GUARD_ASSIGNMENT}"
 _UNDO = "ROLLBACK TO SAVEPOINT stockade_writer"
 #: Error codes from here on are the client's (a lost connection), not a statement's.
 _CLIENT_ERRORS = 2000
@@ -231,6 +232,31 @@ class Combine:
     latest: str
 
 
+@attrs.frozen
+class _Combinable:
+    """A held conditional write that writers of a group may commit as one (Combine), with
+    the statement and parameters to render that one from."""
+
+    how: Combine
+    stmt: sa.Executable
+    params: Mapping[str, Any]
+
+    @property
+    def amount(self) -> int:
+        """This writer's share of the summed parameter."""
+        return self.params[self.how.summed]
+
+    def key(self) -> tuple:
+        """Writers whose ending writes have equal keys may commit them as one statement."""
+        fixed = (self.how.summed, self.how.latest)
+        return (id(self.stmt), *sorted((k, v) for k, v in self.params.items() if k not in fixed))
+
+    def for_total(self, total: int) -> Mapping[str, Any]:
+        """The parameters of the one statement for writers whose amounts add up to `total`
+        (this writer's `latest`: it is the last of them)."""
+        return {**self.params, self.how.summed: total}
+
+
 @attrs.define
 class _Held:
     sql: str
@@ -244,16 +270,13 @@ class _Held:
     #: with the variables it sets to the write's reported value
     is_guard: bool = False
     captures: list[str] = attrs.Factory(list)
-    #: a conditional write that writers of a group may commit as one (see Combine), with the
-    #: statement and parameters to render that one from
-    combine: Combine | None = None
-    stmt: sa.Executable | None = None
-    params: Mapping[str, Any] | None = None
+    #: a conditional write that writers of a group may commit as one (see Combine)
+    combinable: _Combinable | None = None
 
     def text(self) -> str:
         if not self.is_guard:
             return self.sql
-        return "SET " + ", ".join([*self.captures, f"@stockade_guard = ({_GUARD})"])
+        return "SET " + ", ".join([*self.captures, _GUARD_ASSIGNMENT])
 
 
 class _Batch:
@@ -310,28 +333,21 @@ class _Batch:
         return self.ends_conditional and self.changed != 1
 
     @property
-    def combinable(self) -> bool:
-        """It ends with a write that may be combined with other writers' (Combine), and reads
-        nothing back. A conditional write before that one is followed by its guard, which
-        stops the batch at once when it changes nothing: that writer alone is undone."""
-        return self.held[-1].combine is not None and not self.selected
+    def ending(self) -> _Combinable | None:
+        """Its ending write, when that may be combined with other writers' (Combine) and the
+        batch reads nothing back. A conditional write before that one is followed by its
+        guard, which stops the batch at once when it changes nothing: that writer alone is
+        undone."""
+        return None if self.selected else self.held[-1].combinable
 
-    def combine_key(self) -> tuple:
-        """Writers whose ending writes have equal keys may commit them as one statement."""
-        last = self.held[-1]
-        assert last.combine is not None and last.params is not None
-        fixed = (last.combine.summed, last.combine.latest)
-        return (id(last.stmt), *sorted((k, v) for k, v in last.params.items() if k not in fixed))
-
-    def took(self, reported: int) -> int:
-        """Its ending write was combined and committed, leaving `reported` after this writer:
-        the value as the writers before it left it, which this returns."""
-        last = self.held[-1]
-        assert last.combine is not None and last.params is not None
+    def took(self, reported: int, amount: int) -> int:
+        """Its ending write, of `amount`, was combined and committed, leaving `reported`
+        after this writer: the value as the writers before it left it, which this returns."""
         self.changed = 1
-        if last.reports is not None:
-            last.reports.value = reported
-        return reported + last.params[last.combine.summed]
+        reports = self.held[-1].reports
+        if reports is not None:
+            reports.value = reported
+        return reported + amount
 
 
 class Session:
@@ -458,9 +474,8 @@ class Session:
 
             self._deferred.append(execute)
             return ref
-        self._hold(stmt, params, conditional=True, reports=None if reporting is None else ref)
-        if combine is not None:
-            self._held[-1].combine, self._held[-1].stmt, self._held[-1].params = combine, stmt, dict(params)
+        combinable = None if combine is None else _Combinable(combine, stmt, dict(params))
+        self._hold(stmt, params, conditional=True, reports=None if reporting is None else ref, combinable=combinable)
         if reporting is not None and f"{reporting.name}=LAST_INSERT_ID(" not in self._held[-1].sql:
             raise ValueError(f"the statement must set {reporting.name} to reported(...) to report it")
         return ref
@@ -702,7 +717,7 @@ class Session:
         and sent again in the layout below, where each writer's write decides for it alone.
         Otherwise a writer's conditional write that changed nothing is undone by the server
         (_KEEP) without stopping the others."""
-        if len(batches) > 1 and all(batch.combinable for batch in batches):
+        if len(batches) > 1 and all(batch.ending is not None for batch in batches):
             errors = self._send_writers(batches, combined=True)
             if errors is not None:
                 return errors
@@ -726,7 +741,7 @@ class Session:
                 statements.extend(texts)
                 owners += [None, *((at, i) for i in range(len(texts)))]
             #: each combined write, its writers, and what it reported (row count, reported value)
-            takes: list[tuple[str, list[_Batch], list[int]]] = (
+            takes: list[tuple[str, list[tuple[_Batch, _Combinable]], list[int]]] = (
                 [(sql, members, []) for sql, members in self._combined(batches, errors)] if combined else []
             )
             #: what each combined write reported, by the index of its statement
@@ -771,27 +786,29 @@ class Session:
             if any(changed != 1 for _, _, (changed, _) in takes):  # the last one: it rolled the group back
                 return None
             for _, members, (_, left) in takes:
-                for batch in reversed(members):
-                    left = batch.took(left)
+                for batch, ending in reversed(members):
+                    left = batch.took(left, ending.amount)
             for at, batch in enumerate(batches):
                 if errors[at] is None and batch.lost():
                     errors[at] = ConditionFailed()
             return errors
 
-    def _combined(self, batches: list[_Batch], errors: list[BaseException | None]) -> list[tuple[str, list[_Batch]]]:
+    def _combined(
+        self, batches: list[_Batch], errors: list[BaseException | None]
+    ) -> list[tuple[str, list[tuple[_Batch, _Combinable]]]]:
         """The combined writes of the writers that have not failed, in the order of their
-        first writer (the group's order: by product), each with its writers in group order."""
-        shared: dict[tuple, list[_Batch]] = {}
+        first writer (the group's order: by product), each with its writers (and their
+        ending writes) in group order."""
+        shared: dict[tuple, list[tuple[_Batch, _Combinable]]] = {}
         for batch, error in zip(batches, errors, strict=True):
-            if error is None:
-                shared.setdefault(batch.combine_key(), []).append(batch)
+            ending = batch.ending
+            if error is None and ending is not None:
+                shared.setdefault(ending.key(), []).append((batch, ending))
         combined = []
         for members in shared.values():
-            last = members[-1].held[-1]
-            assert last.combine is not None and last.stmt is not None and last.params is not None
-            summed = last.combine.summed
-            total = sum(member.held[-1].params[summed] for member in members)  # type: ignore[index]
-            combined.append((self._render(last.stmt, {**last.params, summed: total}), members))
+            last = members[-1][1]
+            total = sum(ending.amount for _, ending in members)
+            combined.append((self._render(last.stmt, last.for_total(total)), members))
         return combined
 
     def _batch_connection(self) -> Any:
