@@ -14,8 +14,8 @@ from stockade.entrypoints.http.auth import AdminGuard, WebhookSignature
 from stockade.entrypoints.http.buying import OrderActionResource, OrderResource, OrdersResource, TakeUnitsResource
 from stockade.entrypoints.http.errors import handle_domain_error, handle_unexpected, serialize_http_error
 from stockade.entrypoints.http.holds import HoldResource, HoldsResource
-from stockade.entrypoints.http.metrics import Metrics, MetricsMiddleware, MetricsResource
-from stockade.entrypoints.http.observability import RequestIdMiddleware
+from stockade.entrypoints.http.metrics import Metrics, MetricsResource, RequestCounts
+from stockade.entrypoints.http.observability import RequestMiddleware
 from stockade.entrypoints.http.openapi import openapi_document
 from stockade.entrypoints.http.operations import HealthResource, LogsResource, OpenApiResource, ReadyResource
 from stockade.entrypoints.http.products import AdjustmentsResource, ProductResource, ProductsResource
@@ -34,14 +34,14 @@ def create_app(
     """The public API on `shop`. `cors_origins`: the origins a browser may call it from (none: no
     CORS headers at all)."""
     metrics = metrics or Metrics(backlog=shop.backlog)
-    middleware: list[Any] = [RequestIdMiddleware()]  # first in, last out: its log line has the final status
+    # First in, last out: its log line and count have the final status.
+    middleware: list[Any] = [RequestMiddleware(RequestCounts(metrics))]
     if cors_origins:
         middleware.append(
             falcon.CORSMiddleware(
                 allow_origins=list(cors_origins), expose_headers=["ETag", "Idempotent-Replayed", "X-Request-ID"]
             )
         )
-    middleware.append(MetricsMiddleware(metrics))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = False  # /api/products/1/ is not /api/products/1
     app.req_options.keep_blank_qs_values = True  # so that ?limit= is refused, not ignored

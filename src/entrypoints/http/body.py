@@ -16,7 +16,10 @@ MAX_BODY_BYTES = 64 * 1024
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 #: An Idempotency-Key: 1 to 255 visible ASCII characters.
 _IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")
-_NOT_JSON = (b"NaN", b"Infinity")  # accepted by the fast parser, refused by the standard one
+#: Accepted by the fast parser, refused by the standard one. One search, not `token in raw`
+#: per token: bytes.__contains__ first tries its argument as an integer, and raising and
+#: formatting that TypeError cost a sold-out answer 3% of its instructions.
+_NOT_JSON = re.compile(rb"NaN|Infinity")
 
 B = TypeVar("B", bound=RequestBody)
 Q = TypeVar("Q", bound=Query)
@@ -113,7 +116,7 @@ def validated(model: type[B], raw: bytes) -> B:
     goes through the standard library's parser, whose answer stands: 400 for what is not
     JSON, else each field's reasons.
     """
-    if not model.exact_numbers and not any(token in raw for token in _NOT_JSON):
+    if not model.exact_numbers and _NOT_JSON.search(raw) is None:
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
@@ -163,7 +166,7 @@ def path_id(raw: str) -> int:
 
 def idempotency_key(req: falcon.Request) -> str | None:
     """The Idempotency-Key header: 1..255 visible ASCII characters, or 422."""
-    key = req.env.get("HTTP_IDEMPOTENCY_KEY")  # not get_header: see RequestIdMiddleware
+    key = req.env.get("HTTP_IDEMPOTENCY_KEY")  # not get_header: see RequestMiddleware
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):

@@ -74,7 +74,8 @@ class Tally:
         atexit.register(self.write)
 
     def count(self, inc: Callable[[float], None], amount: float = 1.0) -> None:
-        self._start_writer()
+        if not self._writer_started:
+            self._start_writer()
         with self._lock:
             self._sums[inc] = self._sums.get(inc, 0.0) + amount
 
@@ -83,7 +84,8 @@ class Tally:
         and one more on each of `counters` (a request's own counter), under the same lock."""
         total = histogram._sum.inc
         bucket = histogram._buckets[bisect_left(histogram._upper_bounds, seconds)].inc
-        self._start_writer()
+        if not self._writer_started:
+            self._start_writer()
         with self._lock:
             sums = self._sums
             sums[total] = sums.get(total, 0.0) + seconds
@@ -92,9 +94,8 @@ class Tally:
                 sums[inc] = sums.get(inc, 0.0) + 1.0
 
     def _start_writer(self) -> None:
-        if not self._writer_started:
-            self._writer_started = True  # before the start, which may let another caller run
-            threading.Thread(target=self._write_every_interval, name="stockade-metrics-tally", daemon=True).start()
+        self._writer_started = True  # before the start, which may let another caller run
+        threading.Thread(target=self._write_every_interval, name="stockade-metrics-tally", daemon=True).start()
 
     def write(self) -> None:
         fresh: dict[Callable[[float], None], float] = {}  # made before the brief lock: no collection under it
@@ -151,8 +152,8 @@ class Outcomes:
         self._series: dict[str, Callable[[float], None]] = {}
 
     def count(self, req: falcon.Request, outcome: str) -> None:
-        """Counts `outcome` as this request's: MetricsMiddleware tallies it with the request's
-        own count and latency, in one go."""
+        """Counts `outcome` as this request's: RequestCounts tallies it with the request's own
+        count and latency, in one go."""
         inc = self._series.get(outcome)
         if inc is None:
             inc = self._series[outcome] = self.counter.labels(outcome).inc
@@ -208,7 +209,7 @@ class Metrics:
 COUNTED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class MetricsMiddleware:
+class RequestCounts:
     """Counts and times every request, labelled by route template (bounded cardinality).
 
     The labelled series of each (method, route, status) are looked up once and kept: a
@@ -218,25 +219,22 @@ class MetricsMiddleware:
         self.metrics = metrics
         self._series: dict[tuple[str, str, int], tuple[Histogram, Callable[[float], None]]] = {}
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.started = time.perf_counter()
-
-    def process_response(self, req, resp, resource, req_succeeded) -> None:
-        key = (req.method, req.uri_template or "unmatched", resp.status_code)
+    def record(
+        self, method: str, route: str, status: int, seconds: float | None, outcome: Callable[[float], None] | None
+    ) -> None:
+        """One request, its latency (None: refused before it was timed) and the outcome counter
+        an endpoint chose for it (see Outcomes.count)."""
+        key = (method, route, status)
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = self._labelled(*key)
         latency, count_request = series
-        context = req.context
-        started = getattr(context, "started", None)
-        if started is None:  # refused before process_request ran
+        if seconds is None:
             TALLY.count(count_request)
-            return
-        outcome = getattr(context, "outcome", None)  # see Outcomes.count
-        if outcome is None:
-            TALLY.observe(latency, time.perf_counter() - started, count_request)
+        elif outcome is None:
+            TALLY.observe(latency, seconds, count_request)
         else:
-            TALLY.observe(latency, time.perf_counter() - started, count_request, outcome)
+            TALLY.observe(latency, seconds, count_request, outcome)
 
     def _labelled(self, method: str, route: str, status: int) -> tuple[Histogram, Callable[[float], None]]:
         method = method if method in COUNTED_METHODS else "other"
