@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -58,7 +59,14 @@ from stockade.domain.model import (
     WebhookOutcome,
 )
 
+#: Moments converted to or from the database, remembered: a write stores the same few moments
+#: (its `now`, a due time) in several rows, and every read converts the same created_at and
+#: updated_at again. A conversion (astimezone, replace) costs thousands of instructions; a
+#: hit, a hash. Datetimes are immutable, and equal ones (the same instant) convert alike.
+_MOMENTS_KEPT = 1024
 
+
+@functools.lru_cache(maxsize=_MOMENTS_KEPT)
 def to_db(moment: datetime) -> datetime:
     """Stored as naive UTC: DATETIME has no zone on either engine."""
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
@@ -68,6 +76,7 @@ def to_db(moment: datetime) -> datetime:
 def from_db(value: datetime) -> datetime: ...
 @overload
 def from_db(value: None) -> None: ...
+@functools.lru_cache(maxsize=_MOMENTS_KEPT)
 def from_db(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=timezone.utc)
 

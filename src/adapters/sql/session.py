@@ -43,6 +43,7 @@ their rows; if it changes nothing, the group is rolled back and sent again the f
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -154,6 +155,7 @@ def _text(value: str) -> str:
     return f"'{pymysql.converters.escape_string(value)}'"
 
 
+@functools.lru_cache(maxsize=1024)  # a write's `now` is written in several rows; isoformat is slow
 def _naive_datetime(value: datetime) -> str:
     return f"'{value.isoformat(' ')}'" if value.tzinfo is None else _escape(value)
 
