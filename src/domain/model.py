@@ -32,7 +32,8 @@ def utc_timestamp(moment: datetime) -> str:
     """A UTC moment as every body shows it: ISO 8601 with microseconds and `Z`. (isoformat
     takes half strftime's time, and writes a year before 1000 with four digits too.) Kept
     for the moments rendered again and again: an answer shows its `now` twice and a
-    product's created_at and updated_at, and isoformat costs thousands of instructions."""
+    product's created_at and updated_at, and isoformat costs thousands of instructions.
+    Every moment here is UTC: one in another zone would share its UTC instant's entry."""
     return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 

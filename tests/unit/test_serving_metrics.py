@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import falcon
+import falcon.testing
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
+from stockade.application.tracing import request_id
 from stockade.entrypoints.gunicorn_app import _worker_exited, multiprocess_metrics
 from stockade.entrypoints.http.metrics import Tally
+from stockade.entrypoints.http.observability import RequestMiddleware
 
 
 def test_a_folder_made_for_several_workers_is_removed_when_the_server_stops(monkeypatch):
@@ -115,3 +120,24 @@ def test_tallied_counts_are_written_without_a_scrape_within_the_interval():
     while registry.get_sample_value("written_total") != 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert registry.get_sample_value("written_total") == 3
+
+
+def test_a_request_whose_count_fails_still_leaves_no_request_id_behind():
+    """The request id is the context of every log line of its request; a count that raises
+    (a metrics file that cannot be written) must not leave it set for whatever runs next."""
+
+    class FailingCounts:
+        def record(self, *args) -> None:
+            raise OSError("metrics file not writable")
+
+    middleware = RequestMiddleware(FailingCounts())  # type: ignore[arg-type]
+    req = falcon.testing.create_req(path="/healthz", headers={"X-Request-ID": "abc-123"})
+    resp = falcon.Response()
+    middleware.process_request(req, resp)
+    assert request_id.get() == "abc-123"
+
+    with pytest.raises(OSError):
+        middleware.process_response(req, resp, None, True)
+
+    assert request_id.get() is None
+    assert resp.get_header("X-Request-ID") == "abc-123"

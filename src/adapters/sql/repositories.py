@@ -62,7 +62,9 @@ from stockade.domain.model import (
 #: Moments converted to or from the database, remembered: a write stores the same few moments
 #: (its `now`, a due time) in several rows, and every read converts the same created_at and
 #: updated_at again. A conversion (astimezone, replace) costs thousands of instructions; a
-#: hit, a hash. Datetimes are immutable, and equal ones (the same instant) convert alike.
+#: hit, a hash. Datetimes are immutable, and equal ones convert alike as long as every aware
+#: one is in UTC, as every moment here is (the clocks and from_db make them so): an aware
+#: moment in another zone, or a naive pair told apart only by `fold`, would share an entry.
 _MOMENTS_KEPT = 1024
 
 

@@ -155,7 +155,9 @@ def _text(value: str) -> str:
     return f"'{pymysql.converters.escape_string(value)}'"
 
 
-@functools.lru_cache(maxsize=1024)  # a write's `now` is written in several rows; isoformat is slow
+# Remembered: a write's `now` goes into several rows, and isoformat is slow. Values are naive
+# UTC (to_db), so equal ones are written alike (see _MOMENTS_KEPT in repositories.py).
+@functools.lru_cache(maxsize=1024)
 def _naive_datetime(value: datetime) -> str:
     return f"'{value.isoformat(' ')}'" if value.tzinfo is None else _escape(value)
 

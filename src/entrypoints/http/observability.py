@@ -52,7 +52,9 @@ class RequestMiddleware:
             return
         seconds = perf_counter() - received
         rid = context.request_id
-        resp.set_header("X-Request-ID", rid)
-        log_access(req.method, route, status, seconds * 1000, rid)
-        self.counts.record(req.method, route, status, seconds, context.outcome)
-        request_id.reset(context.request_id_token)
+        try:
+            resp.set_header("X-Request-ID", rid)
+            log_access(req.method, route, status, seconds * 1000, rid)
+            self.counts.record(req.method, route, status, seconds, context.outcome)
+        finally:  # a failed count must not leave this greenlet's later lines with this id
+            request_id.reset(context.request_id_token)
